@@ -1,0 +1,46 @@
+"""``bccd company create|set|list``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy import select
+
+from bccd import accounts
+from bccd.cli import render
+from bccd.cli.context import Context
+from bccd.store.models import Company
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("company", help="companies (tenants)")
+    s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = s.add_parser("create", parents=[common], help="create a company")
+    c.add_argument("name")
+    c.add_argument("--slug")
+    c.set_defaults(handler=create)
+    st = s.add_parser("set", parents=[common], help="change a company's settings")
+    st.add_argument("slug")
+    st.add_argument("--create-unknown-contacts", choices=["on", "off"], required=True)
+    st.set_defaults(handler=set_)
+    ls = s.add_parser("list", parents=[common], help="list companies")
+    ls.set_defaults(handler=list_)
+
+
+def create(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        c = accounts.create_company(s, args.name, args.slug)
+        return {"id": c.id, "slug": c.slug, "name": c.name}
+
+
+def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        c = accounts.get_company(s, args.slug)
+        c.create_unknown_contacts = args.create_unknown_contacts == "on"
+        return render.company(c)
+
+
+def list_(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().read() as s:
+        return [render.company(c) for c in s.scalars(select(Company).order_by(Company.id))]

@@ -1,0 +1,83 @@
+"""JSON shapes of the public interface (SPEC §8): one function per entity, shared by the
+CLI and the HTTP API so both speak the same fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bccd.accounts import bcc_address
+from bccd.addresses import entity_bcc_address
+from bccd.config import Settings
+from bccd.store.models import Alternate, Blocked, Company, Item, Person, PersonEmail, User
+
+
+def company(c: Company) -> dict[str, Any]:
+    return {"id": c.id, "slug": c.slug, "name": c.name,
+            "create_unknown_contacts": c.create_unknown_contacts}
+
+
+def user_brief(u: User, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "company": u.company.slug,
+        "admin": u.is_admin,
+        "disabled": u.disabled,
+        "bcc_address": bcc_address(u, settings.smtp.bcc_domain),
+    }
+
+
+def user_full(session: Session, u: User, settings: Settings) -> dict[str, Any]:
+    alts = session.scalars(select(Alternate).where(Alternate.user_id == u.id).order_by(Alternate.id))
+    blocked = session.scalars(select(Blocked.pattern).where(Blocked.user_id == u.id).order_by(Blocked.id))
+    return {
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "company": u.company.slug,
+        "admin": u.is_admin,
+        "disabled": u.disabled,
+        "bcc_address": bcc_address(u, settings.smtp.bcc_domain),
+        "sharing_default": u.sharing_default,
+        "linking_mode": u.linking_mode,
+        "email_links": u.email_links,
+        "alternates": [{"email": a.email, "status": a.status} for a in alts],
+        "blocked": list(blocked),
+    }
+
+
+def person(session: Session, p: Person) -> dict[str, Any]:
+    emails = session.scalars(
+        select(PersonEmail.email).where(PersonEmail.person_id == p.id).order_by(PersonEmail.id)
+    )
+    return {
+        "id": p.id,
+        "name": p.name,
+        "emails": list(emails),
+        "organization_id": p.organization_id,
+        "external_id": p.external_id,
+        "owner_id": p.owner_id,
+        "visible_to": p.visible_to,
+    }
+
+
+def item(i: Item, company_slug: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "kind": i.kind,
+        "title": i.title,
+        "status": i.status,
+        "person_id": i.person_id,
+        "organization_id": i.organization_id,
+        "deal_id": i.deal_id,
+        "external_id": i.external_id,
+        "owner_id": i.owner_id,
+        "visible_to": i.visible_to,
+        "bcc_address": entity_bcc_address(
+            settings.security.secret_key, company_slug, i.kind, i.id, settings.smtp.bcc_domain
+        ),
+    }

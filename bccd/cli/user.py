@@ -1,0 +1,88 @@
+"""``bccd user create|list|show|set|rotate-address|disable|delete``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy import select
+
+from bccd import accounts
+from bccd.cli import render
+from bccd.cli.context import Context
+from bccd.store.models import User
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("user", help="users and their Smart Bcc addresses")
+    s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = s.add_parser("create", parents=[common], help="create a user")
+    c.add_argument("email")
+    c.add_argument("--company", required=True, metavar="SLUG")
+    c.add_argument("--name", default="")
+    c.add_argument("--admin", action="store_true")
+    c.set_defaults(handler=create)
+    ls = s.add_parser("list", parents=[common], help="list users")
+    ls.add_argument("--company", metavar="SLUG")
+    ls.set_defaults(handler=list_)
+    sh = s.add_parser("show", parents=[common], help="show a user")
+    sh.add_argument("email")
+    sh.set_defaults(handler=show)
+    st = s.add_parser("set", parents=[common], help="change a user's settings")
+    st.add_argument("email")
+    st.add_argument("--sharing", choices=accounts.SHARING)
+    st.add_argument("--linking", choices=accounts.LINKING)
+    st.add_argument("--email-links", choices=accounts.EMAIL_LINKS)
+    st.set_defaults(handler=set_)
+    r = s.add_parser("rotate-address", parents=[common], help="new Smart Bcc address")
+    r.add_argument("email")
+    r.set_defaults(handler=rotate)
+    d = s.add_parser("disable", parents=[common], help="disable a user")
+    d.add_argument("email")
+    d.set_defaults(handler=disable)
+
+
+def create(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        company = accounts.get_company(s, args.company)
+        new = accounts.create_user(s, args.email, company, name=args.name, admin=args.admin)
+        return {
+            "id": new.user.id,
+            "email": new.user.email,
+            "bcc_address": accounts.bcc_address(new.user, ctx.settings.smtp.bcc_domain),
+            "api_token": new.api_token,
+        }
+
+
+def list_(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().read() as s:
+        q = select(User).order_by(User.id)
+        if args.company:
+            q = q.where(User.company_id == accounts.get_company(s, args.company).id)
+        return [render.user_brief(u, ctx.settings) for u in s.scalars(q)]
+
+
+def show(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().read() as s:
+        return render.user_full(s, accounts.get_user(s, args.email), ctx.settings)
+
+
+def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        u = accounts.get_user(s, args.email)
+        accounts.set_user(s, u, sharing=args.sharing, linking=args.linking, email_links=args.email_links)
+        return render.user_full(s, u, ctx.settings)
+
+
+def rotate(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        u = accounts.get_user(s, args.email)
+        accounts.rotate_address(s, u)
+        return {"bcc_address": accounts.bcc_address(u, ctx.settings.smtp.bcc_domain)}
+
+
+def disable(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        u = accounts.get_user(s, args.email)
+        u.disabled = True
+        return {"email": u.email, "disabled": True}

@@ -1,0 +1,1 @@
+"""Storage: engine and transactions (db), typed models, blobs."""
