@@ -1,0 +1,251 @@
+"""The mailbox poller: keeps every IMAP account in sync (SPEC §7).
+
+:func:`run_poller` takes the settings, the database, the ingest sink and a stop event and
+returns when ``stop`` is set (after closing its connections). One task per account
+(active or paused, of an enabled user); the account list is re-read periodically, so
+accounts added with ``bccd imap add`` are picked up while ``bccd serve`` runs.
+
+Per account: connect, sync every planned folder (:mod:`bccd.imap.sync`), then wait for the
+next pass ``imap.poll_interval`` later — in IDLE on INBOX where the server offers it, so
+new mail is synced within seconds (a wake-up runs an incremental pass of all planned
+folders: with ``\\All`` the new message is there too). A connection is reused for up to
+``MAX_SESSION`` and then renewed (OAuth tokens are refreshed on reconnect).
+
+Failure: an account that fails (login refused, untrusted certificate, host down, ingest
+temporarily failing) is *paused* with its one-line reason (``imap list`` shows it) and
+retried with exponential back-off from ``imap.poll_interval`` (1×, 2×, 4× … up to 6 h);
+a success makes it active again. A failing account never stops the others; an
+unexpected exception is logged with its traceback and treated the same way.
+
+:func:`sync_once` runs one pass over the chosen accounts (``bccd imap sync --once``),
+recording the same success/failure state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+
+from bccd.config import Settings
+from bccd.crypto import SecretBox
+from bccd.errors import BccdError
+from bccd.imap.accounts import get_account, mark_failure, mark_success, syncable_account_ids
+from bccd.imap.client import AsyncImap, ImapFailure, connect_account
+from bccd.imap.sync import AccountResult, IngestSink, Progress, sync_account
+from bccd.log import get_logger
+from bccd.store.db import Database
+from bccd.store.models import utcnow
+
+log = get_logger("bccd.imap.poller")
+
+IDLE_FOLDER = "INBOX"
+IDLE_MAX = 25 * 60.0  # RFC 2177: re-issue IDLE well within 29 minutes
+MAX_SESSION = 30 * 60.0  # reconnect after this long (fresh OAuth token, no stale socket)
+ACCOUNT_REFRESH = 30.0  # how often the account list is re-read
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0 or stop.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    exists: bool
+    wait: float  # seconds until the next attempt (0 = now)
+
+
+def _due(db: Database, account_id: int) -> _Due:
+    with db.read() as session:
+        try:
+            row = get_account(session, account_id)
+        except BccdError:
+            return _Due(False, 0)
+        if row.state == "disabled":
+            return _Due(False, 0)
+        if row.next_attempt_at is None:
+            return _Due(True, 0)
+        return _Due(True, max(0.0, (row.next_attempt_at - utcnow()).total_seconds()))
+
+
+async def _record_failure(settings: Settings, db: Database, account_id: int, reason: str) -> None:
+    def write() -> dt.datetime | None:
+        with db.transaction() as session:
+            return mark_failure(session, account_id, reason, poll_interval=settings.imap.poll_interval)
+
+    retry_at = await db.run(write)
+    log.warning("imap_account_paused", account=account_id, reason=reason, retry_at=retry_at)
+
+
+async def _record_success(db: Database, account_id: int) -> None:
+    def write() -> None:
+        with db.transaction() as session:
+            mark_success(session, account_id)
+
+    await db.run(write)
+
+
+def _failure_reason(exc: BaseException, account_id: int) -> str:
+    if isinstance(exc, ImapFailure):
+        return exc.reason
+    if isinstance(exc, BccdError):  # SecretError, NotFound
+        return str(exc)
+    log.error("imap_account_error", account=account_id, exc_info=exc)
+    return f"unexpected error: {type(exc).__name__}"
+
+
+async def sync_account_once(
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    account_id: int,
+    *,
+    box: SecretBox | None = None,
+    progress: Progress | None = None,
+) -> AccountResult:
+    """Connect, sync every planned folder once, record success or pause with the reason."""
+    box = box or SecretBox(settings.secret_keys)
+    result = AccountResult(account_id)
+    imap: AsyncImap | None = None
+    labelled: Progress | None = None
+    if progress is not None:
+        outer = progress
+
+        def labelled(folder: str, done: int, total: int) -> None:
+            outer(f"#{account_id} {folder}", done, total)
+
+    try:
+        account, imap = await connect_account(db, box, account_id)
+        await sync_account(imap, db, sink, account, settings, progress=labelled, result=result)
+    except Exception as exc:
+        result.error = _failure_reason(exc, account_id)
+        await _record_failure(settings, db, account_id, result.error)
+    else:
+        await _record_success(db, account_id)
+        log.info("imap_account_synced", account=account_id, stored=result.stored)
+    finally:
+        if imap is not None:
+            await imap.close()
+    return result
+
+
+async def sync_once(
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    *,
+    account_ids: list[int] | None = None,
+    progress: Progress | None = None,
+) -> list[AccountResult]:
+    """One pass over ``account_ids`` (default: every active or paused account)."""
+    box = SecretBox(settings.secret_keys)
+    if account_ids is None:
+
+        def ids() -> list[int]:
+            with db.read() as session:
+                return syncable_account_ids(session)
+
+        account_ids = await db.run(ids)
+    results = []
+    for account_id in account_ids:
+        results.append(await sync_account_once(settings, db, sink, account_id, box=box, progress=progress))
+    return results
+
+
+async def _account_loop(
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    box: SecretBox,
+    account_id: int,
+    stop: asyncio.Event,
+    cancel: threading.Event,
+) -> None:
+    interval = float(settings.imap.poll_interval) or 1.0
+    while not stop.is_set() and not cancel.is_set():
+        due = await db.run(_due, db, account_id)
+        if not due.exists:
+            return
+        if due.wait > 0:
+            await _wait(stop, min(due.wait, ACCOUNT_REFRESH))
+            continue
+        imap: AsyncImap | None = None
+        try:
+            account, imap = await connect_account(db, box, account_id)
+            session_end = time.monotonic() + MAX_SESSION
+            can_idle = imap.has("IDLE")
+            while not stop.is_set() and not cancel.is_set():
+                result = await sync_account(imap, db, sink, account, settings)
+                await _record_success(db, account_id)
+                if result.stored:
+                    log.info("imap_account_synced", account=account_id, stored=result.stored)
+                deadline = time.monotonic() + interval
+                while not (stop.is_set() or cancel.is_set()) and (left := deadline - time.monotonic()) > 0:
+                    if not can_idle:
+                        await _wait(stop, left)
+                        continue
+                    await imap.select(IDLE_FOLDER, readonly=True)
+                    if await imap.idle_wait(min(left, IDLE_MAX), cancel):
+                        log.debug("imap_idle_wakeup", account=account_id)
+                        break
+                if time.monotonic() >= session_end:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await _record_failure(settings, db, account_id, _failure_reason(exc, account_id))
+        finally:
+            if imap is not None:
+                await imap.close()
+
+
+async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: asyncio.Event) -> None:
+    """Keep all accounts in sync until ``stop`` is set."""
+    box = SecretBox(settings.secret_keys)
+    tasks: dict[int, asyncio.Task[None]] = {}
+    cancels: dict[int, threading.Event] = {}
+    refresh = min(ACCOUNT_REFRESH, float(settings.imap.poll_interval) or 1.0)
+
+    def ids() -> list[int]:
+        with db.read() as session:
+            return syncable_account_ids(session)
+
+    log.info("imap_poller_started", poll_interval=settings.imap.poll_interval)
+    try:
+        while not stop.is_set():
+            try:
+                wanted = set(await db.run(ids))
+            except Exception:
+                log.exception("imap_poller_accounts_failed")
+                wanted = set(tasks)
+            for account_id, task in list(tasks.items()):
+                if task.done() or account_id not in wanted:
+                    cancels.pop(account_id).set()
+                    task.cancel()
+                    del tasks[account_id]
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        log.error(
+                            "imap_account_task_failed",
+                            account=account_id,
+                            exc_info=task.exception(),
+                        )
+            for account_id in sorted(wanted - tasks.keys()):
+                cancels[account_id] = threading.Event()
+                tasks[account_id] = asyncio.create_task(
+                    _account_loop(settings, db, sink, box, account_id, stop, cancels[account_id]),
+                    name=f"imap-account-{account_id}",
+                )
+            await _wait(stop, refresh)
+    finally:
+        for ev in cancels.values():
+            ev.set()
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        log.info("imap_poller_stopped")

@@ -1,0 +1,192 @@
+"""``bccd imap add|list|sync --once`` end to end against Dovecot (in-process CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bccd.cli import main
+from tests.integration.imap.helpers import RecordingSink, make_message
+from tests.support.dovecot import Dovecot
+
+BOB = "Bob Client <bob@client.test>"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    conf = tmp_path / "bccd.toml"
+    conf.write_text(
+        f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[security]\nsecret_key = "cli-test-key"\n'
+        '[auth]\nmode = "off"\n'
+        "[imap]\nbatch_size = 2\n"
+    )
+    if os.environ.get("BCCD_TEST_IMAP_SINK") == "fake":
+        import bccd.cli.imap as cli_imap
+
+        monkeypatch.setattr(cli_imap, "_sink", lambda ctx: RecordingSink(ctx.database()))
+
+    def run(*argv: str) -> tuple[int, Any, str]:
+        try:
+            code = main(["--config", str(conf), *argv])
+        except SystemExit as exc:  # usage errors exit from argparse
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        try:
+            data = json.loads(out) if out.strip() else None
+        except json.JSONDecodeError:
+            data = out
+        return code, data, err
+
+    run.data_dir = tmp_path / "data"  # type: ignore[attr-defined]
+    return run
+
+
+def test_add_list_sync_once(cli: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
+    assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
+    user = dovecot.add_user("cli-user", "cli-Pa55word")
+    for i in range(3):
+        dovecot.append(user, make_message(BOB, "alice@acme.test", message_id=f"<cli{i}@x.test>"))
+    monkeypatch.setenv("IMAP_PW", "cli-Pa55word")
+    monkeypatch.setenv("BAD_PW", "not-the-password")
+
+    code, data, err = cli(
+        "imap",
+        "add",
+        "alice@acme.test",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(dovecot.port),
+        "--security",
+        "starttls",
+        "--username",
+        user,
+        "--password-env",
+        "IMAP_PW",
+        "--ca-file",
+        dovecot.ca_file,
+        "--folders",
+        "INBOX,\\Sent",
+        "--on-archive",
+        "archive",
+        "--json",
+    )
+    assert (code, data) == (0, {"id": 1}), err
+    code, data, err = cli(
+        "imap",
+        "add",
+        "alice@acme.test",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(dovecot.ssl_port),
+        "--username",
+        user,
+        "--password-env",
+        "BAD_PW",
+        "--ca-file",
+        dovecot.ca_file,
+        "--json",
+    )
+    assert (code, data) == (0, {"id": 2}), err
+
+    code, data, err = cli("imap", "sync", "--once", "--json")
+    assert code == 1
+    assert err.count("bccd: error: account 2: login to 127.0.0.1:") == 1
+    by_id = {r["account"]: r for r in data}
+    assert by_id[1]["ok"] is True and by_id[1]["stored"] == 3
+    assert by_id[2]["ok"] is False and "refused" in by_id[2]["error"]
+
+    code, data, _ = cli("imap", "list", "--json")
+    assert code == 0
+    rows = {r["id"]: r for r in data}
+    assert rows[1]["state"] == "active" and rows[1]["folders"] == ["INBOX", "\\Sent"]
+    assert rows[1]["security"] == "starttls" and rows[1]["on_archive"] == "archive"
+    assert rows[2]["state"] == "paused" and "AUTHENTICATIONFAILED" in rows[2]["reason"]
+    assert rows[2]["folders"] == "all"
+    assert rows[2]["reason"].endswith("refused: [AUTHENTICATIONFAILED] Authentication failed.")
+    assert "Pa55word" not in json.dumps(data) and "not-the-password" not in json.dumps(data)
+
+    code, data, _ = cli("imap", "sync", "--account", "1", "--once", "--json")
+    assert code == 0 and data[0]["stored"] == 0
+
+    # credentials are encrypted at rest: no plaintext password anywhere in the database
+    for f in cli.data_dir.glob("bccd.sqlite3*"):
+        blob = f.read_bytes()
+        assert b"cli-Pa55word" not in blob and b"not-the-password" not in blob
+
+
+def test_add_refuses_bad_input(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("company", "create", "Acme", "--slug", "acme")
+    cli("user", "create", "alice@acme.test", "--company", "acme")
+    monkeypatch.delenv("NOPE", raising=False)
+    code, _, err = cli(
+        "imap", "add", "alice@acme.test", "--host", "h", "--username", "u", "--password-env", "NOPE"
+    )
+    assert code == 1 and "environment variable NOPE" in err
+    monkeypatch.setenv("PW", "x")
+    code, _, err = cli(
+        "imap", "add", "nobody@acme.test", "--host", "h", "--username", "u", "--password-env", "PW"
+    )
+    assert code == 1 and "no user nobody@acme.test" in err
+    code, _, err = cli(
+        "imap",
+        "add",
+        "alice@acme.test",
+        "--host",
+        "h",
+        "--username",
+        "u",
+        "--password-env",
+        "PW",
+        "--ca-file",
+        "/nonexistent.pem",
+    )
+    assert code == 1 and "--ca-file" in err
+    monkeypatch.setenv("RT", "refresh")
+    code, _, err = cli(
+        "imap",
+        "add",
+        "alice@acme.test",
+        "--host",
+        "h",
+        "--username",
+        "u",
+        "--oauth2",
+        "--oauth2-token-url",
+        "http://oauth.example/token",
+        "--oauth2-client-id",
+        "cid",
+        "--oauth2-refresh-token-env",
+        "RT",
+    )
+    assert code == 1 and "https" in err
+    code, _, err = cli("imap", "add", "alice@acme.test", "--host", "h", "--username", "u")
+    assert code == 2
+    code, data, _ = cli(
+        "imap",
+        "add",
+        "alice@acme.test",
+        "--host",
+        "imap.example",
+        "--username",
+        "u",
+        "--oauth2",
+        "--oauth2-token-url",
+        "https://oauth.example/token",
+        "--oauth2-client-id",
+        "cid",
+        "--oauth2-refresh-token-env",
+        "RT",
+        "--json",
+    )
+    assert code == 0 and data == {"id": 1}
+    code, data, _ = cli("imap", "list", "--json")
+    assert data[0]["auth"] == "xoauth2" and data[0]["port"] == 993
+    assert "refresh" not in json.dumps(data)

@@ -1,0 +1,120 @@
+"""The poller: a failing account is paused with its reason and retried with back-off while
+the others keep syncing; IDLE brings new mail in without waiting for the poll interval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from bccd.config import Settings
+from bccd.imap.poller import run_poller
+from bccd.imap.sync import IngestSink
+from bccd.store.db import Database
+from bccd.store.models import ImapAccount
+from tests.integration.imap.conftest import USER_EMAIL, BccdUser
+from tests.integration.imap.helpers import make_message, stored, wait_for
+from tests.support.dovecot import Dovecot
+
+BOB = "Bob Client <bob@client.test>"
+
+
+def _row(db: Database, account_id: int) -> ImapAccount:
+    with db.read() as s:
+        row = s.get(ImapAccount, account_id)
+        assert row is not None
+        return row
+
+
+async def test_wrong_password_paused_other_account_keeps_syncing_and_idle(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    bccd_user: BccdUser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good_user = dovecot.add_user("poll-good", "good-pw")
+    bad_user = dovecot.add_user("poll-bad", "right-pw")
+    dovecot.append(good_user, make_message(BOB, USER_EMAIL, message_id="<g1@client.test>"))
+    dovecot.append(bad_user, make_message(BOB, USER_EMAIL, message_id="<b1@client.test>"))
+    bad = add_account(dovecot, bad_user, password="WRONG-pw-1234")
+    good = add_account(dovecot, good_user)
+    # a long poll interval: the second message can only arrive this fast through IDLE
+    slow = settings.model_copy(update={"imap": settings.imap.model_copy(update={"poll_interval": 60})})
+    stop = asyncio.Event()
+    caplog.set_level(logging.DEBUG)
+    task = asyncio.create_task(run_poller(slow, db, sink, stop))
+    try:
+        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1)
+        await wait_for(lambda: _row(db, bad).state == "paused")
+        row = _row(db, bad)
+        assert row.state_reason.startswith("login to 127.0.0.1:")
+        assert "refused" in row.state_reason and "AUTHENTICATIONFAILED" in row.state_reason
+        assert row.failures == 1 and row.next_attempt_at is not None
+        assert _row(db, good).state == "active"
+
+        await asyncio.sleep(0.5)  # the good account is now idling on INBOX
+        dovecot.append(good_user, make_message(BOB, USER_EMAIL, message_id="<g2@client.test>"))
+        await wait_for(lambda: len(stored(db, bccd_user.id)) == 2, timeout=8)
+        assert sorted(m["message_id"] for m in stored(db, bccd_user.id)) == [
+            "g1@client.test",
+            "g2@client.test",
+        ]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert "WRONG-pw-1234" not in caplog.text
+    assert "good-pw" not in caplog.text
+
+
+async def test_paused_account_is_retried_with_backoff_and_recovers(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    bccd_user: BccdUser,
+) -> None:
+    """poll_interval is 1 s: the retries come 1 s, 2 s … apart; fixing the password (here:
+    creating the user the account logs in as) makes the account active again."""
+    account = add_account(dovecot, "late-user", password="pw-late")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_poller(settings, db, sink, stop))
+    try:
+        await wait_for(lambda: _row(db, account).failures >= 1)
+        first = _row(db, account)
+        assert first.state == "paused" and first.next_attempt_at is not None
+        dovecot.add_user("late-user", "pw-late")
+        dovecot.append("late-user", make_message(BOB, USER_EMAIL, message_id="<late@client.test>"))
+        await wait_for(lambda: _row(db, account).state == "active", timeout=10)
+        row = _row(db, account)
+        assert row.failures == 0 and row.state_reason == "" and row.next_attempt_at is None
+        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_poller_picks_up_accounts_added_while_running(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    bccd_user: BccdUser,
+) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_poller(settings, db, sink, stop))
+    try:
+        await asyncio.sleep(0.2)
+        user = dovecot.add_user("added-later", "pw")
+        dovecot.append(user, make_message(BOB, USER_EMAIL, message_id="<later@client.test>"))
+        add_account(dovecot, user)
+        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1, timeout=8)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
