@@ -1,0 +1,43 @@
+"""The authenticity verdict one message gets (SPEC §4.2), stored with the message."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class DnsTempError(Exception):
+    """DNS could not answer (timeout, SERVFAIL, no nameserver): the decision is postponed.
+
+    Deliberately *not* a ``dkim.DKIMException``, so dkimpy does not swallow it as a failed
+    signature.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class AuthVerdict:
+    dkim: str = "none"            # pass | fail | none | temperror | permerror | policy
+    spf: str = "none"             # pass | fail | softfail | neutral | none | temperror | permerror
+    dmarc: str = "none"           # pass | fail | none
+    arc: str = "none"             # pass | fail | none | temperror (recorded, not a policy input)
+    dkim_domains: tuple[str, ...] = ()   # d= of the passing signatures
+    spf_domain: str = ""
+    header_from_domain: str = ""
+    policy: str = ""              # p= of the DMARC record, when there is one
+    verdict: str = "none"         # pass | fail | skipped (auth.mode = off)
+    reason: str = ""              # the full reason, for logs and the rejections list
+    summary: str = ""             # one short line for the SMTP reply (fixed phrases only)
+    results_header: str = ""      # RFC 8601 Authentication-Results value
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in ("pass", "skipped")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dkim_domains"] = list(self.dkim_domains)
+        return d
+
+
+SKIPPED = AuthVerdict(verdict="skipped", reason="auth.mode = off")

@@ -1,0 +1,368 @@
+"""Bounded MIME parsing: raw bytes in, a ``Parsed`` record out — or a refusal.
+
+Takes the raw message exactly as received (it is stored byte-for-byte elsewhere) and
+extracts what linking and display need: ids for threading and dedup, the From header
+value(s) (judged strictly by ``bccd.auth.sender``), counterpart addresses, decoded
+subject and date, text and HTML bodies, attachments.
+
+Limits (SPEC §5.1): header block over ``max_header_size`` → ``HeaderTooBig`` (552 5.3.4);
+more than ``MAX_PARTS`` MIME parts or nesting deeper than ``MAX_DEPTH`` →
+``TooComplex`` (554 5.6.0). Everything else that is malformed is parsed leniently: a
+broken header, charset or transfer encoding degrades that field, never the message.
+This function is CPU work: callers run it off the event loop, under a time budget.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.header
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.headerregistry import HeaderRegistry
+from email.message import Message
+
+from bccd.addresses import try_normalize_email
+from bccd.ingest.outcome import HeaderTooBig, TooComplex
+
+MAX_PARTS = 2000
+MAX_DEPTH = 40
+MAX_ADDRESSES = 1000        # counterpart addresses kept per message
+MAX_HEADER_VALUE = 256 * 1024
+MAX_REFS = 100
+MAX_TEXT = 2 * 1024 * 1024  # characters of extracted text / html kept for display
+
+_MSGID_RE = re.compile(rb"<([^<>\s\x00]{1,900})>")
+_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+_registry = HeaderRegistry()
+TRACE_HEADERS = frozenset(
+    {"received", "return-path", "delivered-to", "x-original-to", "authentication-results",
+     "arc-seal", "arc-message-signature", "arc-authentication-results", "received-spf",
+     "x-received", "x-gm-message-state", "x-google-smtp-source"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Addr:
+    email: str   # normalized
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentPart:
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None
+    inline: bool
+
+
+@dataclass(slots=True)
+class Parsed:
+    message_id: str | None
+    in_reply_to: list[str]
+    references: list[str]
+    from_values: list[str]          # every From header, unfolded, as text
+    sender_value: str | None
+    to: list[Addr]
+    cc: list[Addr]
+    reply_to: list[Addr]
+    subject: str
+    date: dt.datetime | None
+    text: str
+    html: str
+    attachments: list[AttachmentPart]
+    rfc822_parts: list[bytes]       # attached message/rfc822 parts (forwarded originals)
+    content_hash: str               # dedup key for messages without a Message-ID
+    header_names: list[str] = field(default_factory=list)
+    msg: Message | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        return f"mid:{self.message_id}" if self.message_id else f"sha256:{self.content_hash}"
+
+    def thread_refs(self) -> list[str]:
+        refs: list[str] = []
+        for r in [*(self.references or []), *(self.in_reply_to or [])]:
+            if r not in refs:
+                refs.append(r)
+        return refs[-MAX_REFS:]
+
+
+def header_block_size(raw: bytes, limit: int) -> int:
+    """Length of the header block; raises HeaderTooBig when it exceeds ``limit``."""
+    m = _HEADER_END_RE.search(raw, 0, limit + 4)
+    if m is None:
+        if len(raw) > limit:
+            raise HeaderTooBig(detail=f"no end of header block within {limit} bytes")
+        return len(raw)
+    if m.start() > limit:
+        raise HeaderTooBig(detail=f"header block of {m.start()} bytes")
+    return m.start()
+
+
+def _ids(value: str | None) -> list[str]:
+    if not value:
+        return []
+    raw = value.encode("utf-8", "surrogateescape")
+    return [m.decode("utf-8", "replace") for m in _MSGID_RE.findall(raw)][-MAX_REFS:]
+
+
+def _header_text(value: object) -> str:
+    """Decode RFC 2047 words leniently; never raise."""
+    if value is None:
+        return ""
+    s = str(value)
+    try:
+        text = str(email.header.make_header(email.header.decode_header(s)))
+    except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
+        text = s
+    text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+    return " ".join(text.split())[:4000]
+
+
+def split_address_list(value: str) -> list[str]:
+    """Split an address-list on top-level commas (outside quotes, comments, brackets)."""
+    out: list[str] = []
+    cur: list[str] = []
+    quote = False
+    depth = 0
+    angle = False
+    esc = False
+    for ch in value:
+        if esc:
+            cur.append(ch)
+            esc = False
+            continue
+        if ch == "\\":
+            esc = True
+        elif quote:
+            quote = ch != '"'
+        elif ch == '"':
+            quote = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch in ",;" and not depth and not angle:
+            piece = "".join(cur).strip()
+            if piece:
+                out.append(piece)
+            cur = []
+            if len(out) >= MAX_ADDRESSES:
+                return out
+            continue
+        cur.append(ch)
+    piece = "".join(cur).strip()
+    if piece:
+        out.append(piece)
+    return out[:MAX_ADDRESSES]
+
+
+def parse_address_list(values: list[str]) -> list[Addr]:
+    """Counterpart addresses, leniently but boundedly (never used to authorize)."""
+    out: list[Addr] = []
+    seen: set[str] = set()
+    for value in values:
+        value = value[:MAX_HEADER_VALUE]
+        # a group "name: a, b;" — drop the group name, keep its members
+        value = re.sub(r'^[^"<>@,]*:\s*', "", value) if re.match(r'^[^"<>@,]*:', value) else value
+        for piece in split_address_list(value):
+            try:
+                header = _registry("to", piece)
+                addrs = list(header.addresses)  # type: ignore[attr-defined]
+            except Exception:
+                continue
+            for a in addrs:
+                norm = try_normalize_email(a.addr_spec) if a.domain else None
+                if norm is None or norm in seen:
+                    continue
+                seen.add(norm)
+                out.append(Addr(norm, _header_text(a.display_name)[:255]))
+                if len(out) >= MAX_ADDRESSES:
+                    return out
+    return out
+
+
+def raw_header_text(value: object) -> str:
+    """A header value as text: raw 8-bit bytes (RFC 6532 UTF-8 headers) decoded as UTF-8,
+    invalid sequences replaced — never the ``email.header.Header`` object compat32 makes."""
+    s = value if isinstance(value, str) else str(value)
+    if any("\udc80" <= c <= "\udcff" for c in s):
+        s = s.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return s
+
+
+def _walk(msg: Message) -> list[tuple[Message, int]]:
+    """Leaf parts with their depth, iteratively, enforcing the part and depth limits."""
+    leaves: list[tuple[Message, int]] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    count = 0
+    while stack:
+        part, depth = stack.pop()
+        count += 1
+        if count > MAX_PARTS:
+            raise TooComplex(detail=f"more than {MAX_PARTS} MIME parts")
+        if depth > MAX_DEPTH:
+            raise TooComplex(detail=f"MIME nesting deeper than {MAX_DEPTH}")
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list):
+            if part.get_content_type() == "message/rfc822":
+                leaves.append((part, depth))
+                continue
+            stack.extend((p, depth + 1) for p in reversed(payload))
+        else:
+            leaves.append((part, depth))
+    return leaves
+
+
+def _decode_text(part: Message) -> str:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if not isinstance(data, bytes):
+        payload = part.get_payload()
+        return payload if isinstance(payload, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except (LookupError, UnicodeError):
+        return data.decode("utf-8", "replace")
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    return _header_text(name)[:255] if name else ""
+
+
+def content_hash(raw: bytes, header_len: int) -> str:
+    """Hash of the message without trace headers: stable across delivery paths."""
+    head = raw[:header_len]
+    body = raw[header_len:]
+    kept: list[bytes] = []
+    current: list[bytes] = []
+    skip = False
+    for line in re.split(rb"\r?\n", head):
+        if line[:1] in (b" ", b"\t"):
+            if not skip:
+                current.append(line.strip())
+            continue
+        if current:
+            kept.append(b" ".join(current))
+        name = line.split(b":", 1)[0].strip().lower().decode("latin-1")
+        skip = name in TRACE_HEADERS or name.startswith("x-")
+        current = [] if skip else [line.strip()]
+    if current:
+        kept.append(b" ".join(current))
+    h = hashlib.sha256()
+    h.update(b"\n".join(sorted(kept)))
+    h.update(b"\n\n")
+    h.update(re.sub(rb"\s+", b"", body))
+    return h.hexdigest()
+
+
+def parse(raw: bytes, *, max_header_size: int) -> Parsed:
+    header_len = header_block_size(raw, max_header_size)
+    try:
+        msg = email.message_from_bytes(raw, policy=policy.compat32)
+    except RecursionError:
+        raise TooComplex(detail="MIME structure too deep to parse") from None
+    try:
+        leaves = _walk(msg)
+    except RecursionError:
+        raise TooComplex(detail="MIME structure too deep to parse") from None
+
+    lname_values: dict[str, list[str]] = {}
+    for k, v in msg.raw_items():
+        lname_values.setdefault(k.lower(), []).append(raw_header_text(v))
+
+    def values(name: str) -> list[str]:
+        return lname_values.get(name.lower(), [])
+
+    def first(name: str) -> str | None:
+        vals = values(name)
+        return vals[0] if vals else None
+
+    mids = _ids(first("Message-ID"))
+    text = ""
+    html = ""
+    attachments: list[AttachmentPart] = []
+    rfc822: list[bytes] = []
+    for part, _depth in leaves:
+        ctype = part.get_content_type()
+        disp = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        fname = _filename(part)
+        if ctype == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            data = inner.as_bytes(policy=policy.compat32) if isinstance(inner, Message) else b""
+            if data:
+                rfc822.append(data)
+                attachments.append(AttachmentPart(fname or "forwarded.eml", ctype, data, None, False))
+            continue
+        if disp != "attachment" and not fname and ctype == "text/plain" and not text:
+            text = _decode_text(part)[:MAX_TEXT]
+            continue
+        if disp != "attachment" and not fname and ctype == "text/html" and not html:
+            html = _decode_text(part)[:MAX_TEXT]
+            continue
+        if part.is_multipart():
+            continue
+        try:
+            decoded = part.get_payload(decode=True)
+        except Exception:  # noqa: BLE001 - broken transfer encodings
+            decoded = None
+        if not isinstance(decoded, bytes):
+            continue
+        data = decoded
+        if not fname and ctype.startswith("text/") and disp != "attachment":
+            continue  # alternative text bodies beyond the first
+        cid = part.get("Content-ID")
+        attachments.append(
+            AttachmentPart(
+                fname or "",
+                ctype[:255],
+                data,
+                _ids(str(cid))[0] if cid and _ids(str(cid)) else None,
+                disp == "inline" or (disp != "attachment" and bool(cid)),
+            )
+        )
+    date: dt.datetime | None = None
+    date_v = values("Date")
+    if date_v:
+        try:
+            date = email.utils.parsedate_to_datetime(date_v[0])
+            if date is not None and date.tzinfo is None:
+                date = date.replace(tzinfo=dt.UTC)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            date = None
+    return Parsed(
+        message_id=mids[0] if mids else None,
+        in_reply_to=_ids(first("In-Reply-To")),
+        references=_ids(" ".join(values("References"))),
+        from_values=values("From"),
+        sender_value=first("Sender"),
+        to=parse_address_list(values("To")),
+        cc=parse_address_list(values("Cc")),
+        reply_to=parse_address_list(values("Reply-To")),
+        subject=_header_text((values("Subject") or [""])[0]),
+        date=date,
+        text=text,
+        html=html,
+        attachments=attachments,
+        rfc822_parts=rfc822,
+        content_hash=content_hash(raw, header_len),
+        header_names=[k.lower() for k in msg.keys()],
+        msg=msg,
+    )

@@ -1,0 +1,1 @@
+"""The SMTP/LMTP front: listener, thin handler hooks, the reply catalogue."""

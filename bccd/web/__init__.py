@@ -1,0 +1,1 @@
+"""HTTP: the ASGI app (JSON API, confirmation page, Mail page, health, metrics)."""

@@ -1,0 +1,43 @@
+"""The ASGI application (Starlette), served by uvicorn on the same event loop as SMTP.
+
+``create_app(services)`` → Starlette app. Routes are added by the modules that own them
+(``register(app_routes, services)``); this module holds only the frame: /healthz.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+if TYPE_CHECKING:
+    from bccd.service import Services
+
+
+def create_app(services: Services) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        def ping() -> None:
+            with services.db.read() as s:
+                s.execute(text("SELECT 1"))
+
+        checks: dict[str, str] = {}
+        try:
+            await services.db.run(ping)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        checks["smtp"] = "ok" if services.smtp_listening() else "down"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    for extra in services.http_routes:
+        routes.extend(extra(services))
+    app = Starlette(routes=routes)
+    app.state.services = services
+    return app
