@@ -1,0 +1,278 @@
+"""The durable outbox: work that must happen after a commit, even across restarts.
+
+Contract:
+
+- ``enqueue(session, kind, payload)`` adds an ``OutboxJob`` in the *caller's* transaction,
+  so the job exists exactly when the state change that asked for it was committed
+  (``alt add`` commits the alternate and its confirmation mail together). ``payload`` is
+  JSON; it must carry everything the handler needs.
+- A handler is ``async def handler(services, payload) -> None``, looked up by ``kind`` in
+  the table given to :func:`run` / :func:`process_due` (``bccd.notify.worker.HANDLERS``).
+  Returning means done. Raising :class:`PermanentFailure` marks the job ``failed`` at once
+  (retrying cannot help); any other exception retries with exponential back-off
+  (``RETRY_BASE`` · 2ⁿ, ±20 % jitter, at most ``RETRY_MAX``) until the job is older than
+  ``MAX_AGE``, then ``failed``. ``last_error`` keeps the one-line reason.
+- Claiming is safe for several ``bccd serve`` instances on one database: PostgreSQL uses
+  ``SELECT … FOR UPDATE SKIP LOCKED``; SQLite a conditional ``UPDATE`` per job. A claim
+  leases the job (``next_attempt_at = now + LEASE``) and bumps ``attempts``, which then
+  fences the outcome: a worker whose lease ran out cannot overwrite the newer claimant's
+  result. A worker that dies mid-job leaves the lease to expire and the job is retried,
+  so delivery is at least once — handlers must be idempotent (or harmless to repeat).
+- Only the kinds in the handler table are claimed: jobs of other kinds (IMAP write-back
+  has its own loop) are left alone.
+
+All database work is blocking and runs through ``Database.run``; the loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from bccd.log import get_logger
+from bccd.store.db import Database
+from bccd.store.models import OutboxJob, utcnow
+
+if TYPE_CHECKING:
+    from bccd.service import Services
+
+log = get_logger("bccd.outbox")
+
+LEASE = dt.timedelta(minutes=5)
+HANDLER_TIMEOUT = LEASE.total_seconds() / 2  # a job finishes (or fails) well within its lease
+RETRY_BASE = 2.0
+RETRY_MAX = 15 * 60.0
+MAX_AGE = dt.timedelta(days=3)
+POLL_INTERVAL = 1.0
+CONCURRENCY = 8
+
+JobHandler = Callable[["Services", dict[str, Any]], Awaitable[None]]
+
+
+class PermanentFailure(Exception):
+    """Retrying this job cannot help (the relay refused the recipient, bad payload …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    attempts: int          # after this claim: the fencing token
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    not_before: dt.datetime | None = None,
+) -> OutboxJob:
+    """Add a job in the caller's transaction; it is due at once (or at ``not_before``)."""
+    job = OutboxJob(kind=kind, payload=payload, next_attempt_at=not_before or utcnow())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try after ``attempts`` failed tries (2 s, 4 s, 8 s …)."""
+    delay: float = min(RETRY_BASE * 2.0 ** max(attempts - 1, 0), RETRY_MAX)
+    return delay * random.uniform(0.8, 1.2)
+
+
+# ------------------------------------------------------------------ blocking storage
+def claim(
+    db: Database,
+    kinds: Iterable[str],
+    *,
+    limit: int = 10,
+    now: dt.datetime | None = None,
+    lease: dt.timedelta = LEASE,
+) -> list[Job]:
+    """Lease up to ``limit`` due jobs of ``kinds``; nobody else gets them until the lease ends."""
+    kinds = sorted(set(kinds))
+    if not kinds or limit <= 0:
+        return []
+    now = now or utcnow()
+    due = (
+        select(OutboxJob.id, OutboxJob.kind, OutboxJob.attempts, OutboxJob.payload,
+               OutboxJob.created_at)
+        .where(OutboxJob.state == "pending", OutboxJob.next_attempt_at <= now,
+               OutboxJob.kind.in_(kinds))
+        .order_by(OutboxJob.next_attempt_at, OutboxJob.id)
+        .limit(limit)
+    )
+    claimed: list[Job] = []
+    with db.transaction() as s:
+        if db.is_sqlite:
+            # BEGIN IMMEDIATE already serialises writers; the conditional UPDATE keeps the
+            # claim correct whatever the isolation (another process may hold an old read)
+            for row in s.execute(due).all():
+                res = s.execute(
+                    update(OutboxJob)
+                    .where(OutboxJob.id == row.id, OutboxJob.state == "pending",
+                           OutboxJob.attempts == row.attempts)
+                    .values(next_attempt_at=now + lease, attempts=OutboxJob.attempts + 1)
+                )
+                if getattr(res, "rowcount", 0) == 1:
+                    claimed.append(Job(row.id, row.kind, row.attempts + 1, dict(row.payload),
+                                       row.created_at))
+            return claimed
+        rows = s.execute(due.with_for_update(skip_locked=True)).all()
+        if rows:
+            s.execute(
+                update(OutboxJob)
+                .where(OutboxJob.id.in_([r.id for r in rows]))
+                .values(next_attempt_at=now + lease, attempts=OutboxJob.attempts + 1)
+            )
+        return [Job(r.id, r.kind, r.attempts + 1, dict(r.payload), r.created_at) for r in rows]
+
+
+def _fenced(job: Job) -> Any:
+    return update(OutboxJob).where(
+        OutboxJob.id == job.id, OutboxJob.state == "pending", OutboxJob.attempts == job.attempts
+    )
+
+
+def complete(db: Database, job: Job, *, now: dt.datetime | None = None) -> bool:
+    """Mark done; False when the lease was lost to another claimant meanwhile."""
+    with db.transaction() as s:
+        res = s.execute(_fenced(job).values(state="done", done_at=now or utcnow(), last_error=""))
+        return getattr(res, "rowcount", 0) == 1
+
+
+def fail(
+    db: Database,
+    job: Job,
+    error: str,
+    *,
+    permanent: bool = False,
+    now: dt.datetime | None = None,
+    max_age: dt.timedelta = MAX_AGE,
+) -> str:
+    """Record a failed try; returns the job's state now (``pending`` to retry, ``failed``)."""
+    now = now or utcnow()
+    give_up = permanent or now - job.created_at >= max_age
+    values: dict[str, Any] = {"last_error": error[:1000]}
+    if give_up:
+        values.update(state="failed", done_at=now)
+    else:
+        values["next_attempt_at"] = now + dt.timedelta(seconds=backoff(job.attempts))
+    with db.transaction() as s:
+        res = s.execute(_fenced(job).values(**values))
+        if getattr(res, "rowcount", 0) != 1:
+            return "lost"
+    return "failed" if give_up else "pending"
+
+
+def purge_finished(db: Database, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> int:
+    """Delete done and failed jobs finished more than ``older_than`` ago; returns how many."""
+    cutoff = (now or utcnow()) - older_than
+    with db.transaction() as s:
+        res = s.execute(
+            delete(OutboxJob).where(OutboxJob.state.in_(("done", "failed")),
+                                    OutboxJob.done_at < cutoff)
+        )
+        return int(getattr(res, "rowcount", 0) or 0)
+
+
+# ------------------------------------------------------------------ async driver
+async def perform(services: Services, handlers: Mapping[str, JobHandler], job: Job) -> str:
+    """Run one claimed job and record its outcome: ``done``, ``pending`` (will be retried),
+    ``failed``, or ``lost`` (the lease went to another claimant, or the outcome could not be
+    recorded — the lease then runs out and the job is retried)."""
+    try:
+        return await _perform(services, handlers, job)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the database may be briefly away
+        log.warning("outbox_outcome_not_recorded", job=job.id, kind=job.kind,
+                    error=f"{type(exc).__name__}: {exc}")
+        return "lost"
+
+
+async def _perform(services: Services, handlers: Mapping[str, JobHandler], job: Job) -> str:
+    db = services.db
+    handler = handlers.get(job.kind)
+    try:
+        if handler is None:
+            raise PermanentFailure(f"no handler for outbox kind {job.kind!r}")
+        await asyncio.wait_for(handler(services, job.payload), HANDLER_TIMEOUT)
+    except asyncio.CancelledError:
+        raise  # stopping: the lease runs out and the job is retried
+    except Exception as exc:  # every failure is recorded on the job
+        permanent = isinstance(exc, PermanentFailure)
+        reason = str(exc) if permanent else f"{type(exc).__name__}: {exc}"
+        state = await db.run(fail, db, job, reason.splitlines()[0] if reason else "", permanent=permanent)
+        log.warning("outbox_job_failed", job=job.id, kind=job.kind, attempt=job.attempts,
+                    state=state, reason=reason)
+        return state
+    if await db.run(complete, db, job):
+        log.info("outbox_job_done", job=job.id, kind=job.kind, attempt=job.attempts)
+        return "done"
+    log.warning("outbox_lease_lost", job=job.id, kind=job.kind, attempt=job.attempts)
+    return "lost"
+
+
+async def process_due(
+    services: Services, handlers: Mapping[str, JobHandler], *, limit: int = CONCURRENCY
+) -> int:
+    """Claim and run the due jobs once, concurrently; returns how many were run."""
+    jobs = await services.db.run(claim, services.db, handlers.keys(), limit=limit)
+    if jobs:
+        await asyncio.gather(*(perform(services, handlers, j) for j in jobs))
+    return len(jobs)
+
+
+async def run(
+    services: Services,
+    handlers: Mapping[str, JobHandler],
+    stop: asyncio.Event,
+    *,
+    poll: float = POLL_INTERVAL,
+    concurrency: int = CONCURRENCY,
+    drain: float = 5.0,
+) -> None:
+    """Claim and perform jobs until ``stop`` is set.
+
+    Due jobs are polled every ``poll`` seconds (another process — ``bccd alt add`` — may
+    have enqueued them); up to ``concurrency`` run at once, so one slow relay does not
+    hold up the rest. On stop, running jobs get ``drain`` seconds, then are cancelled.
+    """
+    db = services.db
+    running: set[asyncio.Task[str]] = set()
+    while not stop.is_set():
+        free = concurrency - len(running)
+        jobs: list[Job] = []
+        if free > 0:
+            try:
+                jobs = await db.run(claim, db, handlers.keys(), limit=free)
+            except Exception as exc:  # the database may be briefly away
+                log.warning("outbox_claim_failed", error=f"{type(exc).__name__}: {exc}")
+        for job in jobs:
+            task = asyncio.create_task(perform(services, handlers, job), name=f"outbox-{job.id}")
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if jobs and len(running) < concurrency:
+            continue  # more may be due right away
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait()), *running}
+        await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            if w not in running and not w.done():
+                w.cancel()
+    if running:
+        _, pending = await asyncio.wait(running, timeout=drain)
+        for t in pending:
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*pending, return_exceptions=True)
