@@ -1,0 +1,159 @@
+"""``bccd mail list|show|link|unlink|set|archive|delete`` and ``bccd rejections list``.
+
+Without ``--as EMAIL`` a command acts as the operator (any thread, within its company's
+boundaries); with it, as that user: the thread must be visible to them, a linked entity
+too, and ``set``/``archive``/``delete`` are the owner's alone. The rules live in
+``bccd.linking.manual`` and ``bccd.linking.visibility``; this module parses and renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy import select
+
+from bccd import accounts, mailview
+from bccd.cli.context import Context
+from bccd.linking import manual
+from bccd.store.models import Rejection, User
+
+_ENTITY_FLAGS = ("person", "organization", "deal", "lead", "project")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("mail", help="the mail store")
+    s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = s.add_parser("list", parents=[common], help="threads a user can see")
+    ls.add_argument("email")
+    for kind in ("person", "deal", "lead", "project"):
+        ls.add_argument(f"--{kind}", type=int, metavar="ID")
+    ls.add_argument("--limit", type=int, metavar="N", help="at most N threads, newest first")
+    ls.set_defaults(handler=list_)
+    sh = s.add_parser("show", parents=[common], help="one thread with its messages")
+    sh.add_argument("thread_id", type=int)
+    _as(sh)
+    sh.set_defaults(handler=show)
+    for name, handler, help_ in (("link", link, "link a thread to a person, deal, lead or project"),
+                                 ("unlink", unlink, "remove one link of a thread")):
+        lk = s.add_parser(name, parents=[common], help=help_)
+        lk.add_argument("thread_id", type=int)
+        group = lk.add_mutually_exclusive_group(required=True)
+        for kind in _ENTITY_FLAGS:
+            group.add_argument(f"--{kind}", type=int, metavar="ID")
+        _as(lk)
+        lk.set_defaults(handler=handler)
+    st = s.add_parser("set", parents=[common], help="change a thread's visibility")
+    st.add_argument("thread_id", type=int)
+    st.add_argument("--visibility", required=True, choices=manual.VISIBILITIES)
+    _as(st)
+    st.set_defaults(handler=set_)
+    ar = s.add_parser("archive", parents=[common], help="archive a thread")
+    ar.add_argument("thread_id", type=int)
+    _as(ar)
+    ar.set_defaults(handler=archive)
+    de = s.add_parser("delete", parents=[common], help="delete a thread and its messages")
+    de.add_argument("thread_id", type=int)
+    _as(de)
+    de.set_defaults(handler=delete)
+    r = sub.add_parser("rejections", help="refused copies")
+    rs = r.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rl = rs.add_parser("list", parents=[common], help="recent refused copies for a user")
+    rl.add_argument("email")
+    rl.add_argument("--limit", type=int, default=100)
+    rl.set_defaults(handler=rejections)
+
+
+def _as(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as", dest="as_user", metavar="EMAIL",
+                        help="act as this user (visibility and ownership apply)")
+
+
+def _actor(s: Any, args: argparse.Namespace) -> User | None:
+    return accounts.get_user(s, args.as_user) if args.as_user else None
+
+
+def _entity(args: argparse.Namespace) -> tuple[str, int]:
+    for kind in _ENTITY_FLAGS:
+        value = getattr(args, kind, None)
+        if value is not None:
+            return kind, int(value)
+    raise AssertionError("argparse requires one entity flag")
+
+
+def list_(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().read() as s:
+        user = accounts.get_user(s, args.email)
+        return mailview.list_threads(s, user, person=args.person, deal=args.deal,
+                                     lead=args.lead, project=args.project, limit=args.limit)
+
+
+def show(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().read() as s:
+        actor = _actor(s, args)
+        return mailview.show_thread(s, manual.get_thread(s, args.thread_id, actor), actor)
+
+
+def link(ctx: Context, args: argparse.Namespace) -> Any:
+    kind, entity_id = _entity(args)
+    with ctx.database().transaction() as s:
+        actor = _actor(s, args)
+        thread = manual.get_thread(s, args.thread_id, actor)
+        manual.link(s, thread, kind, entity_id, actor)
+        s.flush()
+        return _summary(s, thread.id, actor)
+
+
+def unlink(ctx: Context, args: argparse.Namespace) -> Any:
+    kind, entity_id = _entity(args)
+    with ctx.database().transaction() as s:
+        actor = _actor(s, args)
+        thread = manual.get_thread(s, args.thread_id, actor)
+        manual.unlink(s, thread, kind, entity_id, actor)
+        s.flush()
+        return _summary(s, thread.id, actor)
+
+
+def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        actor = _actor(s, args)
+        thread = manual.get_thread(s, args.thread_id, actor)
+        manual.set_visibility(s, thread, args.visibility, actor)
+        s.flush()
+        return _summary(s, thread.id, actor)
+
+
+def archive(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        actor = _actor(s, args)
+        thread = manual.get_thread(s, args.thread_id, actor)
+        jobs = manual.archive(s, thread, actor)
+        return {"thread_id": thread.id, "archived": True, "writeback_jobs": jobs}
+
+
+def delete(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        actor = _actor(s, args)
+        thread = manual.get_thread(s, args.thread_id, actor)
+        thread_id = thread.id
+        counts = manual.delete_thread(s, thread, actor)
+        return {"thread_id": thread_id, "deleted": True, **counts}
+
+
+def _summary(s: Any, thread_id: int, actor: User | None) -> dict[str, Any]:
+    shown = mailview.show_thread(s, manual.get_thread(s, thread_id, None), actor)
+    return {k: shown[k] for k in ("thread_id", "subject", "visibility", "owner", "archived",
+                                  "links", "suggestions")}
+
+
+def rejections(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().read() as s:
+        user: User = accounts.get_user(s, args.email)
+        rows = s.scalars(
+            select(Rejection).where(Rejection.user_id == user.id)
+            .order_by(Rejection.id.desc()).limit(args.limit)
+        )
+        return [{"id": r.id, "at": r.created_at.isoformat(), "recipient": r.recipient,
+                 "from": r.from_header, "mail_from": r.mail_from, "client_ip": r.client_ip,
+                 "message_id": r.message_id, "code": r.code, "reason": r.reason,
+                 "auth": r.auth} for r in rows]

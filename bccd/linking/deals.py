@@ -1,0 +1,147 @@
+"""Deals, leads and projects (SPEC §5.6) — one rule for all three kinds ("items").
+
+``apply(session, thread, owner, pinned=None, pinned_since=None)`` brings one thread's
+item link and suggestions up to date. In order:
+
+1. **Pinned**: a copy sent to a per-entity address links that item (``how = address``),
+   replacing whatever item link the thread had — it is the user's latest explicit
+   choice. A *redelivered* pinned copy (``pinned_since`` = when the message was first
+   stored) does not undo a manual choice made after it.
+2. **Kept**: a thread that already has an item link keeps it (auto, address or manual);
+   so does a thread on which the user linked or unlinked an item by hand
+   (``Thread.manual_items``): automatic linking never overrides a manual decision.
+3. **Rule**: the candidates are the open items of the thread's linked persons, deals,
+   leads and projects counted together. Exactly one → linked (``how = auto``) in
+   ``auto`` mode; otherwise nothing is linked and the candidates are the thread's
+   suggestions (in ``manual`` mode a single candidate is a suggestion too: only persons
+   are linked automatically there). Won/lost/archived/closed items are never candidates.
+
+Decisions where the SPEC is silent:
+
+* An item belongs to a person through its ``person_id`` only. An item that names just an
+  organization (or a project that names just a deal) is not "the person's": counting the
+  organization's items too would make every colleague's thread at a busy customer
+  ambiguous and would change links when an organization is edited. Such items are
+  linked by their address or by hand.
+* Candidates are limited to items the thread's owner may see (SPEC §1): automatic
+  linking never attaches someone's private deal to another user's mail.
+* A pinned item is linked whatever its status: the address is an explicit choice.
+
+The at-most-one rule is also a partial unique index on ``links`` (``thread_id`` where the
+kind is an item kind), so concurrent writers cannot break it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from bccd.store.models import Item, Link, Suggestion, Thread, User
+from bccd.store.queries import insert_ignore
+
+ITEM_KINDS = ("deal", "lead", "project")
+MAX_CANDIDATES = 50
+_PRIORITY = {"manual": 0, "address": 1, "auto": 2, "thread": 3}
+
+
+def item_links(session: Session, thread_id: int) -> list[Link]:
+    return list(session.scalars(
+        select(Link).where(Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS))
+        .order_by(Link.id)
+    ))
+
+
+def person_ids(session: Session, thread_id: int) -> list[int]:
+    return list(session.scalars(
+        select(Link.entity_id).where(Link.thread_id == thread_id, Link.kind == "person")
+        .order_by(Link.entity_id)
+    ))
+
+
+def candidates(session: Session, owner: User, persons: Sequence[int]) -> list[Item]:
+    """Open items of ``persons`` the owner may see, oldest first (at most 50)."""
+    if not persons:
+        return []
+    q = select(Item).where(Item.company_id == owner.company_id, Item.status == "open",
+                           Item.person_id.in_(list(persons)))
+    if not owner.is_admin:
+        q = q.where(or_(Item.visible_to == "company", Item.owner_id == owner.id))
+    return list(session.scalars(q.order_by(Item.id).limit(MAX_CANDIDATES)))
+
+
+def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
+    """Make (kind, item_id) the thread's only item link, recorded as ``how``."""
+    session.execute(delete(Link).where(
+        Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
+        ~((Link.kind == kind) & (Link.entity_id == item_id))))
+    insert_ignore(session, Link, [{"thread_id": thread_id, "kind": kind, "entity_id": item_id,
+                                   "how": how}])
+    session.execute(update(Link).where(
+        Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id,
+        Link.how != how).values(how=how, created_at=dt.datetime.now(dt.UTC)))
+    clear_suggestions(session, thread_id)
+
+
+def clear_suggestions(session: Session, thread_id: int) -> None:
+    session.execute(delete(Suggestion).where(Suggestion.thread_id == thread_id))
+
+
+def set_suggestions(session: Session, thread_id: int, items: Sequence[Item]) -> None:
+    keep = {(i.kind, i.id) for i in items}
+    current = session.scalars(select(Suggestion).where(Suggestion.thread_id == thread_id)).all()
+    stale = [s.id for s in current if (s.kind, s.entity_id) not in keep]
+    if stale:
+        session.execute(delete(Suggestion).where(Suggestion.id.in_(stale)))
+    have = {(s.kind, s.entity_id) for s in current}
+    insert_ignore(session, Suggestion, [{"thread_id": thread_id, "kind": i.kind, "entity_id": i.id}
+                                        for i in items if (i.kind, i.id) not in have])
+
+
+def apply(
+    session: Session,
+    thread: Thread,
+    owner: User,
+    *,
+    pinned: tuple[str, int] | None = None,
+    pinned_since: dt.datetime | None = None,
+) -> None:
+    existing = item_links(session, thread.id)
+    if pinned is not None:
+        overruled = pinned_since is not None and any(
+            link.how == "manual" and link.created_at > pinned_since for link in existing)
+        if not overruled:
+            set_item_link(session, thread.id, pinned[0], pinned[1], "address")
+            return
+    if existing:
+        clear_suggestions(session, thread.id)
+        return
+    found = candidates(session, owner, person_ids(session, thread.id))
+    if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
+        set_item_link(session, thread.id, found[0].kind, found[0].id, "auto")
+    else:
+        set_suggestions(session, thread.id, found)
+
+
+def reconcile(session: Session, keep_id: int, other_id: int) -> None:
+    """Before merging thread ``other_id`` into ``keep_id``: keep one item link of the
+    two threads — manual over address over automatic; between two explicit choices
+    (manual, address) the newer; between automatic ones the kept thread's — and move it
+    onto ``keep_id``."""
+    links = [*item_links(session, keep_id), *item_links(session, other_id)]
+    if not links:
+        return
+
+    def rank(lk: Link) -> tuple[int, float, bool]:
+        explicit = lk.how in ("manual", "address")
+        return (_PRIORITY.get(lk.how, 9), -lk.created_at.timestamp() if explicit else 0.0,
+                lk.thread_id != keep_id)
+
+    best = min(links, key=rank)
+    losers = [lk.id for lk in links if lk.id != best.id]
+    if losers:
+        session.execute(delete(Link).where(Link.id.in_(losers)))
+    if best.thread_id != keep_id:
+        session.execute(update(Link).where(Link.id == best.id).values(thread_id=keep_id))

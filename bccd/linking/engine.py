@@ -1,0 +1,73 @@
+"""The linking layer's entry for filing one copy — the same for Smart Bcc and IMAP.
+
+``ingest.store`` calls, inside its one transaction:
+
+1. ``screen(session, copy)`` → ``Screened``: the counterparts (``participants``) and the
+   blocklist's verdict (``blocklist``, SPEC §5.2): drop the copy, or which counterparts
+   may be linked. Nothing is written.
+2. (``ingest.store`` dedups, threads via ``linking.threading`` and inserts the message.)
+3. ``link(session, copy, screened, thread, pinned=…)`` → ``{email: person_id}`` for the
+   participant rows: matches the linkable counterparts to persons, creates unknown ones
+   for Smart Bcc copies (``persons``, SPEC §5.5), links them to the thread
+   (``how = auto``; a manual link is never downgraded) and applies the deal/lead/project
+   rule (``deals``, SPEC §5.6).
+
+Failures are the database's (constraint races are absorbed by insert-or-ignore); the
+caller's transaction rolls everything back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from bccd.ingest.parse import Addr
+from bccd.linking import blocklist, deals, participants, persons
+from bccd.linking.blocklist import Screened
+from bccd.store.models import Company, Link, Thread, User
+from bccd.store.queries import insert_ignore
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One copy as the linking rules see it."""
+
+    user: User
+    company: Company
+    direction: str               # incoming | outgoing
+    sender: Addr
+    to: Sequence[Addr]
+    cc: Sequence[Addr]
+    bcc_domain: str
+    may_create_persons: bool     # Smart Bcc copies only; IMAP sync never creates persons
+
+
+def screen(session: Session, copy: Copy) -> Screened:
+    own = participants.own_addresses(session, copy.user.id)
+    others = participants.counterparts(copy.direction, copy.sender, copy.to, copy.cc, own,
+                                       copy.bcc_domain)
+    return blocklist.screen(blocklist.patterns(session, copy.user.id),
+                            direction=copy.direction, sender=copy.sender, counterparts=others)
+
+
+def link(
+    session: Session,
+    copy: Copy,
+    screened: Screened,
+    thread: Thread,
+    *,
+    pinned: tuple[str, int] | None = None,
+) -> dict[str, int]:
+    emails = [a.email for a in screened.linkable]
+    matched = persons.match(session, copy.company.id, emails)
+    if copy.may_create_persons:
+        unknown = [a for a in screened.linkable if a.email not in matched]
+        matched.update(persons.create_unknown(session, copy.company, copy.user, unknown,
+                                              copy.bcc_domain))
+    person_ids = sorted({matched[e] for e in emails if e in matched})
+    insert_ignore(session, Link, [{"thread_id": thread.id, "kind": "person", "entity_id": pid,
+                                   "how": "auto"} for pid in person_ids])
+    deals.apply(session, thread, copy.user, pinned=pinned)
+    return matched
