@@ -112,6 +112,7 @@ class _Section(BaseModel):
 
 class DatabaseSettings(_Section):
     url: str = ""  # empty → sqlite under storage.data_dir
+    busy_timeout: Duration = 10  # SQLite: wait this long for a lock, then 451 4.3.0
 
 
 class SmtpSettings(_Section):
@@ -126,6 +127,9 @@ class SmtpSettings(_Section):
     max_connections_per_ip: int = Field(default=50, ge=1)
     command_call_limit: int = Field(default=200, ge=10)
     timeout: Duration = 300
+    min_data_rate: int = Field(default=500, ge=0)   # bytes/s during DATA; 0 = off
+    connection_deadline: Duration = 1800             # whole session; 0 = off
+    greet_pause: Duration = 0                        # wait before the greeting (early talkers)
     tls_cert: str = ""
     tls_key: str = ""
     lmtp: bool = False
@@ -254,6 +258,10 @@ class RetentionSettings(_Section):
     rejections: Duration = 30 * 86400
     quarantine: Duration = 14 * 86400
     quarantine_max_per_user: int = Field(default=1000, ge=1)
+    # bccd.lifecycle: how often the purge and blob GC run, and how long an unreferenced
+    # blob is spared after its last write (must exceed any put-to-commit time of ingest)
+    interval: Duration = Field(default=3600, ge=1)
+    blob_grace: Duration = 3600
 
 
 class LogSettings(_Section):

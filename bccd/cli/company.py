@@ -1,4 +1,4 @@
-"""``bccd company create|set|list``."""
+"""``bccd company create|set|list|delete``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from sqlalchemy import select
 from bccd import accounts
 from bccd.cli import render
 from bccd.cli.context import Context
+from bccd.lifecycle import offboard
+from bccd.store.blobs import BlobStore
 from bccd.store.models import Company
 
 
@@ -26,6 +28,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     st.set_defaults(handler=set_)
     ls = s.add_parser("list", parents=[common], help="list companies")
     ls.set_defaults(handler=list_)
+    de = s.add_parser("delete", parents=[common],
+                      help="disable a company's users and delete everything it holds")
+    de.add_argument("slug")
+    de.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    de.set_defaults(handler=delete)
 
 
 def create(ctx: Context, args: argparse.Namespace) -> Any:
@@ -44,3 +51,9 @@ def set_(ctx: Context, args: argparse.Namespace) -> Any:
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
         return [render.company(c) for c in s.scalars(select(Company).order_by(Company.id))]
+
+
+def delete(ctx: Context, args: argparse.Namespace) -> Any:
+    return offboard.delete_company(ctx.database(), BlobStore(ctx.settings.blob_dir), args.slug,
+                                   grace=ctx.settings.retention.blob_grace,
+                                   dry_run=args.dry_run).as_dict()

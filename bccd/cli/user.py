@@ -10,6 +10,8 @@ from sqlalchemy import select
 from bccd import accounts
 from bccd.cli import render
 from bccd.cli.context import Context
+from bccd.lifecycle import offboard
+from bccd.store.blobs import BlobStore
 from bccd.store.models import User
 
 
@@ -40,6 +42,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     d = s.add_parser("disable", parents=[common], help="disable a user")
     d.add_argument("email")
     d.set_defaults(handler=disable)
+    de = s.add_parser("delete", parents=[common], help="disable a user and delete their mail")
+    de.add_argument("email")
+    de.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    de.set_defaults(handler=delete)
 
 
 def create(ctx: Context, args: argparse.Namespace) -> Any:
@@ -83,6 +89,10 @@ def rotate(ctx: Context, args: argparse.Namespace) -> Any:
 
 def disable(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
-        u = accounts.get_user(s, args.email)
-        u.disabled = True
-        return {"email": u.email, "disabled": True}
+        return offboard.disable_user(s, accounts.get_user(s, args.email))
+
+
+def delete(ctx: Context, args: argparse.Namespace) -> Any:
+    return offboard.delete_user(ctx.database(), BlobStore(ctx.settings.blob_dir), args.email,
+                                grace=ctx.settings.retention.blob_grace,
+                                dry_run=args.dry_run).as_dict()

@@ -2,8 +2,11 @@
 
 ``put(data)`` writes to a temporary file, fsyncs it, renames it into place and fsyncs the
 directory, so a blob is durable *before* the database row that references it commits.
-Identical content is stored once. Blobs are never served by hash alone: the API finds
-them through a message the caller may see.
+Identical content is stored once, and ``put`` of content already stored refreshes the
+blob's mtime: the garbage collector (``bccd.lifecycle.blobgc``) relies on that. Blobs are
+never served by hash alone: the API finds them through a message the caller may see
+(``bccd.attachments.attachment_for_user``). ``get`` also finds a blob the collector has
+taken aside for a moment (``GC_PREFIX``), so a reader never sees that gap.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+GC_PREFIX = ".gc-"  # the garbage collector's private names: .gc-<sha256>-<random>
 
 
 class BlobStore:
@@ -26,10 +31,13 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
-        if target.exists():
-            # refresh mtime so a concurrent GC pass (which spares young blobs) keeps it
+        try:
+            # refresh mtime so a concurrent GC pass (which spares young blobs) keeps it;
+            # see bccd.lifecycle.blobgc for why this makes the race impossible
             os.utime(target)
             return digest
+        except FileNotFoundError:
+            pass  # absent, or a GC pass moved it away this instant: write it (again)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -52,7 +60,20 @@ class BlobStore:
         return digest
 
     def get(self, sha256: str) -> bytes:
-        return self.path(sha256).read_bytes()
+        path = self.path(sha256)
+        for _ in range(3):
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                pass
+            # a collector may hold it under a private name for a moment while it checks
+            # for new references (bccd.lifecycle.blobgc): the content is the same
+            for held in path.parent.glob(f"{GC_PREFIX}{sha256}-*"):
+                try:
+                    return held.read_bytes()
+                except FileNotFoundError:
+                    continue
+        raise FileNotFoundError(str(path))
 
     def delete(self, sha256: str) -> bool:
         try:

@@ -1,0 +1,63 @@
+"""Retention (SPEC §10 ``retention``): what expires, and one maintenance pass.
+
+- ``purge_rejections(db, seconds)`` deletes refused-copy records older than
+  ``retention.rejections``, in batches (each its own short transaction, so ingest never
+  waits long behind it); returns how many.
+- Quarantined copies older than ``retention.quarantine`` are deleted by
+  ``bccd.ingest.quarantine.purge_expired`` — the quarantine's own rule, called from here.
+- ``run_once(db, blobs, settings)`` → :class:`RetentionReport`: both purges, then a blob
+  GC sweep (``blobgc.collect`` with ``retention.blob_grace``). The periodic worker
+  (``bccd.lifecycle.worker``) calls it every ``retention.interval``; it is idempotent,
+  so several instances may run it at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from bccd.config import Settings
+from bccd.ingest import quarantine
+from bccd.lifecycle import blobgc
+from bccd.store.blobs import BlobStore
+from bccd.store.db import Database
+from bccd.store.models import Rejection, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    rejections: int
+    quarantined: int
+    blobs: blobgc.GcReport
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rejections": self.rejections, "quarantined": self.quarantined,
+                "blobs": self.blobs.as_dict()}
+
+
+def purge_rejections(db: Database, retention_seconds: int, *, now: dt.datetime | None = None,
+                     batch: int = 1000) -> int:
+    """Delete refused-copy records created more than ``retention_seconds`` ago."""
+    cutoff = (now or utcnow()) - dt.timedelta(seconds=retention_seconds)
+    total = 0
+    while True:
+        with db.transaction() as s:
+            ids = list(s.scalars(select(Rejection.id).where(Rejection.created_at < cutoff)
+                                 .order_by(Rejection.id).limit(batch)))
+            if ids:
+                s.execute(delete(Rejection).where(Rejection.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < batch:
+            return total
+
+
+def run_once(db: Database, blobs: BlobStore, settings: Settings, *,
+             now: dt.datetime | None = None) -> RetentionReport:
+    r = settings.retention
+    rejections = purge_rejections(db, r.rejections, now=now)
+    quarantined = quarantine.purge_expired(db, r.quarantine, now=now)
+    gc = blobgc.collect(db, blobs, grace=r.blob_grace)
+    return RetentionReport(rejections, quarantined, gc)
