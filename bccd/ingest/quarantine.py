@@ -47,7 +47,7 @@ from bccd.ingest.outcome import Disposition, Outcome, SenderRefused, classify
 from bccd.ingest.parse import Parsed
 from bccd.ingest.types import Envelope
 from bccd.log import get_logger
-from bccd.notify import outbound, outbox
+from bccd.notify import outbound, outbox, webhooks
 from bccd.smtp import replies as R
 from bccd.store.db import Database
 from bccd.store.models import Alternate, Notice, Quarantined, User, utcnow
@@ -147,6 +147,7 @@ def keep(db: Database, settings: Settings, req: HoldRequest, now: dt.datetime | 
             enqueue_release(s, user.id, req.address)
         else:
             notify(s, settings, user, alt, now)
+        webhooks.message_quarantined(s, row, user.company_id)
         return _held(row.id, f"{req.address} is not confirmed: kept in quarantine")
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from bccd.ingest import quarantine
 from bccd.log import get_logger
-from bccd.notify import outbound, outbox
+from bccd.notify import outbound, outbox, webhooks
 
 if TYPE_CHECKING:
     from bccd.service import Services
@@ -36,6 +36,7 @@ log = get_logger("bccd.notify.worker")
 HANDLERS: Mapping[str, outbox.JobHandler] = {
     outbound.MAIL_KIND: outbound.deliver_job,
     quarantine.RELEASE_KIND: quarantine.release_job,
+    webhooks.KIND: webhooks.deliver_job,
 }
 
 CLEANUP_INTERVAL = 3600.0

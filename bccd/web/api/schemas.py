@@ -1,0 +1,364 @@
+"""Request and response bodies of the JSON API — the source of its OpenAPI document.
+
+Response models follow the CLI's JSON shapes (``bccd.cli.render``, ``bccd.mailview``; SPEC
+§8) so both interfaces speak the same fields; the API adds a few (entity ``name`` on links,
+sanitized ``html`` on messages, paging). Request models forbid unknown fields, and every
+string is bounded and free of NUL and unpaired surrogates (which no database column
+accepts), so a malformed request is a 422 problem, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_ID = 2**63 - 1
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
+    return value
+
+
+Text = Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True),
+                 AfterValidator(_storable)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, strip_whitespace=True),
+                  AfterValidator(_storable)]
+EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]
+LinkKind = Literal["person", "organization", "deal", "lead", "project"]
+Visibility = Literal["private", "shared"]
+VisibleTo = Literal["company", "owner"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+# ------------------------------------------------------------------ user and settings
+class AlternateBrief(BaseModel):
+    email: str
+    status: str
+
+
+class Me(BaseModel):
+    id: int
+    email: str
+    name: str
+    company: str
+    admin: bool
+    disabled: bool
+    bcc_address: str
+    sharing_default: str
+    linking_mode: str
+    email_links: str
+    alternates: list[AlternateBrief]
+    blocked: list[str]
+
+
+class UserSettings(BaseModel):
+    sharing_default: Visibility
+    linking_mode: Literal["auto", "manual"]
+    email_links: Literal["app", "default-client"]
+
+
+class SettingsPatch(_In):
+    sharing_default: Visibility | None = None
+    linking_mode: Literal["auto", "manual"] | None = None
+    email_links: Literal["app", "default-client"] | None = None
+
+
+class AlternateIn(_In):
+    email: Email
+
+
+class Alternate(BaseModel):
+    email: str
+    status: str
+    added_at: str
+    confirmed_at: str | None
+    last_sent_at: str | None
+    expires_at: str | None
+    quarantined: int
+
+
+class AlternateSent(BaseModel):
+    email: str
+    status: str
+    confirmation: str
+    resent: bool
+    expires_at: str
+
+
+class BlockedIn(_In):
+    pattern: Email
+
+
+class Blocked(BaseModel):
+    pattern: str
+    kind: Literal["address", "domain"]
+    created_at: str
+
+
+# ------------------------------------------------------------------ threads
+class LinkOut(BaseModel):
+    kind: str
+    id: int
+    how: str
+    name: str | None = None
+
+
+class SuggestionOut(BaseModel):
+    kind: str
+    id: int
+    name: str | None = None
+
+
+class ThreadSummary(BaseModel):
+    thread_id: int
+    subject: str
+    visibility: str
+    owner: str | None
+    archived: bool
+    messages: int
+    last_message_at: str
+    links: list[LinkOut]
+    suggestions: list[SuggestionOut]
+
+
+class ThreadPage(BaseModel):
+    threads: list[ThreadSummary]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class AuthOut(BaseModel):
+    dkim: str
+    spf: str
+    dmarc: str
+    arc: str
+    verdict: str
+    signing_domains: list[str]
+    authentication_results: str
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    message_id: str | None
+    direction: str
+    from_: str = Field(alias="from")
+    from_name: str
+    to: list[str]
+    cc: list[str]
+    subject: str
+    date: str | None
+    sources: list[str]
+    text: str
+    has_html: bool
+    html: str | None = Field(description="the HTML body, sanitized; remote images removed")
+    remote_images: bool = Field(description="the original HTML references remote images")
+    forwarded_by: str | None
+    attachments: list[AttachmentOut]
+    auth: AuthOut
+
+
+class ThreadDetail(BaseModel):
+    thread_id: int
+    subject: str
+    visibility: str
+    owner: str | None
+    archived: bool
+    links: list[LinkOut]
+    suggestions: list[SuggestionOut]
+    manual_items: bool
+    messages: list[MessageOut]
+
+
+class LinkIn(_In):
+    kind: LinkKind
+    id: EntityId
+
+
+class ThreadPatch(_In):
+    visibility: Visibility
+
+
+class Archived(BaseModel):
+    thread_id: int
+    archived: bool
+    writeback_jobs: int
+
+
+class Deleted(BaseModel):
+    thread_id: int
+    deleted: bool
+    messages: int
+    writeback_jobs: int
+
+
+class Held(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    from_: str = Field(alias="from")
+    subject: str
+    size: int
+    received_at: str
+    status: Literal["held", "released"]
+    released_at: str | None
+
+
+class Released(BaseModel):
+    id: int
+    outcome: str
+    reason: str
+    message_id: int | None
+    thread_id: int | None
+
+
+class RejectionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    at: str
+    recipient: str
+    from_: str = Field(alias="from")
+    mail_from: str
+    client_ip: str
+    message_id: str | None
+    code: str
+    reason: str
+    auth: dict[str, Any]
+
+
+# ------------------------------------------------------------------ admin: CRM upserts
+class PersonIn(_In):
+    name: Text = ""
+    emails: list[Email] = Field(min_length=1, max_length=50)
+    organization_id: EntityId | None = None
+    organization_external_id: Name | None = None
+    owner: Email | None = Field(default=None, description="login address of the owning user")
+    visible_to: VisibleTo = "company"
+
+
+class PersonOut(BaseModel):
+    id: int
+    name: str
+    emails: list[str]
+    organization_id: int | None
+    external_id: str | None
+    owner_id: int | None
+    visible_to: str
+    created: bool
+    relinked_threads: int
+
+
+class OrganizationIn(_In):
+    name: Name
+    owner: Email | None = None
+    visible_to: VisibleTo = "company"
+
+
+class OrganizationOut(BaseModel):
+    id: int
+    name: str
+    external_id: str | None
+    owner_id: int | None
+    visible_to: str
+    created: bool
+
+
+class ItemIn(_In):
+    title: Name
+    status: Literal["open", "won", "lost", "archived", "closed"] = Field(
+        default="open", description="deal: open|won|lost; lead: open|archived; project: open|closed")
+    person_id: EntityId | None = None
+    person_external_id: Name | None = None
+    organization_id: EntityId | None = None
+    organization_external_id: Name | None = None
+    deal_id: EntityId | None = Field(default=None, description="projects only")
+    deal_external_id: Name | None = Field(default=None, description="projects only")
+    owner: Email | None = None
+    visible_to: VisibleTo = "company"
+
+
+class ItemOut(BaseModel):
+    id: int
+    kind: str
+    title: str
+    status: str
+    person_id: int | None
+    organization_id: int | None
+    deal_id: int | None
+    external_id: str | None
+    owner_id: int | None
+    visible_to: str
+    bcc_address: str
+    created: bool
+    relinked_threads: int
+
+
+class UserIn(_In):
+    email: Email
+    name: Text = ""
+    admin: bool = False
+
+
+class UserCreated(BaseModel):
+    id: int
+    email: str
+    bcc_address: str
+    api_token: str = Field(description="shown once; only its hash is stored")
+
+
+class UserBrief(BaseModel):
+    id: int
+    email: str
+    name: str
+    company: str
+    admin: bool
+    disabled: bool
+    bcc_address: str
+
+
+class BccAddress(BaseModel):
+    bcc_address: str
+
+
+class DeliveryOut(BaseModel):
+    job_id: int
+    webhook_id: str
+    type: str
+    state: Literal["pending", "done", "failed"]
+    attempts: int
+    last_error: str
+    created_at: str
+    next_attempt_at: str | None
+    done_at: str | None

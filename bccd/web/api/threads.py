@@ -1,0 +1,194 @@
+"""``/api/v1/threads…``, ``/messages/{id}/raw``, ``/attachments/{id}``: the mail a user
+can see (SPEC §5.8, §8 ``mail list|show|link|unlink|set|archive|delete``).
+
+Every read goes through the one visibility rule (``web.mailstore`` → ``linking.visibility``;
+attachments through ``bccd.attachments``): a thread, message or attachment the caller may
+not see is a 404 with the same words as one that does not exist. Changing visibility,
+archiving and deleting are the owner's alone (403 for another user who can see the
+thread); linking needs the entity to be visible to the caller too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import Response as FastAPIResponse
+
+from bccd import attachments
+from bccd.linking import manual
+from bccd.web import mailstore
+from bccd.web.api import schemas as S
+from bccd.web.api.core import (
+    FORBIDDEN,
+    NOT_FOUND,
+    Principal,
+    Responses,
+    current_user,
+    param,
+    principal,
+    run,
+    services_of,
+)
+from bccd.web.downloads import download
+
+router = APIRouter(tags=["threads"])
+Caller = Annotated[Principal, Depends(principal)]
+IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=S.MAX_ID)]
+BINARY: Responses = {200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                           "description": "the bytes, as a download (the stored content type)"}}
+
+
+@router.get("/threads", response_model=S.ThreadPage, operation_id="listThreads")
+async def list_threads(
+    request: Request,
+    p: Caller,
+    person: IdQuery = None,
+    deal: IdQuery = None,
+    lead: IdQuery = None,
+    project: IdQuery = None,
+    q: Annotated[str, Query(max_length=200, description="words that must all appear in the "
+                            "subject, a sender or counterpart address, or the text")] = "",
+    archived: Annotated[bool | None, Query(description="only archived (true) or only "
+                                           "not archived (false) threads")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """Threads the caller can see, newest first."""
+    param(q, "q")
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.read() as s:
+            return mailstore.list_threads(s, current_user(s, p), person=person, deal=deal,
+                                          lead=lead, project=project, q=q, archived=archived,
+                                          limit=limit, offset=offset)
+
+    return await run(request, work)
+
+
+@router.get("/threads/{thread_id}", response_model=S.ThreadDetail, operation_id="getThread",
+            responses=NOT_FOUND)
+async def get_thread(request: Request, p: Caller, thread_id: IdPath) -> dict[str, Any]:
+    """One thread with its messages; HTML bodies are sanitized, remote images removed."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.read() as s:
+            return mailstore.thread_detail(s, None, current_user(s, p), thread_id)
+
+    return await run(request, work)
+
+
+@router.patch("/threads/{thread_id}", response_model=S.ThreadSummary, operation_id="updateThread",
+              responses={**NOT_FOUND, **FORBIDDEN})
+async def update_thread(request: Request, p: Caller, thread_id: IdPath,
+                        body: S.ThreadPatch) -> dict[str, Any]:
+    """Change the thread's visibility (its owner only)."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.transaction() as s:
+            user = current_user(s, p)
+            thread = manual.get_thread(s, thread_id, user)
+            manual.set_visibility(s, thread, body.visibility, user)
+            s.flush()
+            return mailstore.summary(s, thread.id, user)
+
+    return await run(request, work)
+
+
+@router.post("/threads/{thread_id}/archive", response_model=S.Archived,
+             operation_id="archiveThread", responses={**NOT_FOUND, **FORBIDDEN})
+async def archive_thread(request: Request, p: Caller, thread_id: IdPath) -> dict[str, Any]:
+    """Archive the thread (its owner only); with IMAP write-back, on the server too."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.transaction() as s:
+            user = current_user(s, p)
+            thread = manual.get_thread(s, thread_id, user)
+            jobs = manual.archive(s, thread, user)
+            return {"thread_id": thread.id, "archived": True, "writeback_jobs": jobs}
+
+    return await run(request, work)
+
+
+@router.delete("/threads/{thread_id}", response_model=S.Deleted, operation_id="deleteThread",
+               responses={**NOT_FOUND, **FORBIDDEN})
+async def delete_thread(request: Request, p: Caller, thread_id: IdPath) -> dict[str, Any]:
+    """Delete the thread and its messages (its owner only)."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.transaction() as s:
+            user = current_user(s, p)
+            thread = manual.get_thread(s, thread_id, user)
+            counts = manual.delete_thread(s, thread, user)
+            return {"thread_id": thread_id, "deleted": True, **counts}
+
+    return await run(request, work)
+
+
+@router.post("/threads/{thread_id}/links", response_model=S.ThreadSummary,
+             operation_id="linkThread", responses=NOT_FOUND)
+async def link_thread(request: Request, p: Caller, thread_id: IdPath,
+                      body: S.LinkIn) -> dict[str, Any]:
+    """Link the thread to a person, organization, deal, lead or project by hand (a
+    deal/lead/project replaces the thread's item link: a thread has at most one)."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.transaction() as s:
+            user = current_user(s, p)
+            return mailstore.link(s, user, thread_id, body.kind, body.id)
+
+    return await run(request, work)
+
+
+@router.delete("/threads/{thread_id}/links/{kind}/{entity_id}", response_model=S.ThreadSummary,
+               operation_id="unlinkThread", responses=NOT_FOUND)
+async def unlink_thread(request: Request, p: Caller, thread_id: IdPath, kind: S.LinkKind,
+                        entity_id: IdPath) -> dict[str, Any]:
+    """Remove one link (an item unlinked by hand is not linked again automatically)."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.transaction() as s:
+            user = current_user(s, p)
+            return mailstore.unlink(s, user, thread_id, kind, entity_id)
+
+    return await run(request, work)
+
+
+@router.get("/messages/{message_id}/raw", response_class=FastAPIResponse,
+            operation_id="getRawMessage",
+            responses={**NOT_FOUND, 200: {"content": {"message/rfc822": {"schema": {
+                "type": "string", "format": "binary"}}}, "description": "the message as received"}})
+async def raw_message(request: Request, p: Caller, message_id: IdPath) -> Response:
+    """The message exactly as received (byte for byte)."""
+    db = services_of(request).db
+
+    def work() -> tuple[str, bytes]:
+        with db.read() as s:
+            return mailstore.raw_message(s, current_user(s, p), message_id)
+
+    filename, data = await run(request, work)
+    return download(data, filename, "message/rfc822")
+
+
+@router.get("/attachments/{attachment_id}", response_class=FastAPIResponse,
+            operation_id="getAttachment", responses={**NOT_FOUND, **BINARY})
+async def get_attachment(request: Request, p: Caller, attachment_id: IdPath) -> Response:
+    """An attachment of a message in a thread the caller can see."""
+    services = services_of(request)
+
+    def work() -> tuple[str, str, bytes]:
+        with services.db.read() as s:
+            att, data = attachments.read_attachment(s, services.blobs, current_user(s, p),
+                                                     attachment_id)
+            return att.filename, att.content_type, data
+
+    filename, ctype, data = await run(request, work)
+    return download(data, filename or f"attachment-{attachment_id}", ctype)

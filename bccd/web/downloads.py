@@ -1,0 +1,48 @@
+"""Downloads of stored mail (attachments, raw messages) for the API and the Mail page.
+
+``download(data, filename, content_type)`` → a response that always downloads (never
+renders): ``Content-Disposition: attachment`` with an RFC 6266 / RFC 5987 filename, a
+content type reduced to a plain ``type/subtype`` (anything else becomes
+``application/octet-stream``), ``nosniff``, a ``sandbox`` CSP (should a browser render it
+anyway, nothing runs and nothing is loaded) and no caching.
+
+Access is decided before: attachments through ``bccd.attachments.read_attachment``
+(ownership through the message and thread visibility — never by digest), raw messages
+through ``web.mailstore.raw_message``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import quote
+
+from starlette.responses import Response
+
+_CTYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,127}$")
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\/;]+')
+
+
+def safe_content_type(value: str) -> str:
+    v = (value or "").strip().lower()
+    return v if _CTYPE.match(v) else "application/octet-stream"
+
+
+def content_disposition(filename: str, fallback: str = "download") -> str:
+    name = _UNSAFE.sub("_", filename or "").strip(" .") or fallback
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9._ ()+-]", "_", ascii_name).strip(" .") or fallback
+    value = f'attachment; filename="{ascii_name[:150]}"'
+    if ascii_name != name:
+        value += f"; filename*=UTF-8''{quote(name[:150], safe='')}"
+    return value
+
+
+def download(data: bytes, filename: str, content_type: str) -> Response:
+    return Response(data, media_type=safe_content_type(content_type), headers={
+        "Content-Disposition": content_disposition(filename),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "Cache-Control": "private, no-store",
+        "Referrer-Policy": "no-referrer",
+    })

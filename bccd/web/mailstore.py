@@ -1,0 +1,263 @@
+"""What the JSON API and the Mail page read and do in the mail store, as blocking
+functions on an open session (callers run them through ``Database.run``).
+
+Reads go through the one visibility rule (``linking.visibility``): listings use its SQL
+form, single threads ``mailview.get_visible_thread`` / ``linking.manual.get_thread``,
+attachments ``bccd.attachments`` — so a thread the user may not see is the same
+``NotFound`` as one that does not exist.
+
+- ``list_threads(s, user, filters…, q=…, limit=…, offset=…)`` → a page in the shape of
+  ``bccd mail list`` (SPEC §8) plus ``name`` on links and suggestions, and
+  ``next_offset`` (None on the last page). ``q`` searches subjects, senders, counterpart
+  addresses and message text (case-insensitive substring; every word must match).
+- ``thread_detail(s, blobs, user, id, …)`` → ``bccd mail show``'s shape plus names and
+  each message's sanitized ``html`` (``web.sanitize``; remote images only on request).
+- ``raw_message`` → the stored bytes of a message the user may see.
+- ``link`` / ``unlink`` → ``linking.manual`` plus the ``thread.linked`` webhook for a
+  person or organization linked by hand (item links emit it themselves, in
+  ``linking.deals``); both return the thread summary.
+- ``link_choices`` → the open deals, leads and projects the user may link.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from bccd import mailview
+from bccd.accounts import parse_email_arg
+from bccd.errors import NotFound
+from bccd.linking import manual, visibility
+from bccd.notify import webhooks
+from bccd.store.blobs import BlobStore
+from bccd.store.models import (
+    Attachment,
+    Item,
+    Link,
+    Message,
+    MessageRaw,
+    Organization,
+    Participant,
+    Person,
+    PersonEmail,
+    Thread,
+    User,
+)
+from bccd.web.sanitize import blocked_remote, clean_email_html
+
+MAX_TERMS = 8
+LINK_KINDS = manual.LINK_KINDS
+
+
+def _like(term: str) -> str:
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _term_clause(term: str) -> Any:
+    pat = _like(term)
+    msg = exists().where(
+        Message.thread_id == Thread.id,
+        or_(func.lower(Message.subject).like(pat, escape="\\"),
+            func.lower(Message.from_addr).like(pat, escape="\\"),
+            func.lower(Message.from_name).like(pat, escape="\\"),
+            func.lower(Message.text_body).like(pat, escape="\\"),
+            exists().where(Participant.message_id == Message.id,
+                           func.lower(Participant.email).like(pat, escape="\\"))))
+    return or_(func.lower(Thread.subject).like(pat, escape="\\"), msg)
+
+
+def entity_names(s: Session, refs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    by_kind: dict[str, set[int]] = defaultdict(set)
+    for kind, eid in refs:
+        by_kind[kind].add(eid)
+    out: dict[tuple[str, int], str] = {}
+    if by_kind.get("person"):
+        for pid, name in s.execute(select(Person.id, Person.name)
+                                   .where(Person.id.in_(by_kind["person"]))):
+            out[("person", pid)] = name
+        missing = [p for p in by_kind["person"] if not out.get(("person", p))]
+        if missing:  # a person without a name is shown by an address
+            for pid, email in s.execute(select(PersonEmail.person_id, func.min(PersonEmail.email))
+                                        .where(PersonEmail.person_id.in_(missing))
+                                        .group_by(PersonEmail.person_id)):
+                out[("person", pid)] = email
+    if by_kind.get("organization"):
+        for oid, name in s.execute(select(Organization.id, Organization.name)
+                                   .where(Organization.id.in_(by_kind["organization"]))):
+            out[("organization", oid)] = name
+    items = {i for k in ("deal", "lead", "project") for i in by_kind.get(k, ())}
+    if items:
+        for iid, kind, title in s.execute(select(Item.id, Item.kind, Item.title)
+                                          .where(Item.id.in_(items))):
+            out[(kind, iid)] = title
+    return out
+
+
+def _named(rows: list[dict[str, Any]], names: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
+    return [{**r, "name": names.get((r["kind"], r["id"]))} for r in rows]
+
+
+def _with_names(s: Session, threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    refs = [(r["kind"], r["id"]) for t in threads for r in (*t["links"], *t["suggestions"])]
+    names = entity_names(s, refs)
+    for t in threads:
+        t["links"] = _named(t["links"], names)
+        t["suggestions"] = _named(t["suggestions"], names)
+    return threads
+
+
+def list_threads(
+    s: Session,
+    user: User,
+    *,
+    person: int | None = None,
+    deal: int | None = None,
+    lead: int | None = None,
+    project: int | None = None,
+    q: str = "",
+    archived: bool | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    query = select(Thread.id).where(visibility.thread_visible_clause(user))
+    for kind, eid in (("person", person), ("deal", deal), ("lead", lead), ("project", project)):
+        if eid is not None:
+            query = query.where(exists().where(Link.thread_id == Thread.id, Link.kind == kind,
+                                               Link.entity_id == eid))
+    if archived is not None:
+        query = query.where(Thread.archived.is_(archived))
+    for term in q.split()[:MAX_TERMS]:
+        query = query.where(_term_clause(term))
+    query = (query.order_by(Thread.last_message_at.desc(), Thread.id.desc())
+             .limit(limit + 1).offset(offset))
+    ids = list(s.scalars(query))
+    more = len(ids) > limit
+    ids = ids[:limit]
+    by_id: dict[int, dict[str, Any]] = {}
+    if ids:
+        # the shared read model renders the page's threads (the same shape as the CLI)
+        rows = _page_rows(s, user, ids)
+        by_id = {r["thread_id"]: r for r in rows}
+    threads = _with_names(s, [by_id[i] for i in ids if i in by_id])
+    return {"threads": threads, "limit": limit, "offset": offset,
+            "next_offset": offset + limit if more else None}
+
+
+def _page_rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
+    """``mailview``'s list rows for exactly these (visible) thread ids."""
+    threads = list(s.scalars(select(Thread).where(Thread.id.in_(ids))))
+    links = mailview._links_of(s, ids)
+    suggestions = mailview._suggestions_of(s, ids, user)
+    counts = {int(tid): int(n) for tid, n in s.execute(
+        select(Message.thread_id, func.count()).where(Message.thread_id.in_(ids))
+        .group_by(Message.thread_id))}
+    owners = {int(uid): str(email) for uid, email in s.execute(
+        select(User.id, User.email).where(User.id.in_({t.owner_id for t in threads})))}
+    return [{
+        "thread_id": t.id, "subject": t.subject, "visibility": t.visibility,
+        "owner": owners.get(t.owner_id), "archived": t.archived,
+        "messages": counts.get(t.id, 0), "last_message_at": t.last_message_at.isoformat(),
+        "links": links.get(t.id, []), "suggestions": suggestions.get(t.id, []),
+    } for t in threads]
+
+
+def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
+    out: dict[str, tuple[str, bytes]] = {}
+    rows = s.execute(select(Attachment.content_id, Attachment.content_type, Attachment.sha256,
+                            Attachment.size)
+                     .where(Attachment.message_id == message_id,
+                            Attachment.content_id.is_not(None))).all()
+    for cid, ctype, digest, size in rows:
+        if not cid or not ctype.startswith("image/") or size > 2 * 1024 * 1024:
+            continue
+        try:
+            out[cid.strip("<>").lower()] = (ctype, blobs.get(digest))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: int, *,
+                  allow_remote: bool = False) -> dict[str, Any]:
+    """One visible thread; ``blobs`` given → ``cid:`` images are embedded in ``html``."""
+    thread = mailview.get_visible_thread(s, user, thread_id)
+    shown = mailview.show_thread(s, thread, user)
+    _with_names(s, [shown])
+    html_of = dict(s.execute(select(Message.id, Message.html_body)
+                             .where(Message.thread_id == thread.id)).tuples().all())
+    for m in shown["messages"]:
+        raw_html = html_of.get(m["id"]) or ""
+        m["remote_images"] = blocked_remote(raw_html)
+        if raw_html:
+            images = _inline_images(s, blobs, m["id"]) if blobs is not None else {}
+            m["html"] = clean_email_html(raw_html, inline_images=images,
+                                         allow_remote=allow_remote)
+        else:
+            m["html"] = None
+    shown["is_owner"] = thread.owner_id == user.id
+    return shown
+
+
+def raw_message(s: Session, user: User, message_id: int) -> tuple[str, bytes]:
+    row = s.execute(select(Message.thread_id, Message.subject).where(Message.id == message_id)).first()
+    if row is None:
+        raise NotFound(f"no message {message_id}")
+    try:
+        mailview.get_visible_thread(s, user, row.thread_id)
+    except NotFound:
+        raise NotFound(f"no message {message_id}") from None
+    raw = s.get(MessageRaw, message_id)
+    if raw is None:
+        raise NotFound(f"message {message_id} has no stored original")
+    return f"message-{message_id}.eml", bytes(raw.raw)
+
+
+def summary(s: Session, thread_id: int, user: User) -> dict[str, Any]:
+    """The listing row of one thread (the caller checked that ``user`` may see it)."""
+    rows = _page_rows(s, user, [thread_id])
+    if not rows:
+        raise NotFound(f"no thread {thread_id}")
+    return _with_names(s, rows)[0]
+
+
+def link(s: Session, user: User, thread_id: int, kind: str, entity_id: int) -> dict[str, Any]:
+    thread = manual.get_thread(s, thread_id, user)
+    had = s.scalar(select(Link.id).where(Link.thread_id == thread.id, Link.kind == kind,
+                                         Link.entity_id == entity_id))
+    manual.link(s, thread, kind, entity_id, user)
+    if had is None and kind in ("person", "organization"):
+        webhooks.linked(s, thread, kind, entity_id, "manual")
+    s.flush()
+    return summary(s, thread.id, user)
+
+
+def unlink(s: Session, user: User, thread_id: int, kind: str, entity_id: int) -> dict[str, Any]:
+    thread = manual.get_thread(s, thread_id, user)
+    manual.unlink(s, thread, kind, entity_id, user)
+    s.flush()
+    return summary(s, thread.id, user)
+
+
+def person_by_email(s: Session, user: User, email: str) -> int:
+    addr = parse_email_arg(email, "person address")
+    pid = s.scalar(select(PersonEmail.person_id).where(
+        PersonEmail.company_id == user.company_id, PersonEmail.email == addr))
+    if pid is None or not visibility.entity_visible(s, user, "person", pid):
+        raise NotFound(f"no person with the address {addr}")
+    return int(pid)
+
+
+def link_choices(s: Session, user: User, *, limit: int = 300) -> list[dict[str, Any]]:
+    """Open deals, leads and projects the user may see (for the link form)."""
+    q = select(Item.id, Item.kind, Item.title).where(
+        Item.company_id == user.company_id, Item.status == "open")
+    if not user.is_admin:
+        q = q.where(or_(Item.visible_to == "company",
+                        and_(Item.visible_to == "owner", Item.owner_id == user.id)))
+    rows = s.execute(q.order_by(Item.kind, Item.title, Item.id).limit(limit)).all()
+    return [{"kind": k, "id": i, "title": t} for i, k, t in rows]

@@ -1,0 +1,325 @@
+"""The Mail page (SPEC §9): server-rendered HTML for a signed-in user — no JavaScript.
+
+Routes (all under ``/mail``):
+
+- ``GET/POST /mail/login`` — the API-token sign-in form; ``POST /mail/logout``;
+- ``GET /mail`` — conversations the user can see (search ``q``, filters ``person``,
+  ``deal``, ``lead``, ``project``, paging ``offset``), with linked-entity badges;
+- ``GET /mail/threads/{id}`` — one conversation: links and suggestions with link/unlink
+  controls, each message's sanitized HTML in a sandboxed ``<iframe srcdoc>`` (no
+  scripts, no same-origin, remote images blocked until ``?images=1``), attachments and
+  the raw message as downloads; ``POST …/link``, ``…/unlink``, ``…/visibility``,
+  ``…/archive``, ``…/delete``;
+- ``GET /mail/attachments/{id}``, ``GET /mail/messages/{id}/raw`` — downloads;
+- ``GET/POST /mail/settings`` and ``POST /mail/settings/{alternates,blocked}/…`` — sharing
+  default, linking mode, email links, alternate addresses, blocked addresses.
+
+Sessions, CSRF, security headers and sign-in are ``web.pagebase``'s (cookies:
+``web.session``). Reads go through ``web.mailstore`` (the one visibility rule), changes
+through the same functions as the API and the CLI; a thread the user may not see is "not
+found". Each message's ``srcdoc`` document inherits the page's Content-Security-Policy
+(remote images only where the reader asked for them) and adds its own.
+
+Every handler does its database work in one blocking function through ``Database.run``
+(the user is re-checked there: a disabled user's session ends at once).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bccd import accounts, attachments
+from bccd.cli import render
+from bccd.confirm import flow
+from bccd.errors import BccdError, NotFound
+from bccd.linking import blocklist, manual
+from bccd.store.models import User
+from bccd.web import mailstore
+from bccd.web.downloads import download
+from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
+
+if TYPE_CHECKING:
+    from bccd.service import Services
+
+PAGE_SIZE = 50
+ITEM_KINDS = ("deal", "lead", "project")
+
+NOTICES = {
+    "linked": "Linked.", "unlinked": "Link removed.", "visibility": "Visibility changed.",
+    "archived": "Conversation archived.", "deleted": "Conversation deleted.",
+    "saved": "Settings saved.", "alt_added": "A confirmation link was emailed to the address.",
+    "alt_resent": "A new confirmation link was emailed.", "alt_removed": "Address removed.",
+    "blocked": "Blocked.", "unblocked": "No longer blocked.",
+}
+
+
+class Pages(PageBase):
+    """The Mail page's handlers (see the module docstring)."""
+
+    async def threads(self, request: Request) -> Response:
+        qp = request.query_params
+        try:
+            filters = {k: _id(qp.get(k)) for k in ("person", "deal", "lead", "project")}
+            offset = int(qp.get("offset") or 0)
+            if not 0 <= offset <= 1_000_000:
+                raise ValueError
+        except ValueError:
+            return self._error(400, "Bad request", "The filter or page number is not valid.")
+        q = (qp.get("q") or "")[:200].replace("\x00", "")
+        archived = qp.get("archived") == "1"
+
+        def work(s: Any, user: User) -> dict[str, Any]:
+            page = mailstore.list_threads(s, user, q=q, archived=archived, limit=PAGE_SIZE,
+                                          offset=offset, **filters)
+            active = [(k, v) for k, v in filters.items() if v is not None]
+            names = mailstore.entity_names(s, active)
+            return {"page": page, "filters": [{"kind": k, "id": v, "name": names.get((k, v))}
+                                              for k, v in active]}
+
+        try:
+            viewer, data = await self.read(request, work)
+        except SignedOut:
+            return self._to_login()
+        base = {k: v for k, v in {**filters, "q": q, "archived": "1" if archived else None}.items()
+                if v not in (None, "")}
+        nxt = data["page"]["next_offset"]
+        return self.page("app_threads.html", title="Conversations", viewer=viewer,
+                         threads=data["page"]["threads"], filters=data["filters"], q=q,
+                         archived=archived,
+                         next_url=f"/mail?{urlencode({**base, 'offset': nxt})}" if nxt else None,
+                         prev_url=(f"/mail?{urlencode({**base, 'offset': max(0, offset - PAGE_SIZE)})}"
+                                   if offset else None))
+
+    async def thread(self, request: Request, *, error: str = "", status: int = 200,
+                     viewer_hint: Viewer | None = None) -> Response:
+        try:
+            thread_id = _id(request.path_params["thread_id"])
+        except ValueError:
+            thread_id = None
+        if thread_id is None:
+            return self._error(404, "Not found", "There is no such conversation.", viewer_hint)
+        images = request.query_params.get("images") == "1"
+
+        def work(s: Any, user: User) -> dict[str, Any]:
+            shown = mailstore.thread_detail(s, self.services.blobs, user, thread_id,
+                                            allow_remote=images)
+            return {"thread": shown, "choices": mailstore.link_choices(s, user)}
+
+        try:
+            viewer, data = await self.read(request, work)
+        except SignedOut:
+            return self._to_login()
+        except NotFound:
+            return self._error(404, "Not found", "There is no such conversation.", viewer_hint)
+        shown = data["thread"]
+        linked_items = {(lk["kind"], lk["id"]) for lk in shown["links"]}
+        for m in shown["messages"]:
+            if m["html"]:
+                m["srcdoc"] = srcdoc(m["html"], remote_images=images)
+                m["frame_height"] = frame_height(m["html"])
+        notice = NOTICES.get(request.query_params.get("done") or "", "")
+        return self.page("app_thread.html", status, remote_images=images, title=shown["subject"]
+                         or "(no subject)", viewer=viewer, t=shown, images=images, error=error,
+                         notice=notice, item_kinds=ITEM_KINDS,
+                         choices=[c for c in data["choices"]
+                                  if (c["kind"], c["id"]) not in linked_items])
+
+    async def thread_action(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        try:
+            thread_id = _id(request.path_params["thread_id"])
+        except ValueError:
+            thread_id = None
+        if thread_id is None or action not in ("link", "unlink", "visibility", "archive", "delete"):
+            return self._error(404, "Not found", "There is no such conversation.")
+
+        def work(s: Any, user: User, form: FormData) -> str:
+            if action in ("link", "unlink"):
+                kind, entity_id = _entity(s, user, form)
+                fn = mailstore.link if action == "link" else mailstore.unlink
+                fn(s, user, thread_id, kind, entity_id)
+                return "linked" if action == "link" else "unlinked"
+            thread = manual.get_thread(s, thread_id, user)
+            if action == "visibility":
+                manual.set_visibility(s, thread, str(form.get("visibility") or ""), user)
+                return "visibility"
+            if action == "archive":
+                manual.archive(s, thread, user)
+                return "archived"
+            if form.get("confirm") != "yes":
+                raise _Invalid("tick the box to confirm that the conversation should be deleted")
+            manual.delete_thread(s, thread, user)
+            return "deleted"
+
+        async def on_error(viewer: Viewer, exc: BccdError) -> Response:
+            if isinstance(exc, NotFound) and "thread" in str(exc):
+                return self._error(404, "Not found", "There is no such conversation.", viewer)
+            status = exc.status if exc.status in (400, 403, 404, 409, 422) else 400
+            return await self.thread(request, error=str(exc), status=status, viewer_hint=viewer)
+
+        out = await self.change(request, work, on_error)
+        if isinstance(out, Response):
+            return out
+        _, done = out
+        if done == "deleted":
+            return RedirectResponse("/mail?" + urlencode({"done": done}), status_code=303)
+        return RedirectResponse(f"/mail/threads/{thread_id}?done={done}", status_code=303)
+
+    # -------------------------------------------------------------- downloads
+    async def attachment(self, request: Request) -> Response:
+        try:
+            att_id = _id(request.path_params["attachment_id"])
+        except ValueError:
+            att_id = None
+
+        def work(s: Any, user: User) -> tuple[str, str, bytes]:
+            if att_id is None:
+                raise NotFound("no attachment")
+            att, data = attachments.read_attachment(s, self.services.blobs, user, att_id)
+            return att.filename or f"attachment-{att_id}", att.content_type, data
+
+        try:
+            _, (filename, ctype, data) = await self.read(request, work)
+        except SignedOut:
+            return self._to_login()
+        except NotFound:
+            return self._error(404, "Not found", "There is no such attachment.")
+        return download(data, filename, ctype)
+
+    async def raw(self, request: Request) -> Response:
+        try:
+            message_id = _id(request.path_params["message_id"])
+        except ValueError:
+            message_id = None
+
+        def work(s: Any, user: User) -> tuple[str, bytes]:
+            if message_id is None:
+                raise NotFound("no message")
+            return mailstore.raw_message(s, user, message_id)
+
+        try:
+            _, (filename, data) = await self.read(request, work)
+        except SignedOut:
+            return self._to_login()
+        except NotFound:
+            return self._error(404, "Not found", "There is no such message.")
+        return download(data, filename, "message/rfc822")
+
+    # -------------------------------------------------------------- settings
+    async def settings(self, request: Request, *, error: str = "", status: int = 200) -> Response:
+        def work(s: Any, user: User) -> dict[str, Any]:
+            return {"me": render.user_full(s, user, self.services.settings),
+                    "alternates": flow.list_for(s, user),
+                    "blocked": blocklist.listing(s, user)}
+
+        try:
+            viewer, data = await self.read(request, work)
+        except SignedOut:
+            return self._to_login()
+        notice = NOTICES.get(request.query_params.get("done") or "", "")
+        return self.page("app_settings.html", status, title="Settings", viewer=viewer,
+                         error=error, notice=notice, **data)
+
+    async def settings_action(self, request: Request) -> Response:
+        section = request.path_params.get("section", "")
+        action = request.path_params.get("action", "")
+
+        def work(s: Any, user: User, form: FormData) -> str:
+            value = str(form.get("value") or "").strip()
+            if section == "" and action == "":
+                accounts.set_user(s, user, sharing=_opt(form, "sharing_default"),
+                                  linking=_opt(form, "linking_mode"),
+                                  email_links=_opt(form, "email_links"))
+                return "saved"
+            if section == "alternates":
+                if action == "add":
+                    flow.add(s, self.services.settings, user, value)
+                    return "alt_added"
+                if action == "resend":
+                    flow.resend(s, self.services.settings, user, value)
+                    return "alt_resent"
+                if action == "remove":
+                    flow.remove(s, user, value)
+                    return "alt_removed"
+            if section == "blocked":
+                if action == "add":
+                    blocklist.add(s, user, value)
+                    return "blocked"
+                if action == "remove":
+                    blocklist.remove(s, user, value)
+                    return "unblocked"
+            raise NotFound("no such setting")
+
+        async def on_error(viewer: Viewer, exc: BccdError) -> Response:
+            status = exc.status if exc.status in (400, 403, 404, 409, 422, 429) else 400
+            return await self.settings(request, error=str(exc), status=status)
+
+        out = await self.change(request, work, on_error)
+        if isinstance(out, Response):
+            return out
+        return RedirectResponse(f"/mail/settings?done={out[1]}", status_code=303)
+
+
+class _Invalid(BccdError):
+    status = 422
+
+
+def _id(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    n = int(str(value))
+    if not 1 <= n < 2**63:
+        raise ValueError("out of range")
+    return n
+
+
+def _opt(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return str(value) if value not in (None, "") else None
+
+
+def _entity(s: Any, user: User, form: FormData) -> tuple[str, int]:
+    """The entity a link form names: ``ref`` = ``kind:id``, or ``person_email``."""
+    email = str(form.get("person_email") or "").strip()
+    if email:
+        return "person", mailstore.person_by_email(s, user, email)
+    kind, _, raw_id = str(form.get("ref") or "").partition(":")
+    try:
+        entity_id = _id(raw_id)
+    except ValueError:
+        entity_id = None
+    if kind not in mailstore.LINK_KINDS or entity_id is None:
+        raise _Invalid("choose what to link")
+    return kind, entity_id
+
+
+def routes(services: Services) -> list[BaseRoute]:
+    for name in PAGES:  # compiled now, so no request reads a template file on the loop
+        templates.get_template(name)
+    pages = Pages(services)
+
+    def home(request: Request) -> Response:
+        return RedirectResponse("/mail", status_code=303)
+
+    return [
+        Route("/", home),
+        Route("/mail", pages.threads),
+        Route("/mail/", home),
+        Route("/mail/login", pages.login, methods=["GET", "POST"]),
+        Route("/mail/logout", pages.logout, methods=["POST"]),
+        Route("/mail/threads/{thread_id}", pages.thread),
+        Route("/mail/threads/{thread_id}/{action}", pages.thread_action, methods=["POST"]),
+        Route("/mail/attachments/{attachment_id}", pages.attachment),
+        Route("/mail/messages/{message_id}/raw", pages.raw),
+        Route("/mail/settings", pages.settings),
+        Route("/mail/settings", pages.settings_action, methods=["POST"]),
+        Route("/mail/settings/{section}/{action}", pages.settings_action, methods=["POST"]),
+        Mount("/mail/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]

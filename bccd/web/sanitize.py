@@ -1,0 +1,112 @@
+"""Email HTML for display (SPEC §9): sanitized with ``nh3`` (Ammonia), remote content blocked.
+
+``clean_email_html(html, *, inline_images={}, allow_remote=False)`` → an HTML fragment
+that is safe to put in a sandboxed iframe's ``srcdoc``:
+
+- only Ammonia's default tags plus the table/font attributes mail layouts use; no
+  script, style element, form, frame, object, embed, link or meta survives, nor any
+  event-handler attribute; ``<script>`` and ``<style>`` lose their content too;
+- ``style`` attributes keep only the properties in ``STYLE_PROPERTIES`` — none of them
+  can carry a URL (no ``background``, ``background-image``, ``list-style-image``,
+  ``content``, ``cursor``…), so CSS cannot load anything;
+- ``<img src>``: ``cid:`` references become ``data:`` URIs of the message's own inline
+  image parts (``inline_images``: content-id → (content type, bytes), images only, up to
+  ``MAX_INLINE`` bytes each); ``http(s)`` sources are removed unless ``allow_remote``
+  (the reader asked for them); every other source (relative, protocol-relative,
+  ``javascript:``…) is removed;
+- links keep only absolute ``http``, ``https``, ``mailto`` and ``tel`` targets and open in
+  a new tab with ``rel="noopener noreferrer"``.
+
+``blocked_remote(html)`` tells whether the message has remote images to offer.
+The sanitizer is the first wall; the page's Content-Security-Policy (inherited by the
+``srcdoc`` document) and the iframe sandbox (no scripts, no same-origin) are the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+from collections.abc import Mapping
+
+import nh3
+
+MAX_INLINE = 2 * 1024 * 1024
+LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+URL_ATTRS = frozenset({"href", "src", "cite", "background", "longdesc", "usemap", "action"})
+
+STYLE_PROPERTIES = frozenset({
+    "color", "background-color", "font", "font-family", "font-size", "font-style",
+    "font-weight", "font-variant", "line-height", "letter-spacing", "word-spacing",
+    "text-align", "text-decoration", "text-indent", "text-transform", "vertical-align",
+    "white-space", "word-break", "word-wrap", "overflow-wrap", "direction",
+    "margin", "margin-top", "margin-right", "margin-bottom", "margin-left",
+    "padding", "padding-top", "padding-right", "padding-bottom", "padding-left",
+    "border", "border-top", "border-right", "border-bottom", "border-left",
+    "border-color", "border-style", "border-width", "border-radius", "border-collapse",
+    "border-spacing", "width", "max-width", "min-width", "height", "max-height",
+    "min-height", "display", "table-layout", "list-style-type", "caption-side",
+})
+
+_TAG_ATTRS = copy.deepcopy(nh3.ALLOWED_ATTRIBUTES)
+_TAG_ATTRS.setdefault("*", set()).update({"style", "dir", "lang", "title", "align"})
+for _t in ("table", "td", "th", "tr", "tbody", "thead", "tfoot"):
+    _TAG_ATTRS.setdefault(_t, set()).update(
+        {"width", "height", "bgcolor", "valign", "border", "cellpadding", "cellspacing"})
+_TAG_ATTRS.setdefault("font", set()).update({"color", "face", "size"})
+_TAG_ATTRS["img"] = {"src", "alt", "width", "height", "align", "border"}
+_TAGS = set(nh3.ALLOWED_TAGS) | {"font", "tfoot"}
+_REMOTE = re.compile(r"^\s*https?://", re.IGNORECASE)
+_SCHEME = re.compile(r"^\s*([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+
+
+def _cid(value: str) -> str:
+    v = value.strip()[4:].strip()
+    if v.startswith("<") and v.endswith(">"):
+        v = v[1:-1]
+    return v.lower()
+
+
+def clean_email_html(
+    html: str,
+    *,
+    inline_images: Mapping[str, tuple[str, bytes]] | None = None,
+    allow_remote: bool = False,
+) -> str:
+    images = {k.strip("<>").lower(): v for k, v in (inline_images or {}).items()}
+
+    def attribute_filter(tag: str, attr: str, value: str) -> str | None:
+        if attr not in URL_ATTRS:
+            return value
+        if tag == "img" and attr == "src":
+            if value.strip().lower().startswith("cid:"):
+                found = images.get(_cid(value))
+                if found is None:
+                    return None
+                ctype, data = found
+                if not ctype.startswith("image/") or len(data) > MAX_INLINE or "svg" in ctype:
+                    return None
+                return f"data:{ctype};base64,{base64.b64encode(data).decode()}"
+            return value.strip() if allow_remote and _REMOTE.match(value) else None
+        if attr in ("href", "cite"):
+            m = _SCHEME.match(value)
+            return value.strip() if m and m.group(1).lower() in LINK_SCHEMES else None
+        return None
+
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        clean_content_tags={"script", "style"},
+        attributes=_TAG_ATTRS,
+        url_schemes={"http", "https", "mailto", "tel", "cid"},
+        attribute_filter=attribute_filter,
+        filter_style_properties=set(STYLE_PROPERTIES),
+        link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        strip_comments=True,
+    )
+
+
+def blocked_remote(html: str) -> bool:
+    """Does the (raw) HTML reference remote images a reader could choose to load?"""
+    return bool(re.search(r"<img\b[^>]*\bsrc\s*=\s*[\"']?\s*https?://", html, re.IGNORECASE))
