@@ -11,6 +11,7 @@ see ``bccd.systemd``) are used instead of binding ``smtp.listen``/``http.listen`
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -32,13 +33,23 @@ class Services:
         self.settings = settings
         self.db = db
         self.blobs = BlobStore(settings.blob_dir)
-        self.pipeline = Pipeline(settings, db, self.blobs, authenticator=build_authenticator(settings))
+        self.pipeline = Pipeline(settings, db, self.blobs, authenticator=build_authenticator(settings),
+                                 cpu_workers=cpu_workers())
         self.smtp: Any = None
         self.http_routes: list[RouteFactory] = []
         self.workers: list[Worker] = []
 
     def smtp_listening(self) -> bool:
         return bool(self.smtp and self.smtp.server and self.smtp.server.is_serving())
+
+
+def cpu_workers() -> int:
+    """Worker processes for parsing and authenticity (``ingest.cpu``): one per core when
+    there are several; with one core they would only add the trip between processes."""
+    n = os.cpu_count() or 1
+    if "BCCD_XP_CPU" in os.environ:  # XP-TEMP
+        return int(os.environ["BCCD_XP_CPU"])
+    return n if n >= 2 else 0
 
 
 def build_authenticator(settings: Settings) -> object | None:
@@ -125,12 +136,17 @@ async def run(settings: Settings, db: Database) -> None:
                                     name="http")
     worker_tasks = [asyncio.create_task(w(services, stop), name=getattr(w, "__name__", "worker"))
                     for w in services.workers]
-    log.info("http_listening", address=f"{host}:{port}")
+    if http_sock is not None:
+        name = http_sock.getsockname()
+        log.info("http_listening", address=f"{name[0]}:{name[1]}", inherited=True)
+    else:
+        log.info("http_listening", address=f"{host}:{port}")
     log.info("bccd_ready", bcc_domain=settings.smtp.bcc_domain)
     await stop.wait()
     log.info("bccd_stopping")
     await smtp.stop(drain_seconds=float(settings.smtp.timeout))
     await services.pipeline.drain()
+    services.pipeline.close()
     http.should_exit = True
     for t in worker_tasks:
         try:

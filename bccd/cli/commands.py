@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from bccd.cli import alt, block, company, db, imap, items, lifecycle, mail, person, quarantine, serve, user
+from bccd.cli import (
+    alt,
+    block,
+    company,
+    db,
+    doctor,
+    imap,
+    items,
+    lifecycle,
+    mail,
+    person,
+    quarantine,
+    serve,
+    user,
+)
 
-MODULES = [serve, db, company, user, alt, block, person, items, mail, quarantine, imap, lifecycle]
+MODULES = [serve, db, company, user, alt, block, person, items, mail, quarantine, imap, lifecycle, doctor]

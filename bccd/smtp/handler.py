@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiosmtpd.smtp import TLSSetupException
+
 from bccd.config import Settings
-from bccd.ingest import recipients
 from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.pipeline import Pipeline
 from bccd.ingest.types import Envelope, Target
@@ -85,13 +86,8 @@ class Handler:
         envelope.bccd_rcpt_count = count
         if count > self.settings.smtp.max_recipients:
             return str(R.TOO_MANY_RECIPIENTS)
-        db = self.pipeline.db
-
-        def lookup() -> Target | Reply:
-            with db.read() as s:
-                return recipients.resolve(s, self.settings, address)
-
-        result = await db.run(lookup)
+        # recipients.resolve in the database threads, one read shared by concurrent RCPTs
+        result = await self.pipeline.recipient(address)
         if isinstance(result, Reply):
             log.info("rcpt_refused", rcpt=address, reply=str(result), client=_peer(session))
             return str(result)
@@ -169,7 +165,12 @@ class Handler:
             return ()
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("smtp_exception", error=f"{type(error).__name__}: {error}")
+        cause = error.__cause__
+        if isinstance(error, TLSSetupException):  # the client's problem; aiosmtpd hangs up
+            log.info("tls_handshake_failed", reason=f"{type(cause).__name__}: {cause}")
+            return str(R.TEMP_FAILURE)
+        log.error("smtp_exception", error=f"{type(error).__name__}: {error}",
+                  cause=f"{type(cause).__name__}: {cause}" if cause is not None else None)
         return str(R.TEMP_FAILURE)
 
 

@@ -65,9 +65,8 @@ _conn_ids = itertools.count(1)
 class _State:
     """What every connection of one listener shares."""
 
-    def __init__(self, settings: Settings, hostname: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.hostname = hostname
         self.relays = guard.parse_networks(settings.smtp.trusted_relays)
         self.closing = False
         self.total = 0
@@ -371,7 +370,7 @@ class SmtpService:
         )
 
     async def start(self, sock: socket.socket | None = None) -> None:
-        self.state = _State(self.settings, self.hostname)
+        self.state = _State(self.settings)
         loop = asyncio.get_running_loop()
         if sock is not None:
             self.server = await loop.create_server(self._factory, sock=sock)
