@@ -89,10 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("bccd: interrupted\n")
         return 130
-    except Exception as exc:  # never a traceback for a person; the log has the detail
+    except Exception as exc:  # never a traceback for a person (log.level = debug shows it)
+        import logging
+
         from bccd.log import get_logger
 
-        get_logger("bccd.cli").exception("command_failed", command=args.command)
+        log = get_logger("bccd.cli")
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            log.exception("command_failed", command=args.command)
         sys.stderr.write(f"bccd: error: unexpected failure: {type(exc).__name__}: {exc}\n")
         return 1
     finally:
