@@ -11,7 +11,6 @@ see ``bccd.systemd``) are used instead of binding ``smtp.listen``/``http.listen`
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -33,23 +32,13 @@ class Services:
         self.settings = settings
         self.db = db
         self.blobs = BlobStore(settings.blob_dir)
-        self.pipeline = Pipeline(settings, db, self.blobs, authenticator=build_authenticator(settings),
-                                 cpu_workers=cpu_workers())
+        self.pipeline = Pipeline(settings, db, self.blobs, authenticator=build_authenticator(settings))
         self.smtp: Any = None
         self.http_routes: list[RouteFactory] = []
         self.workers: list[Worker] = []
 
     def smtp_listening(self) -> bool:
         return bool(self.smtp and self.smtp.server and self.smtp.server.is_serving())
-
-
-def cpu_workers() -> int:
-    """Worker processes for parsing and authenticity (``ingest.cpu``): one per core when
-    there are several; with one core they would only add the trip between processes."""
-    n = os.cpu_count() or 1
-    if "BCCD_XP_CPU" in os.environ:  # XP-TEMP
-        return int(os.environ["BCCD_XP_CPU"])
-    return n if n >= 2 else 0
 
 
 def build_authenticator(settings: Settings) -> object | None:

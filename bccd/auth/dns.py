@@ -7,7 +7,10 @@ Contract:
   file is missing or names no nameserver) with dnspython; ``timeout`` bounds each
   lookup as a whole (all tries, UDP and the TCP retry of a truncated answer).
 - Answers are kept in a thread-safe, size-bounded LRU cache for at most their TTL
-  (dnspython's ``LRUCache``); negative answers (NXDOMAIN) are cached the same way.
+  (dnspython's ``LRUCache``); negative answers (NXDOMAIN) are cached the same way. In
+  front of it, positive answers are also kept as ready record lists in a plain dict
+  (same expiry, same bound): a hit then costs a dict lookup instead of a resolver call —
+  every message asks for the same key, DMARC and SPF records.
 - NXDOMAIN, NODATA and names that cannot exist (a label over 63 octets, an empty label)
   give an empty list.
 - A timeout, SERVFAIL/REFUSED from every server or any other failure to get an answer
@@ -18,6 +21,7 @@ Contract:
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import dns.exception
@@ -76,6 +80,8 @@ class Resolver:
         resolver.retry_servfail = False
         resolver.cache = dns.resolver.LRUCache(cache_size)
         self._resolver = resolver
+        self._ready: dict[tuple[str, str], tuple[float, list[dns.rdata.Rdata]]] = {}
+        self._cache_size = cache_size
         self.nameservers = [str(ns) for ns in resolver.nameservers]
         self.port = port
         self.timeout = timeout
@@ -90,6 +96,7 @@ class Resolver:
 
     def flush(self) -> None:
         """Forget every cached answer."""
+        self._ready.clear()
         cache = self._resolver.cache
         if cache is not None:
             cache.flush()
@@ -98,6 +105,10 @@ class Resolver:
 
     def lookup(self, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
         """The records of ``rdtype`` at ``name`` (CNAMEs followed); ``[]`` for none."""
+        key = (name, rdtype)
+        hit = self._ready.get(key)
+        if hit is not None and time.time() < hit[0]:
+            return list(hit[1])
         try:
             qname = dns.name.from_text(name.rstrip(".") + ".")
         except _INVALID_NAME:
@@ -116,7 +127,11 @@ class Resolver:
             raise DnsTempError(f"DNS error looking up {name} {rdtype}: {exc}") from exc
         if answer.rrset is None:
             return []
-        return list(answer.rrset)
+        records = list(answer.rrset)
+        if len(self._ready) >= self._cache_size:
+            self._ready.clear()  # crude bound; the resolver's own LRU cache remains
+        self._ready[key] = (answer.expiration, records)
+        return list(records)
 
     def txt_strings(self, name: str) -> list[tuple[bytes, ...]]:
         """Each TXT record at ``name`` as its character-strings."""

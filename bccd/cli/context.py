@@ -27,7 +27,8 @@ class Context:
 
     def database(self, *, migrate: bool = True) -> Database:
         if self._db is None:
-            db = Database(self.settings.database_url)
+            db = Database(self.settings.database_url,
+                          busy_timeout=float(self.settings.database.busy_timeout))
             if migrate:
                 from bccd.store.migrate import check_current, upgrade
 

@@ -18,9 +18,5 @@ def serve(ctx: Context, args: argparse.Namespace) -> Any:
     from bccd import service
 
     db = ctx.database()  # migrates an embedded SQLite database
-    import os  # XP-TEMP
-    if os.environ.get("BCCD_XP_UVLOOP") == "1":  # XP-TEMP
-        import uvloop  # XP-TEMP
-        uvloop.install()  # XP-TEMP
     asyncio.run(service.run(ctx.settings, db))
     return None

@@ -30,6 +30,8 @@ State per (account, folder) is ``ImapFolderState(uidvalidity, last_uid)``:
   ``smtp.max_message_size`` is skipped with a log line, like a 552 on SMTP.
 - the mark (``last_uid``) only moves after ingest returned for every UID below it, and is
   committed after each body group: a crash re-fetches at most one group, never skips.
+  The messages of a body group are ingested concurrently (their commits then share the
+  database's group commits), their outcomes taken in UID order.
 
 Failure: an ingest outcome ``TEMPFAIL`` (returned or raised) stops the folder with
 :class:`IngestDeferred` after committing the mark up to the last ingested UID, so the
@@ -39,6 +41,7 @@ skipped. IMAP errors surface as :class:`~bccd.imap.client.ImapFailure`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -322,14 +325,13 @@ async def sync_folder(
         for group in _groups(metas, cfg.batch_size):
             want = [m.uid for m in group if not m.skip]
             bodies = await imap.fetch(want, ["BODY.PEEK[]"]) if want else {}
-            high = res.last_uid
+            # the group's messages are ingested concurrently (their commits share the
+            # database's group commits); outcomes are then taken in UID order, so the mark
+            # still only passes a UID whose ingest returned
+            pending: dict[int, asyncio.Future[Outcome]] = {}
             for m in group:
                 raw = bodies.get(m.uid, {}).get(b"BODY[]") if not m.skip else None
-                if m.skip or raw is None:
-                    res.skipped += 1
-                    if not m.skip:
-                        log.warning("imap_message_vanished", account=account.id, folder=folder, uid=m.uid)
-                else:
+                if raw is not None:
                     origin = ImapOrigin(
                         account_id=account.id,
                         folder=folder,
@@ -338,8 +340,19 @@ async def sync_folder(
                         gm_thrid=m.thrid,
                         gm_labels=m.labels,
                     )
+                    pending[m.uid] = asyncio.ensure_future(_ingest(sink, raw, account, origin))
+            if pending:
+                await asyncio.wait(pending.values())
+            high = res.last_uid
+            for m in group:
+                task = pending.get(m.uid)
+                if task is None:
+                    res.skipped += 1
+                    if not m.skip:
+                        log.warning("imap_message_vanished", account=account.id, folder=folder, uid=m.uid)
+                else:
                     try:
-                        outcome = await _ingest(sink, raw, account, origin)
+                        outcome = task.result()
                     except IngestDeferred:
                         await advance(high)
                         raise

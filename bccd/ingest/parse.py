@@ -18,6 +18,7 @@ import datetime as dt
 import email
 import email.header
 import email.utils
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -175,26 +176,43 @@ def parse_address_list(values: list[str]) -> list[Addr]:
         # a group "name: a, b;" — drop the group name, keep its members
         value = re.sub(r'^[^"<>@,]*:\s*', "", value) if re.match(r'^[^"<>@,]*:', value) else value
         for piece in split_address_list(value):
-            try:
-                header = _registry("to", piece)
-                addrs = list(header.addresses)  # type: ignore[attr-defined]
-            except Exception:
-                continue
-            for a in addrs:
-                norm = try_normalize_email(a.addr_spec) if a.domain else None
-                if norm is None or norm in seen:
+            found = _cached_piece(piece) if len(piece) <= 998 else _parse_piece(piece)
+            for a in found:
+                if a.email in seen:
                     continue
-                seen.add(norm)
-                out.append(Addr(norm, _header_text(a.display_name)[:255]))
+                seen.add(a.email)
+                out.append(a)
                 if len(out) >= MAX_ADDRESSES:
                     return out
     return out
+
+
+def _parse_piece(piece: str) -> tuple[Addr, ...]:
+    """The addresses of one address-list piece."""
+    try:
+        header = _registry("to", piece)
+        addrs = list(header.addresses)  # type: ignore[attr-defined]
+    except Exception:  # a piece nothing can be made of is skipped
+        return ()
+    out = []
+    for a in addrs:
+        norm = try_normalize_email(a.addr_spec) if a.domain else None
+        if norm is not None:
+            out.append(Addr(norm, _header_text(a.display_name)[:255]))
+    return tuple(out)
+
+
+# the email package's address parser is slow and people mail the same counterparts again
+# and again: a pure function, memoized for pieces of ordinary length
+_cached_piece = functools.lru_cache(maxsize=4096)(_parse_piece)
 
 
 def raw_header_text(value: object) -> str:
     """A header value as text: raw 8-bit bytes (RFC 6532 UTF-8 headers) decoded as UTF-8,
     invalid sequences replaced — never the ``email.header.Header`` object compat32 makes."""
     s = value if isinstance(value, str) else str(value)
+    if s.isascii():
+        return s
     if any("\udc80" <= c <= "\udcff" for c in s):
         s = s.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     return s
@@ -217,7 +235,7 @@ def _walk(msg: Message) -> list[tuple[Message, int]]:
             if part.get_content_type() == "message/rfc822":
                 leaves.append((part, depth))
                 continue
-            stack.extend((p, depth + 1) for p in reversed(payload))
+            stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
         else:
             leaves.append((part, depth))
     return leaves

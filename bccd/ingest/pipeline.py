@@ -28,12 +28,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
+from bccd import metrics
 from bccd.auth.sender import Mailbox, parse_from
 from bccd.auth.verdict import SKIPPED, AuthVerdict, DnsTempError
 from bccd.config import Settings
 from bccd.ingest import forwarded, quarantine, store
+from bccd.ingest.cpu import AuthConfig, CpuPool, Prepared
+from bccd.ingest.lookups import Lookups
 from bccd.ingest.outcome import (
     Disposition,
     DnsTemporaryFailure,
@@ -43,6 +48,7 @@ from bccd.ingest.outcome import (
     Outcome,
     ProcessingTimeout,
     SenderRefused,
+    TemporaryError,
     UnknownRecipient,
     classify,
 )
@@ -50,6 +56,7 @@ from bccd.ingest.parse import Addr, Parsed, parse, parse_address_list
 from bccd.ingest.recipients import company_user_for_sender, disabled_user_for_sender
 from bccd.ingest.types import Envelope, ImapOrigin, Source, Target
 from bccd.log import get_logger
+from bccd.smtp.replies import Reply
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Rejection, User
@@ -75,6 +82,8 @@ class Pipeline:
         db: Database,
         blobs: BlobStore,
         authenticator: object | None = None,
+        *,
+        cpu_workers: int = 0,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -82,6 +91,25 @@ class Pipeline:
         self.authenticator = authenticator
         self.metrics: object | None = None
         self._inflight: set[asyncio.Future[list[Outcome]]] = set()
+        self.lookups = Lookups(db, settings)
+        # parsing and authenticity in worker processes (``ingest.cpu``): the server's own
+        # ``Authenticator`` can be rebuilt there from the settings; another one (tests)
+        # keeps running in a thread of this process
+        self.cpu: CpuPool | None = None
+        if cpu_workers > 0:
+            self.cpu = CpuPool(cpu_workers, _auth_config(settings, authenticator),
+                               max_header_size=settings.smtp.max_header_size,
+                               budget=PARSE_BUDGET + AUTH_BUDGET)
+
+    def close(self) -> None:
+        """Stop the worker processes (after ``drain``)."""
+        if self.cpu is not None:
+            self.cpu.close()
+
+    async def recipient(self, address: str) -> Target | Reply:
+        """RCPT: which Smart Bcc address ``address`` is (``recipients.resolve``), or the
+        refusal; a read shared with concurrent RCPTs of the same address."""
+        return await self.lookups.recipient(address)
 
     async def drain(self) -> None:
         """Wait for copies still being filed for clients that hung up."""
@@ -116,18 +144,28 @@ class Pipeline:
         self, raw: bytes, source: Source, targets: Sequence[Target], envelope: Envelope
     ) -> list[Outcome]:
         raw_sha = hashlib.sha256(raw).hexdigest()
+        prep: Prepared | None = None
         try:
-            parsed = await self._parse(raw)
-            mailbox = parse_from(parsed.from_values)
+            prep = await self._prepare(raw, envelope)
+            if prep is None:
+                parsed = await self._parse(raw)
+                mailbox = parse_from(parsed.from_values)
+            else:
+                if prep.failure is not None:
+                    raise prep.failure.error()
+                assert prep.parsed is not None and prep.mailbox is not None
+                parsed, mailbox = prep.parsed, prep.mailbox
         except IngestError as err:
             outs = [Outcome.from_error(err) for _ in targets]
             await self._record(targets, outs, envelope, None, None)
             return outs
-        copies, outcomes = await self.db.run(self._resolve_copies, targets, mailbox)
+        copies, outcomes = await self.lookups.shared(
+            ("copies", tuple(targets), mailbox), self._resolve_copies, targets, mailbox)
+        outcomes = dict(outcomes)  # shared with concurrent copies of the same sender: ours
         verdict: AuthVerdict | None = None
         if copies:
             try:
-                verdict = await self._authenticate(raw, mailbox, envelope)
+                verdict = await self._verdict(prep, raw, mailbox, envelope)
             except IngestError as err:
                 for c in copies:
                     outcomes[c.target] = Outcome.from_error(err)
@@ -147,7 +185,7 @@ class Pipeline:
             original = await forwarded.recover_async(
                 parsed, max_header_size=self.settings.smtp.max_header_size)
             if original is not None:  # SPEC §4.3: forwarded to the Smart Bcc address?
-                own = await self.db.run(self._own_addresses, c.user_id)
+                own = await self.lookups.shared(("own", c.user_id), self._own_addresses, c.user_id)
                 req = forwarded.as_original(req, original, own)
             outcomes[c.target] = await self._file(req)
         result = [outcomes[t] for t in targets]
@@ -164,7 +202,7 @@ class Pipeline:
         """
         copies: dict[int, _Copy] = {}
         outcomes: dict[Target, Outcome] = {}
-        with self.db.read() as s:
+        with self.db.read_only() as s:
             for t in targets:
                 if t.pinned_kind is not None and t.pinned_id is not None:
                     uid = company_user_for_sender(s, t.company_id, mailbox.email)
@@ -236,7 +274,7 @@ class Pipeline:
             except SenderRefused:
                 lenient = parse_address_list(parsed.from_values[:1])
                 sender = lenient[0] if lenient else Addr("", "")
-            own = await self.db.run(self._own_addresses, user_id)
+            own = await self.lookups.shared(("own", user_id), self._own_addresses, user_id)
             direction = "outgoing" if sender.email in own else "incoming"
             req = store.FileRequest(
                 user_id=user_id, raw=raw, parsed=parsed, source=Source.IMAP,
@@ -253,13 +291,32 @@ class Pipeline:
         return out
 
     def _own_addresses(self, user_id: int) -> set[str]:
-        with self.db.read() as s:
+        with self.db.read_only() as s:
             return store.user_addresses(s, user_id)
 
     # ------------------------------------------------------------------ stages
+    async def _prepare(self, raw: bytes, env: Envelope | None) -> Prepared | None:
+        """Parse, From and (dmarc) verdict in one trip to a worker process; ``None`` when
+        there is no pool (or it just broke): the caller does it here, in threads."""
+        if self.cpu is None:
+            return None
+        if len(raw) > self.settings.smtp.max_message_size:
+            raise MessageTooBig()
+        want_auth = self.settings.auth.mode == "dmarc" and self.cpu.auth is not None
+        try:
+            return await self.cpu.prepare(raw, env if want_auth else None)
+        except BrokenProcessPool:
+            return None
+
     async def _parse(self, raw: bytes) -> Parsed:
         if len(raw) > self.settings.smtp.max_message_size:
             raise MessageTooBig()
+        prep = await self._prepare(raw, None)
+        if prep is not None:
+            if prep.parsed is None:
+                assert prep.failure is not None
+                raise prep.failure.error()
+            return prep.parsed
         loop = asyncio.get_running_loop()
         limit = self.settings.smtp.max_header_size
         fut = loop.run_in_executor(None, lambda: parse(raw, max_header_size=limit))
@@ -274,8 +331,6 @@ class Pipeline:
         if self.settings.auth.mode == "off":
             return _relay_results(SKIPPED, env)
         if self.authenticator is None:  # fail closed: mode dmarc must never skip the check
-            from bccd.ingest.outcome import TemporaryError
-
             raise TemporaryError(detail="auth.mode = dmarc but no authenticator configured")
         auth = self.authenticator
         loop = asyncio.get_running_loop()
@@ -289,13 +344,40 @@ class Pipeline:
         try:
             verdict = await asyncio.wait_for(loop.run_in_executor(None, run), AUTH_BUDGET)
         except DnsTempError as exc:
-            log.warning("auth_dns_failure", sender=mailbox.email, client=env.client_ip,
-                        detail=str(exc))
-            raise DnsTemporaryFailure(detail=str(exc)) from None
+            self._dns_failure(mailbox, env, str(exc))
         except TimeoutError:
-            log.warning("auth_budget_exceeded", sender=mailbox.email, client=env.client_ip,
-                        seconds=AUTH_BUDGET)
-            raise DnsTemporaryFailure(detail="authentication budget exceeded") from None
+            self._over_budget(mailbox, env)
+        return self._accept(verdict, mailbox, env)
+
+    async def _verdict(self, prep: Prepared | None, raw: bytes, mailbox: Mailbox,
+                       env: Envelope) -> AuthVerdict:
+        """The verdict a worker process already computed (``ingest.cpu``), judged like
+        ``_authenticate`` judges its own."""
+        if prep is None or self.settings.auth.mode != "dmarc" or (
+                prep.verdict is None and prep.dns_error is None and prep.auth_error is None):
+            return await self._authenticate(raw, mailbox, env)
+        if prep.auth_seconds > AUTH_BUDGET:
+            self._over_budget(mailbox, env)
+        if prep.dns_error is not None:
+            self._dns_failure(mailbox, env, prep.dns_error)
+        if prep.auth_error is not None:
+            raise TemporaryError(detail=prep.auth_error)
+        assert prep.verdict is not None
+        return self._accept(prep.verdict, mailbox, env)
+
+    @staticmethod
+    def _dns_failure(mailbox: Mailbox, env: Envelope, detail: str) -> NoReturn:
+        log.warning("auth_dns_failure", sender=mailbox.email, client=env.client_ip,
+                    detail=detail)
+        raise DnsTemporaryFailure(detail=detail) from None
+
+    @staticmethod
+    def _over_budget(mailbox: Mailbox, env: Envelope) -> NoReturn:
+        log.warning("auth_budget_exceeded", sender=mailbox.email, client=env.client_ip,
+                    seconds=AUTH_BUDGET)
+        raise DnsTemporaryFailure(detail="authentication budget exceeded") from None
+
+    def _accept(self, verdict: AuthVerdict, mailbox: Mailbox, env: Envelope) -> AuthVerdict:
         verdict = _relay_results(verdict, env)
         log.info("auth_verdict", sender=mailbox.email, client=env.client_ip,
                  verdict=verdict.verdict, dkim=verdict.dkim, spf=verdict.spf,
@@ -307,7 +389,9 @@ class Pipeline:
 
     async def _file(self, req: store.FileRequest) -> Outcome:
         try:
-            return await self.db.run(store.file_copy, self.db, self.blobs, req)
+            digests = await self.db.run(store.put_blobs, self.blobs, req) \
+                if req.parsed.attachments else []
+            return await self.db.write(store.file_in, req, digests, size=len(req.raw))
         except Exception as exc:
             err = classify(exc)
             log.warning("file_failed", user=req.user_id, error=err.reason, detail=err.detail)
@@ -321,11 +405,13 @@ class Pipeline:
         parsed: Parsed | None,
         mailbox: Mailbox | None,
     ) -> None:
+        metrics.record_outcomes(outcomes)
         refused = []
         for t, o in zip(targets, outcomes, strict=True):
             log.info(
                 "copy_outcome", rcpt=t.rcpt, user=t.user_id or None, outcome=o.disposition.value,
-                reply=str(o.reply), reason=o.reason, detail=o.detail or None, message=o.message_id, thread=o.thread_id,
+                reply=str(o.reply), reason=o.reason, detail=o.detail or None,
+                message=o.message_id, thread=o.thread_id,
                 message_id=parsed.message_id if parsed else None, client=env.client_ip,
             )
             if o.disposition is Disposition.REFUSED:
@@ -374,3 +460,16 @@ def _relay_results(verdict: AuthVerdict, env: Envelope) -> AuthVerdict:
     if env.trusted_results:
         extra["trusted_results"] = list(env.trusted_results)
     return verdict if extra == verdict.extra else replace(verdict, extra=extra)
+
+
+def _auth_config(settings: Settings, authenticator: object | None) -> AuthConfig | None:
+    """The worker processes' authenticator: the server's own (``service``), rebuilt from
+    the settings; ``None`` (verdicts stay in this process) for any other."""
+    from bccd.auth.authenticator import Authenticator
+
+    if settings.auth.mode != "dmarc" or type(authenticator) is not Authenticator:
+        return None
+    dns = settings.dns
+    return AuthConfig(nameservers=tuple(dns.nameservers), port=dns.port, timeout=dns.timeout,
+                      authserv_id=authenticator.authserv_id,
+                      trusted_authserv_ids=authenticator.trusted_authserv_ids)

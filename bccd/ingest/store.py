@@ -1,8 +1,7 @@
 """Filing one copy for one user: dedup, blocklist, thread, participants, persons,
 links, raw bytes and attachments — in one transaction (SPEC §5.2–5.6, §5.9).
 
-``file_copy(db, blobs, request) -> Outcome`` is blocking (run it in the database
-threads). Attachments are written to the blob store and fsynced *before* the
+Attachments are written to the blob store and fsynced *before* the
 transaction commits; the raw message is committed in the same transaction as its
 records, so ``250`` (sent by the caller after this returns) is backed by durable state.
 
@@ -14,14 +13,19 @@ Smart Bcc copy may create); ``DROPPED`` (blocked: accepted, counted in ``counter
 ``dropped_blocked`` and logged, not stored).
 
 Dedup is the unique constraint on (user, dedup key): a concurrent second copy loses the
-insert, its transaction is rolled back and it is re-filed as a duplicate.
+insert, what was made for it is rolled back to a savepoint and it is filed as a duplicate.
+
+``file_in(session, request, digests)`` files inside the caller's transaction — the
+database's group writer (``Database.write``), which commits many copies at once, each in
+its own savepoint; ``file_copy`` is the blocking form for scripts. The hot path runs
+statements built once, on the session's connection (see ``linking.threading``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,7 +34,9 @@ from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.parse import Addr, Parsed
 from bccd.ingest.types import ImapOrigin, Source
 from bccd.linking import blocklist, deals, engine, participants, threading
+from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
+from bccd.notify import webhooks
 from bccd.smtp import replies as R
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
@@ -45,8 +51,20 @@ from bccd.store.models import (
     Participant,
     Thread,
     User,
+    utcnow,
 )
 from bccd.store.queries import insert_ignore
+
+_INSERT_MESSAGE = insert(Message).returning(Message.id)
+_INSERT_RAW = insert(MessageRaw)
+_INSERT_SOURCE = insert(MessageSource)
+_INSERT_ATTACHMENT = insert(Attachment)
+_U, _C = User.__table__, Company.__table__
+_OWNER = (select(_U.c.id, _U.c.company_id, _U.c.email, _U.c.is_admin, _U.c.linking_mode,
+                 _U.c.sharing_default, _C.c.create_unknown_contacts)
+          .join(_C, _C.c.id == _U.c.company_id).where(_U.c.id == bindparam("u")))
+_DEDUP = select(Message.__table__.c.id).where(Message.__table__.c.user_id == bindparam("u"),
+                                               Message.__table__.c.dedup_key == bindparam("k"))
 
 log = get_logger("bccd.ingest")
 
@@ -67,20 +85,16 @@ class FileRequest:
     origin: ImapOrigin | None = None
 
 
-class _Duplicate(Exception):
-    pass
-
-
 def user_addresses(session: Session, user_id: int) -> set[str]:
     """The user's login address and confirmed alternates."""
     return participants.own_addresses(session, user_id)
 
 
 def _copy(session: Session, req: FileRequest) -> engine.Copy:
-    user = session.get(User, req.user_id)
-    assert user is not None
-    company = session.get(Company, user.company_id)
-    assert company is not None
+    row = session.connection().execute(_OWNER, {"u": req.user_id}).one()
+    user = Owner(row.id, row.company_id, row.email, row.is_admin, row.linking_mode,
+                 row.sharing_default)
+    company = Org(row.company_id, row.create_unknown_contacts)
     return engine.Copy(user=user, company=company, direction=req.direction, sender=req.sender,
                        to=req.parsed.to, cc=req.parsed.cc, bcc_domain=req.bcc_domain,
                        may_create_persons=req.source is Source.BCC)
@@ -119,32 +133,50 @@ def _add_imap_ref(session: Session, message_id: int, o: ImapOrigin) -> None:
     }])
 
 
-def _duplicate(db: Database, req: FileRequest) -> Outcome | None:
-    with db.transaction() as s:
-        existing = s.scalar(
-            select(Message).where(Message.user_id == req.user_id,
-                                  Message.dedup_key == req.parsed.dedup_key[:998])
-        )
-        if existing is None:
-            return None
-        _add_source(s, existing, req)
-        return Outcome(Disposition.DUPLICATE, R.STORED, reason="already stored",
-                       message_id=existing.id, thread_id=existing.thread_id)
+def _duplicate(s: Session, req: FileRequest) -> Outcome | None:
+    found = s.connection().execute(
+        _DEDUP, {"u": req.user_id, "k": req.parsed.dedup_key[:998]}).scalar()
+    if found is None:
+        return None
+    existing = s.get(Message, found)
+    assert existing is not None
+    _add_source(s, existing, req)
+    return Outcome(Disposition.DUPLICATE, R.STORED, reason="already stored",
+                   message_id=existing.id, thread_id=existing.thread_id)
+
+
+def put_blobs(blobs: BlobStore, req: FileRequest) -> list[str]:
+    """Write (and fsync) the attachments: before the transaction that references them."""
+    return [blobs.put(a.data) for a in req.parsed.attachments]
+
+
+def file_in(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
+    """File one copy inside the caller's transaction (``Database.write``: a group commit)."""
+    dup = _duplicate(s, req)
+    if dup is not None:
+        return dup
+    if s.get_bind().dialect.name == "sqlite":
+        # SQLite: this transaction holds the write lock since BEGIN IMMEDIATE, so no copy
+        # can have been inserted since the check above
+        return _file(s, req, digests)
+    try:
+        # PostgreSQL: a concurrent copy (another instance, another writer lane) may win the
+        # insert under the (user, dedup key) constraint — the constraint waits for its
+        # transaction, then refuses ours: undo what was made for it (thread, refs), and
+        # it is a duplicate of the winner, now committed and visible
+        with s.begin_nested():
+            return _file(s, req, digests)
+    except IntegrityError:
+        dup = _duplicate(s, req)
+        if dup is None:
+            raise
+        return dup
 
 
 def file_copy(db: Database, blobs: BlobStore, req: FileRequest) -> Outcome:
-    dup = _duplicate(db, req)
-    if dup is not None:
-        return dup
-    digests = [blobs.put(a.data) for a in req.parsed.attachments]
-    try:
-        with db.transaction() as s:
-            return _file(s, req, digests)
-    except _Duplicate:
-        dup = _duplicate(db, req)
-        if dup is None:  # pragma: no cover - the winner's row must be visible now
-            raise
-        return dup
+    """Blocking: blobs, then ``file_in`` committed by the database's group writer."""
+    digests = put_blobs(blobs, req)
+    return db.write_sync(file_in, req, digests, size=len(req.raw))
 
 
 def _file(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
@@ -159,38 +191,41 @@ def _file(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
         refs=p.thread_refs(), gm_thrid=req.origin.gm_thrid if req.origin else None,
         subject=p.subject, visibility=user.sharing_default,
     )
-    msg = Message(
-        company_id=company.id, user_id=user.id, thread_id=thread.id,
-        dedup_key=p.dedup_key[:998], message_id=p.message_id, direction=req.direction,
-        from_addr=req.sender.email, from_name=req.sender.name, subject=p.subject,
-        date=p.date, text_body=p.text, html_body=p.html, raw_size=len(req.raw),
-        raw_sha256=req.raw_sha256, auth=req.auth.as_dict(), forwarded_by=req.forwarded_by,
-    )
-    s.add(msg)
-    try:
-        with s.begin_nested():
-            s.flush()
-    except IntegrityError:
-        raise _Duplicate() from None
-    s.add(MessageRaw(message_id=msg.id, raw=req.raw))
-    s.add(MessageSource(message_id=msg.id, source=req.source.value))
-    matched = engine.link(s, copy, screened, thread, pinned=req.pinned)
-    rows = [{"company_id": company.id, "message_id": msg.id, "role": "from",
+    s.flush()  # the thread's ORM changes (an existing thread), before the plain inserts
+    conn = s.connection()
+    values = {
+        "company_id": company.id, "user_id": user.id, "thread_id": thread.id,
+        "dedup_key": p.dedup_key[:998], "message_id": p.message_id, "direction": req.direction,
+        "from_addr": req.sender.email, "from_name": req.sender.name, "subject": p.subject,
+        "date": p.date, "text_body": p.text, "html_body": p.html, "raw_size": len(req.raw),
+        "raw_sha256": req.raw_sha256, "auth": req.auth.as_dict(),
+        "forwarded_by": req.forwarded_by, "created_at": utcnow(),
+    }
+    # IntegrityError here: a concurrent duplicate (``file_in`` retries it as one)
+    mid = conn.execute(_INSERT_MESSAGE, values).scalar_one()
+    conn.execute(_INSERT_RAW, {"message_id": mid, "raw": req.raw})
+    conn.execute(_INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
+                                  "created_at": values["created_at"]})
+    matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created)
+    rows = [{"company_id": company.id, "message_id": mid, "role": "from",
              "email": req.sender.email, "name": req.sender.name,
              "person_id": matched.get(req.sender.email)}]
     for role, addrs in (("to", p.to), ("cc", p.cc)):
-        rows.extend({"company_id": company.id, "message_id": msg.id, "role": role,
+        rows.extend({"company_id": company.id, "message_id": mid, "role": role,
                      "email": a.email, "name": a.name, "person_id": matched.get(a.email)}
                     for a in addrs)
     insert_ignore(s, Participant, [r for r in rows if r["email"]])
-    for att, digest in zip(p.attachments, digests, strict=True):
-        s.add(Attachment(message_id=msg.id, filename=att.filename, content_type=att.content_type,
-                         size=len(att.data), sha256=digest, content_id=att.content_id,
-                         inline=att.inline))
+    if digests:
+        conn.execute(_INSERT_ATTACHMENT, [
+            {"message_id": mid, "filename": att.filename, "content_type": att.content_type,
+             "size": len(att.data), "sha256": digest, "content_id": att.content_id,
+             "inline": att.inline}
+            for att, digest in zip(p.attachments, digests, strict=True)])
     if req.origin is not None:
-        _add_imap_ref(s, msg.id, req.origin)
-    s.flush()
-    return Outcome(Disposition.STORED, R.STORED, message_id=msg.id, thread_id=thread.id,
+        _add_imap_ref(s, mid, req.origin)
+    msg = Message(id=mid, **values)  # transient: what the hooks read, never added
+    webhooks.message_stored(s, msg)  # the message.stored event commits with the message
+    return Outcome(Disposition.STORED, R.STORED, message_id=mid, thread_id=thread.id,
                    extra={"thread_created": created})
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from bccd.addresses import AddressError, blocked_matches, normalize_block_pattern
@@ -39,8 +39,11 @@ class Screened:
     linkable: list[Addr]         # counterparts that may be matched, created and linked
 
 
+_PATTERNS = select(Blocked.__table__.c.pattern).where(Blocked.__table__.c.user_id == bindparam("u"))
+
+
 def patterns(session: Session, user_id: int) -> list[str]:
-    return list(session.scalars(select(Blocked.pattern).where(Blocked.user_id == user_id)))
+    return list(session.connection().execute(_PATTERNS, {"u": user_id}).scalars())
 
 
 def is_blocked(pats: Sequence[str], address: str) -> bool:

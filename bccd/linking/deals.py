@@ -35,16 +35,49 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from bccd.store.models import Item, Link, Suggestion, Thread, User
+from bccd.linking.records import OwnerLike, ThreadLike
+from bccd.notify import webhooks
+from bccd.store.models import Item, Link, Suggestion
 from bccd.store.queries import insert_ignore
 
 ITEM_KINDS = ("deal", "lead", "project")
 MAX_CANDIDATES = 50
 _PRIORITY = {"manual": 0, "address": 1, "auto": 2, "thread": 3}
+
+
+class ItemRef(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+_I = Item.__table__
+_CANDIDATES = (select(_I.c.id, _I.c.kind)
+               .where(_I.c.company_id == bindparam("c"), _I.c.status == "open",
+                      _I.c.person_id.in_(bindparam("p", expanding=True))))
+# candidates(): all open items of the persons (admins), or those the owner may see
+_CANDIDATES_ALL = _CANDIDATES.order_by(_I.c.id).limit(MAX_CANDIDATES)
+_CANDIDATES_VISIBLE = (_CANDIDATES.where(or_(_I.c.visible_to == "company",
+                                             _I.c.owner_id == bindparam("o")))
+                       .order_by(_I.c.id).limit(MAX_CANDIDATES))
+
+
+_L = Link.__table__
+_S = Suggestion.__table__
+_ITEM_LINK_ROWS = (select(_L.c.id, _L.c.kind, _L.c.entity_id, _L.c.how, _L.c.created_at)
+                   .where(_L.c.thread_id == bindparam("t"), _L.c.kind.in_(ITEM_KINDS))
+                   .order_by(_L.c.id))
+_PERSON_IDS = (select(_L.c.entity_id).where(_L.c.thread_id == bindparam("t"), _L.c.kind == "person")
+               .order_by(_L.c.entity_id))
+_SUGGESTIONS = select(_S.c.id, _S.c.kind, _S.c.entity_id).where(_S.c.thread_id == bindparam("t"))
+_CLEAR_SUGGESTIONS = delete(Suggestion).where(Suggestion.thread_id == bindparam("t"))
 
 
 def item_links(session: Session, thread_id: int) -> list[Link]:
@@ -55,25 +88,26 @@ def item_links(session: Session, thread_id: int) -> list[Link]:
 
 
 def person_ids(session: Session, thread_id: int) -> list[int]:
-    return list(session.scalars(
-        select(Link.entity_id).where(Link.thread_id == thread_id, Link.kind == "person")
-        .order_by(Link.entity_id)
-    ))
+    session.flush()
+    return list(session.connection().execute(_PERSON_IDS, {"t": thread_id}).scalars())
 
 
-def candidates(session: Session, owner: User, persons: Sequence[int]) -> list[Item]:
-    """Open items of ``persons`` the owner may see, oldest first (at most 50)."""
+def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> list[Any]:
+    """Open items of ``persons`` the owner may see, oldest first (at most 50): rows with
+    ``id`` and ``kind``."""
     if not persons:
         return []
-    q = select(Item).where(Item.company_id == owner.company_id, Item.status == "open",
-                           Item.person_id.in_(list(persons)))
-    if not owner.is_admin:
-        q = q.where(or_(Item.visible_to == "company", Item.owner_id == owner.id))
-    return list(session.scalars(q.order_by(Item.id).limit(MAX_CANDIDATES)))
+    params: dict[str, Any] = {"c": owner.company_id, "p": list(persons)}
+    if owner.is_admin:
+        stmt = _CANDIDATES_ALL
+    else:
+        stmt, params["o"] = _CANDIDATES_VISIBLE, owner.id
+    return list(session.connection().execute(stmt, params).all())
 
 
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
     """Make (kind, item_id) the thread's only item link, recorded as ``how``."""
+    webhooks.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
     session.execute(delete(Link).where(
         Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
         ~((Link.kind == kind) & (Link.entity_id == item_id))))
@@ -86,12 +120,14 @@ def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how
 
 
 def clear_suggestions(session: Session, thread_id: int) -> None:
-    session.execute(delete(Suggestion).where(Suggestion.thread_id == thread_id))
+    session.flush()
+    session.connection().execute(_CLEAR_SUGGESTIONS, {"t": thread_id})
 
 
-def set_suggestions(session: Session, thread_id: int, items: Sequence[Item]) -> None:
+def set_suggestions(session: Session, thread_id: int, items: Sequence[ItemRef]) -> None:
     keep = {(i.kind, i.id) for i in items}
-    current = session.scalars(select(Suggestion).where(Suggestion.thread_id == thread_id)).all()
+    session.flush()
+    current = session.connection().execute(_SUGGESTIONS, {"t": thread_id}).all()
     stale = [s.id for s in current if (s.kind, s.entity_id) not in keep]
     if stale:
         session.execute(delete(Suggestion).where(Suggestion.id.in_(stale)))
@@ -102,13 +138,20 @@ def set_suggestions(session: Session, thread_id: int, items: Sequence[Item]) -> 
 
 def apply(
     session: Session,
-    thread: Thread,
-    owner: User,
+    thread: ThreadLike,
+    owner: OwnerLike,
     *,
     pinned: tuple[str, int] | None = None,
     pinned_since: dt.datetime | None = None,
+    fresh_persons: Sequence[int] | None = None,
 ) -> None:
-    existing = item_links(session, thread.id)
+    """``fresh_persons``: the thread was created by this copy, which linked it to these
+    persons — so it has no item link nor suggestion yet and nothing needs reading back."""
+    if fresh_persons is not None:
+        _apply_fresh(session, thread, owner, pinned, fresh_persons)
+        return
+    session.flush()
+    existing = session.connection().execute(_ITEM_LINK_ROWS, {"t": thread.id}).all()
     if pinned is not None:
         overruled = pinned_since is not None and any(
             link.how == "manual" and link.created_at > pinned_since for link in existing)
@@ -145,3 +188,23 @@ def reconcile(session: Session, keep_id: int, other_id: int) -> None:
         session.execute(delete(Link).where(Link.id.in_(losers)))
     if best.thread_id != keep_id:
         session.execute(update(Link).where(Link.id == best.id).values(thread_id=keep_id))
+
+
+def _apply_fresh(session: Session, thread: ThreadLike, owner: OwnerLike,
+                 pinned: tuple[str, int] | None, persons: Sequence[int]) -> None:
+    """``apply`` for a thread this copy created: no item link, no suggestion to replace."""
+    if pinned is not None:
+        _link_fresh(session, thread.id, pinned[0], pinned[1], "address")
+        return
+    found = candidates(session, owner, persons)
+    if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
+        _link_fresh(session, thread.id, found[0].kind, found[0].id, "auto")
+    elif found:
+        insert_ignore(session, Suggestion, [{"thread_id": thread.id, "kind": i.kind,
+                                             "entity_id": i.id} for i in found])
+
+
+def _link_fresh(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
+    webhooks.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
+    insert_ignore(session, Link, [{"thread_id": thread_id, "kind": kind, "entity_id": item_id,
+                                   "how": how}])

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from bccd.ingest.parse import Addr
 from bccd.linking import blocklist, deals, participants, persons
 from bccd.linking.blocklist import Screened
-from bccd.store.models import Company, Link, Thread, User
+from bccd.linking.records import CompanyLike, OwnerLike, ThreadLike
+from bccd.store.models import Link
 from bccd.store.queries import insert_ignore
 
 
@@ -34,8 +35,8 @@ from bccd.store.queries import insert_ignore
 class Copy:
     """One copy as the linking rules see it."""
 
-    user: User
-    company: Company
+    user: OwnerLike
+    company: CompanyLike
     direction: str               # incoming | outgoing
     sender: Addr
     to: Sequence[Addr]
@@ -45,7 +46,7 @@ class Copy:
 
 
 def screen(session: Session, copy: Copy) -> Screened:
-    own = participants.own_addresses(session, copy.user.id)
+    own = {copy.user.email, *participants.confirmed_alternates(session, copy.user.id)}
     others = participants.counterparts(copy.direction, copy.sender, copy.to, copy.cc, own,
                                        copy.bcc_domain)
     return blocklist.screen(blocklist.patterns(session, copy.user.id),
@@ -56,10 +57,12 @@ def link(
     session: Session,
     copy: Copy,
     screened: Screened,
-    thread: Thread,
+    thread: ThreadLike,
     *,
     pinned: tuple[str, int] | None = None,
+    fresh: bool = False,
 ) -> dict[str, int]:
+    """``fresh``: the thread was created by this copy (``threading.resolve``)."""
     emails = [a.email for a in screened.linkable]
     matched = persons.match(session, copy.company.id, emails)
     if copy.may_create_persons:
@@ -69,5 +72,6 @@ def link(
     person_ids = sorted({matched[e] for e in emails if e in matched})
     insert_ignore(session, Link, [{"thread_id": thread.id, "kind": "person", "entity_id": pid,
                                    "how": "auto"} for pid in person_ids])
-    deals.apply(session, thread, copy.user, pinned=pinned)
+    deals.apply(session, thread, copy.user, pinned=pinned,
+                fresh_persons=person_ids if fresh else None)
     return matched

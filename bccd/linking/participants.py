@@ -13,12 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from bccd.addresses import domain_of
 from bccd.ingest.parse import Addr
 from bccd.store.models import Alternate, User
+
+_A = Alternate.__table__
+_U = User.__table__
+_CONFIRMED = select(_A.c.email).where(_A.c.user_id == bindparam("u"),
+                                      _A.c.status == "confirmed")
+_OWN = union_all(select(_U.c.email).where(_U.c.id == bindparam("u")), _CONFIRMED)
 
 
 def at_bcc_domain(address: str, bcc_domain: str) -> bool:
@@ -48,9 +54,8 @@ def counterparts(
 
 def own_addresses(session: Session, user_id: int) -> set[str]:
     """The user's login address and confirmed alternates (pending ones are not theirs yet)."""
-    user = session.get(User, user_id)
-    if user is None:
-        return set()
-    alts = session.scalars(select(Alternate.email).where(
-        Alternate.user_id == user_id, Alternate.status == "confirmed"))
-    return {user.email, *alts}
+    return set(session.connection().execute(_OWN, {"u": user_id}).scalars())
+
+
+def confirmed_alternates(session: Session, user_id: int) -> set[str]:
+    return set(session.connection().execute(_CONFIRMED, {"u": user_id}).scalars())

@@ -18,36 +18,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select, union_all
 from sqlalchemy.orm import Session
 
 from bccd.addresses import domain_of
 from bccd.ingest.parse import Addr
 from bccd.linking.participants import at_bcc_domain
-from bccd.store.models import Alternate, Company, Person, PersonEmail, User
-from bccd.store.queries import insert_ignore
+from bccd.linking.records import CompanyLike, OwnerLike
+from bccd.store.models import Alternate, Person, PersonEmail, User, utcnow
+from bccd.store.queries import insert_ignore_returning
+
+_PE = PersonEmail.__table__
+_U = User.__table__
+_A = Alternate.__table__
+_MATCH = select(_PE.c.email, _PE.c.person_id).where(
+    _PE.c.company_id == bindparam("c"), _PE.c.email.in_(bindparam("e", expanding=True)))
+_OWN_DOMAIN_ADDRESSES = union_all(
+    select(_U.c.email).where(_U.c.company_id == bindparam("c")),
+    select(_A.c.email).join(_U, _U.c.id == _A.c.user_id)
+    .where(_U.c.company_id == bindparam("c"), _A.c.status == "confirmed"),
+)
+_NEW_PERSON = insert(Person).returning(Person.id)
+_HOLDER = select(_PE.c.person_id).where(_PE.c.company_id == bindparam("c"),
+                                        _PE.c.email == bindparam("e"))
+_DROP_PERSON = delete(Person).where(Person.id == bindparam("p"))
 
 
 def match(session: Session, company_id: int, emails: Sequence[str]) -> dict[str, int]:
     if not emails:
         return {}
-    rows = session.execute(
-        select(PersonEmail.email, PersonEmail.person_id).where(
-            PersonEmail.company_id == company_id, PersonEmail.email.in_(list(emails))
-        )
-    ).all()
+    rows = session.connection().execute(_MATCH, {"c": company_id, "e": list(emails)})
     return {e: p for e, p in rows}
 
 
 def own_domains(session: Session, company_id: int) -> set[str]:
     """Domains of the company's users: logins and confirmed alternates."""
-    logins = session.scalars(select(User.email).where(User.company_id == company_id)).all()
-    alts = session.scalars(
-        select(Alternate.email)
-        .join(User, User.id == Alternate.user_id)
-        .where(User.company_id == company_id, Alternate.status == "confirmed")
-    ).all()
-    return {domain_of(a) for a in [*logins, *alts]}
+    rows = session.connection().execute(_OWN_DOMAIN_ADDRESSES, {"c": company_id})
+    return {domain_of(a) for (a,) in rows}
 
 
 def creatable(addrs: Sequence[Addr], own_doms: set[str], bcc_domain: str) -> list[Addr]:
@@ -63,25 +70,26 @@ def display_name(a: Addr) -> str:
 
 
 def create_unknown(
-    session: Session, company: Company, user: User, addrs: Sequence[Addr], bcc_domain: str
+    session: Session, company: CompanyLike, user: OwnerLike, addrs: Sequence[Addr], bcc_domain: str
 ) -> dict[str, int]:
     if not company.create_unknown_contacts or not addrs:
         return {}
     wanted = creatable(addrs, own_domains(session, company.id), bcc_domain)
     created: dict[str, int] = {}
+    conn = session.connection()
     for a in wanted:
-        person = Person(company_id=company.id, name=display_name(a), owner_id=user.id)
-        session.add(person)
-        session.flush()
-        insert_ignore(session, PersonEmail, [{"company_id": company.id, "person_id": person.id,
-                                              "email": a.email}])
-        holder = session.scalar(
-            select(PersonEmail.person_id).where(
-                PersonEmail.company_id == company.id, PersonEmail.email == a.email
-            )
-        )
-        if holder != person.id:  # a concurrent copy created them first: use theirs
-            session.execute(delete(Person).where(Person.id == person.id))
+        pid = conn.execute(_NEW_PERSON, {
+            "company_id": company.id, "name": display_name(a), "organization_id": None,
+            "external_id": None, "owner_id": user.id, "visible_to": "company",
+            "created_at": utcnow()}).scalar_one()
+        won = insert_ignore_returning(session, PersonEmail, {
+            "company_id": company.id, "person_id": pid, "email": a.email}, "person_id")
+        if won is not None:
+            created[a.email] = pid
+            continue
+        # a concurrent copy created them first: use theirs
+        conn.execute(_DROP_PERSON, {"p": pid})
+        holder = conn.execute(_HOLDER, {"c": company.id, "e": a.email}).scalar()
         if holder is not None:
             created[a.email] = holder
     return created

@@ -14,6 +14,11 @@ every id it carries or references is registered for that thread.
   constraint (in a fixed order, so two writers never deadlock on them), and a writer
   that finds another thread owning one of its ids moves over to the oldest thread.
 
+Cost: a message that starts a thread is three statements (find, insert the thread,
+insert its refs); the convergence check runs only when an id could not be registered
+(another thread owns it). The statements are built once and executed on the session's
+connection (the hot path of every copy filed).
+
 Merging keeps the oldest thread; its item link is reconciled (``deals.reconcile``) so a
 thread still has at most one deal/lead/project link; a merge of a private and a shared
 thread is private (the stricter choice never shows a message to someone who could not
@@ -23,15 +28,30 @@ see it before).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bccd.linking import deals
 from bccd.store.models import Link, Message, Suggestion, Thread, ThreadRef, utcnow
-from bccd.store.queries import insert_ignore
+from bccd.store.queries import insert_ignore, insert_ignore_many_returning
 
 MAX_REF_LEN = 998
+
+
+@dataclass(frozen=True, slots=True)
+class NewThread:
+    """A thread created by this copy (nothing else can have linked it yet)."""
+
+    id: int
+    manual_items: bool = False
+
+
+_R = ThreadRef.__table__
+_FIND = (select(_R.c.thread_id, _R.c.ref)
+         .where(_R.c.user_id == bindparam("u"), _R.c.ref.in_(bindparam("refs", expanding=True))))
+_NEW_THREAD = insert(Thread).returning(Thread.id)
 
 
 def all_refs(message_id: str | None, refs: Sequence[str], gm_thrid: str | None) -> list[str]:
@@ -48,13 +68,14 @@ def all_refs(message_id: str | None, refs: Sequence[str], gm_thrid: str | None) 
 
 def find(session: Session, user_id: int, refs: Sequence[str]) -> list[int]:
     """Threads of ``user_id`` owning any of ``refs``, oldest first."""
+    return sorted(set(_owners(session, user_id, refs).values()))
+
+
+def _owners(session: Session, user_id: int, refs: Sequence[str]) -> dict[str, int]:
     if not refs:
-        return []
-    rows = session.scalars(
-        select(ThreadRef.thread_id).where(ThreadRef.user_id == user_id,
-                                          ThreadRef.ref.in_(list(refs)))
-    ).all()
-    return sorted(set(rows))
+        return {}
+    rows = session.connection().execute(_FIND, {"u": user_id, "refs": list(refs)})
+    return {ref: tid for tid, ref in rows}
 
 
 def merge(session: Session, keep: Thread, others: Sequence[int]) -> None:
@@ -99,31 +120,41 @@ def resolve(
     gm_thrid: str | None,
     subject: str,
     visibility: str,
-) -> tuple[Thread, bool]:
+) -> tuple[Thread | NewThread, bool]:
     ids = all_refs(message_id, refs, gm_thrid)
-    found = find(session, user_id, ids)
+    owners = _owners(session, user_id, ids)
+    found = sorted(set(owners.values()))
     created = False
+    now = utcnow()
+    thread: Thread | NewThread
     if found:
-        thread = session.get(Thread, found[0])
-        assert thread is not None
-        merge(session, thread, found[1:])
-        if not refs and message_id and thread.subject != subject:
-            thread.subject = subject[:2000]  # the root arrived after its replies
+        old = session.get(Thread, found[0])
+        assert old is not None
+        merge(session, old, found[1:])
+        if not refs and message_id and old.subject != subject:
+            old.subject = subject[:2000]  # the root arrived after its replies
+        old.last_message_at = now
+        thread = old
     else:
-        thread = Thread(company_id=company_id, owner_id=user_id, subject=subject[:2000],
-                        visibility=visibility)
-        session.add(thread)
-        session.flush()
+        tid = session.connection().execute(_NEW_THREAD, {
+            "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
+            "visibility": visibility, "archived": False, "manual_items": False,
+            "gm_thrid": None, "created_at": now, "last_message_at": now}).scalar_one()
+        thread = NewThread(tid)
         created = True
-    insert_ignore(session, ThreadRef, [{"user_id": user_id, "ref": r, "thread_id": thread.id}
-                                       for r in sorted(ids)])
-    # a concurrent writer may own some of the ids now: converge on the oldest thread
+    new = [r for r in sorted(ids) if r not in owners]
+    registered = insert_ignore_many_returning(
+        session, ThreadRef, [{"user_id": user_id, "ref": r, "thread_id": thread.id} for r in new],
+        "ref")
+    if len(registered) == len(new):
+        return thread, created  # every id is this thread's: nobody else got in between
+    # a concurrent writer owns some of the ids now: converge on the oldest thread
     winners = find(session, user_id, ids)
     if winners and winners != [thread.id]:
         target = session.get(Thread, winners[0])
         assert target is not None
         merge(session, target, [w for w in [*winners, thread.id] if w != target.id])
         created = created and target.id == thread.id
-        thread = target
-    thread.last_message_at = utcnow()
+        target.last_message_at = now
+        return target, created
     return thread, created

@@ -3,10 +3,23 @@
 ``Database(url)`` owns one SQLAlchemy engine. ``db.transaction()`` is the only way code
 writes: a session that commits on success and rolls back on any exception. SQLite runs in
 WAL mode with ``synchronous=FULL`` (a commit is on disk before it returns) and a busy
-timeout; PostgreSQL with ``synchronous_commit=on``.
+timeout (``busy_timeout`` seconds, then "database is locked"); PostgreSQL with
+``synchronous_commit=on``.
 
 All calls are blocking: async code reaches them through ``Database.run`` (a worker
 thread), never on the event loop.
+
+Group commit: ``await db.write(fn, *args)`` runs ``fn(session, *args)`` on a writer thread
+that takes every write request pending at that moment and commits them in ONE
+transaction (one fsync for all), each request in its own SAVEPOINT. A request that raises
+has only its savepoint rolled back; it is then retried alone in a transaction of its own
+after the group has committed, and that second result is its outcome. If the group's
+commit itself fails, every request of the group is retried alone. ``write`` returns only
+after the transaction holding the request's work has committed — the promise behind
+``250`` (STYLE 6). SQLite has one writer thread (it has one writer anyway, and waiting on
+the file lock costs far more than a queue); PostgreSQL ``write_lanes`` of them, so
+requests also commit in parallel. ``fn`` must be safe to run twice (a retry) and must not
+keep ORM objects beyond the call.
 """
 
 from __future__ import annotations
@@ -14,8 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,24 +41,159 @@ from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 
+MAX_GROUP = 64                  # requests per group transaction
+MAX_GROUP_BYTES = 32 * 1024 * 1024  # and their declared size (raw messages) together
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+
+    return pragmas
 
 
 def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get("bccd_read_only"):
+        # ``Database.read_only``: a WAL reader neither takes nor waits for the write lock
+        conn.exec_driver_sql("BEGIN")
+        return
     # take the write lock at BEGIN so concurrent writers queue on busy_timeout instead of
     # failing with "database is locked" on lock upgrade
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@dataclass(eq=False, slots=True)
+class _WriteRequest:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    loop: asyncio.AbstractEventLoop | None
+    future: Any                     # asyncio.Future (async callers) or concurrent Future
+    size: int = 0
+    value: Any = None
+    error: BaseException | None = None
+    done: threading.Event | None = field(default=None)
+
+
+class GroupWriter:
+    """The writer threads behind ``Database.write`` (see the module docstring)."""
+
+    def __init__(self, db: Database, lanes: int) -> None:
+        self._db = db
+        self._pending: deque[_WriteRequest] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.groups = 0           # statistics (bench output, tests)
+        self.requests = 0
+        self.retries = 0
+        self._threads = [threading.Thread(target=self._loop, name=f"db-writer-{i}", daemon=True)
+                         for i in range(lanes)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, req: _WriteRequest) -> None:
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("database is closed")
+            self._pending.append(req)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()
+
+    def _take(self) -> list[_WriteRequest] | None:
+        with self._cond:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            group = [self._pending.popleft()]
+            size = group[0].size
+            while self._pending and len(group) < MAX_GROUP \
+                    and size + self._pending[0].size <= MAX_GROUP_BYTES:
+                req = self._pending.popleft()
+                size += req.size
+                group.append(req)
+            return group
+
+    def _loop(self) -> None:
+        while True:
+            group = self._take()
+            if group is None:
+                return
+            self._run_group(group)
+
+    def _run_group(self, group: list[_WriteRequest]) -> None:
+        db = self._db
+        retry: list[_WriteRequest] = []
+        try:
+            with db._sessions() as s, s.begin():
+                if len(group) == 1:  # nothing to share: no savepoint
+                    req = group[0]
+                    try:
+                        req.value = req.fn(s, *req.args)
+                    except Exception as exc:
+                        req.error = exc
+                        retry.append(req)
+                        raise
+                else:
+                    for req in group:
+                        try:
+                            with s.begin_nested():
+                                req.value = req.fn(s, *req.args)
+                        except Exception as exc:  # only this request's savepoint is undone
+                            req.error = exc
+                            retry.append(req)
+        except Exception:  # the commit (or BEGIN) failed: nothing of the group is durable
+            retry = list(group)
+        self.groups += 1
+        self.requests += len(group)
+        for req in group:
+            if req not in retry:
+                self._resolve(req)
+        for req in retry:  # alone, once more: that outcome is final
+            req.value, req.error = None, None
+            try:
+                with db._sessions() as s, s.begin():
+                    req.value = req.fn(s, *req.args)
+            except Exception as exc:
+                req.error = exc
+            self.retries += 1
+            self._resolve(req)
+
+    @staticmethod
+    def _resolve(req: _WriteRequest) -> None:
+        if req.loop is None:
+            assert req.done is not None
+            req.done.set()
+            return
+        fut = req.future
+
+        def settle() -> None:
+            if fut.done():  # the caller went away (cancelled); the work is committed anyway
+                return
+            if req.error is not None:
+                fut.set_exception(req.error)
+            else:
+                fut.set_result(req.value)
+
+        try:
+            req.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # pragma: no cover - the loop is closed: nobody is waiting
+            pass
+
+
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, busy_timeout: float = 10.0,
+                 write_lanes: int | None = None) -> None:
         self.url = url
         u = make_url(url)
         self.is_sqlite = u.get_backend_name() == "sqlite"
@@ -50,7 +201,7 @@ class Database:
         if self.is_sqlite:
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
             kwargs["pool_size"] = pool_size
         else:
             kwargs.update(pool_size=pool_size, max_overflow=4, pool_pre_ping=True)
@@ -59,7 +210,7 @@ class Database:
             kwargs["connect_args"] = {"options": "-c synchronous_commit=on", "connect_timeout": 10}
         self.engine: Engine = create_engine(u, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas(int(busy_timeout * 1000)))
             # pysqlite's own transaction handling is off; we emit BEGIN IMMEDIATE
             event.listen(
                 self.engine,
@@ -69,6 +220,9 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
+        self._write_lanes = 1 if self.is_sqlite else max(1, write_lanes or 2)
+        self._writer: GroupWriter | None = None
+        self._writer_lock = threading.Lock()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -80,11 +234,49 @@ class Database:
         with self._sessions() as session:
             yield session
 
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[Session]:
+        """A session that only reads. On SQLite its transaction is a plain (deferred)
+        BEGIN: it reads the last committed state without waiting for — or holding up —
+        the writer (``read`` begins IMMEDIATE like a write: some callers write through
+        it). Writing through it is a mistake (SQLite may then refuse the lock)."""
+        with self._sessions() as session:
+            if self.is_sqlite:
+                session.connection(execution_options={"bccd_read_only": True})
+            yield session
+
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking database work in the database worker threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    def _group_writer(self) -> GroupWriter:
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = GroupWriter(self, self._write_lanes)
+        return self._writer
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, size: int = 0) -> T:
+        """``fn(session, *args)`` committed by the group writer (module docstring);
+        ``size`` (bytes, e.g. the raw message) bounds a group's total."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._group_writer().submit(_WriteRequest(fn, args, loop, fut, size))
+        return await fut
+
+    def write_sync(self, fn: Callable[..., T], /, *args: Any, size: int = 0) -> T:
+        """``write`` for blocking callers (scripts, the benchmark): same group writer."""
+        req = _WriteRequest(fn, args, None, None, size, done=threading.Event())
+        self._group_writer().submit(req)
+        assert req.done is not None
+        req.done.wait()
+        if req.error is not None:
+            raise req.error
+        return req.value  # type: ignore[no-any-return]
+
     def dispose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self._executor.shutdown(wait=True)
         self.engine.dispose()

@@ -1,0 +1,314 @@
+"""``make bench`` — bccd against a bare aiosmtpd sink, in one invocation on one machine.
+
+Each server runs as its own process on loopback and is loaded by the same asyncio load
+generator (``bench.load``): ``--concurrency`` sessions (default 20), each reusing its
+connection, with DKIM-signed messages whose key, SPF and DMARC records come from a
+loopback DNS server. Every server first gets ``WARMUP`` messages that are not counted
+(imports, caches, connection pools), then ``--n`` messages.
+
+  (a) sink      bare aiosmtpd answering 250 to everything (the baseline)
+  (b) sqlite    ``bccd serve``: DMARC auth, parse, link, durable commit on SQLite
+                (WAL, synchronous=FULL), logging at ``info`` (one JSON line per copy)
+  (c) postgres  the same on PostgreSQL (a private cluster with fsync and synchronous
+                commit on — full run only)
+
+For each: messages/s, p50/p99 latency, the peak RSS of the server (its process tree);
+then (b) again at half of its measured rate, for the p99 at half load. The full run adds
+50 KB messages (one attachment each), linking cost at 1,000 vs 1,000,000 persons
+(``bench.linking_scale``) and an IMAP initial sync of a 10,000-message Dovecot mailbox
+by ``bccd imap sync --once`` and by ``mbsync`` (``bench.imap``). The last line is the
+ratio of (b) to (a) for 4 KB messages.
+
+    .venv/bin/python -m bench.run [--quick] [--n 2000] [--concurrency 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bench.load import LoadResult, run_load
+from tests.support.dnsserver import DnsTestServer
+from tests.support.server import free_port, wait_port, write_config
+
+REPO = Path(__file__).resolve().parents[1]
+DOMAIN = "corp.test"
+SENDER = f"alice@{DOMAIN}"
+WARMUP = 100
+
+
+def make_key() -> tuple[bytes, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, base64.b64encode(pub).decode()
+
+
+_FILLER = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2000
+
+
+def _signed(m: EmailMessage, key: bytes) -> bytes:
+    raw = m.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    sig = dkim.sign(raw, b"bench", DOMAIN.encode(), key,
+                    include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+    return bytes(sig + raw)
+
+
+def build_messages(n: int, size: int, key: bytes, tag: str) -> list[bytes]:
+    """``n`` distinct DKIM-signed messages of about ``size`` bytes each (over 8 KB: a
+    short body and one attachment), to 50 counterparts at 7 client domains."""
+    out = []
+    for i in range(n):
+        m = EmailMessage()
+        m["From"] = f"Alice <{SENDER}>"
+        m["To"] = f"Customer {i % 50} <customer{i % 50}@client{i % 7}.test>"
+        m["Subject"] = f"Proposal {tag} {i}"
+        m["Date"] = "Thu, 26 Nov 2026 10:00:00 +0000"
+        m["Message-ID"] = f"<bench-{tag}-{i}-{os.getpid()}@{DOMAIN}>"
+        if size <= 8192:
+            m.set_content(_FILLER[: max(100, size - 1000)] + "\n")
+        else:
+            m.set_content(_FILLER[:2000] + "\n")
+            m.add_attachment(os.urandom((size - 4000) * 3 // 4), maintype="application",
+                             subtype="octet-stream", filename="quote.bin")
+        out.append(_signed(m, key))
+    return out
+
+
+# ------------------------------------------------------------------ processes
+def _tree(pid: int) -> list[int]:
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            kids = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
+        except OSError:
+            kids = []
+        pids += [int(k) for k in kids]
+        i += 1
+    return pids
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of ``pid`` and its children (VmHWM, summed)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class Proc:
+    def __init__(self, argv: list[str], cwd: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.log = open(cwd / "server.log", "ab")  # noqa: SIM115
+        self.p = subprocess.Popen(argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, **(env or {})})
+        wait_port(port, 30, self.p)
+
+    def stop(self) -> float:
+        rss = peak_rss_mb(self.p.pid)
+        self.p.terminate()
+        try:
+            self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+        return rss
+
+
+def bccd_cli(config: Path, cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    r = subprocess.run([sys.executable, "-m", "bccd", "--config", str(config), *args, "--json"],
+                       cwd=cwd, capture_output=True, text=True, check=True,
+                       env={**os.environ, **(env or {})})
+    return json.loads(r.stdout) if r.stdout.strip() else None
+
+
+def bccd_config(work: Path, dns_port: int, db_url: str | None, **extra: dict[str, Any]) -> Path:
+    cfg = work / "bccd.toml"
+    sections: dict[str, dict[str, Any]] = {
+        "smtp": {"listen": f"127.0.0.1:{free_port()}", "hostname": "bench.test",
+                 "max_connections_per_ip": 1000},
+        "http": {"listen": f"127.0.0.1:{free_port()}"},
+        "storage": {"data_dir": str(work / "var")},
+        "auth": {"mode": "dmarc"},
+        "dns": {"nameservers": ["127.0.0.1"], "port": dns_port, "timeout": 2.0},
+        "log": {"format": "json", "level": "info"},
+    }
+    if db_url:
+        sections["database"] = {"url": db_url}
+    sections.update(extra)
+    write_config(cfg, sections)
+    if db_url:
+        bccd_cli(cfg, work, "db", "upgrade")
+    return cfg
+
+
+def start_bccd(work: Path, dns_port: int, db_url: str | None) -> tuple[Proc, int, str]:
+    cfg = bccd_config(work, dns_port, db_url)
+    port = int(cfg.read_text().split('listen = "127.0.0.1:')[1].split('"')[0])
+    bccd_cli(cfg, work, "company", "create", "Corp", "--slug", "corp")
+    user = bccd_cli(cfg, work, "user", "create", SENDER, "--company", "corp", "--name", "Alice")
+    proc = Proc([sys.executable, "-m", "bccd", "--config", str(cfg), "serve"], work, port)
+    return proc, port, user["bcc_address"]
+
+
+@contextmanager
+def pg_cluster() -> Iterator[str]:
+    """A private PostgreSQL with the durability bccd relies on (fsync, synchronous commit
+    — the test clusters turn fsync off), or ``BCCD_BENCH_PG_URL`` (an empty database)."""
+    env_url = os.environ.get("BCCD_BENCH_PG_URL")
+    if env_url:
+        yield env_url
+        return
+    from tests.support.pg import PG_BIN, _as_postgres
+
+    base = Path(tempfile.mkdtemp(prefix="bccd-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        os.chmod(base, 0o700)
+    data, port = base / "data", free_port()
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
+                                 "-U", "postgres", "-E", "UTF8"]), check=True, capture_output=True)
+    proc = subprocess.Popen(_as_postgres([
+        str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port),
+        "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={base}",
+        "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=100",
+        "-c", "shared_buffers=128MB"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 30, proc)
+        time.sleep(0.5)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ measuring
+def run(port: int, msgs: list[bytes], rcpt: str, conc: int, rate: float | None = None) -> LoadResult:
+    return asyncio.run(run_load(port, [(SENDER, rcpt, m) for m in msgs], conc, rate))
+
+
+def measure(port: int, rcpt: str, warm: list[bytes], msgs: list[bytes], conc: int,
+            rate: float | None = None) -> LoadResult:
+    run(port, warm, rcpt, conc)
+    return run(port, msgs, rcpt, conc, rate)
+
+
+HEADER = (f"{'server':<12} {'size':>5} {'msgs':>6} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'rss MB':>7}  replies")
+
+
+def row(name: str, size: str, r: LoadResult, rss: float) -> str:
+    return (f"{name:<12} {size:>5} {r.accepted:>6} {r.rate:>8.1f} {r.pct(50) * 1000:>8.1f} "
+            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f}  {dict(sorted(r.replies.items()))}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="(a) and (b) with 4 KB messages only")
+    ap.add_argument("--n", type=int, default=2000, help="messages per run")
+    ap.add_argument("--concurrency", type=int, default=20)
+    ap.add_argument("--imap-messages", type=int, default=10_000)
+    args = ap.parse_args()
+    t_start = time.monotonic()
+    pem, pub = make_key()
+    dns = DnsTestServer().start()
+    dns.add_txt(f"bench._domainkey.{DOMAIN}", f"v=DKIM1; k=rsa; p={pub}")
+    dns.add_txt(DOMAIN, "v=spf1 ip4:127.0.0.1 -all")
+    dns.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject")
+    sizes = [("4KB", 4096)] if args.quick else [("4KB", 4096), ("50KB", 51200)]
+    servers = ["sink", "sqlite"] if args.quick else ["sink", "sqlite", "postgres"]
+    print(f"bench: n={args.n} per run (after {WARMUP} warm-up), {args.concurrency} concurrent "
+          f"sessions, cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(HEADER, flush=True)
+    results: dict[tuple[str, str], LoadResult] = {}
+    base = Path(tempfile.mkdtemp(prefix="bccd-bench-"))
+    pg: Any = contextlib.nullcontext() if args.quick else pg_cluster()
+    try:
+        with pg as pg_admin:
+            for label, size in sizes:
+                warm = build_messages(WARMUP, size, pem, f"warm{label}")
+                msgs = {name: build_messages(args.n, size, pem, f"{name}{label}") for name in servers}
+                work = base / f"sink-{label}"
+                work.mkdir()
+                port = free_port()
+                sink = Proc([sys.executable, "-m", "bench.sink", str(port)], work, port,
+                            env={"PYTHONPATH": str(REPO)})
+                r = measure(port, "x@bcc.localhost", warm, msgs["sink"], args.concurrency)
+                results[("sink", label)] = r
+                print(row("sink", label, r, sink.stop()), flush=True)
+
+                work = base / f"sqlite-{label}"
+                work.mkdir()
+                proc, port, rcpt = start_bccd(work, dns.port, None)
+                r = measure(port, rcpt, warm, msgs["sqlite"], args.concurrency)
+                results[("sqlite", label)] = r
+                rss = proc.stop()
+                print(row("sqlite", label, r, rss), flush=True)
+                if label == "4KB" and r.rate > 0:
+                    work = base / f"sqlite-half-{label}"
+                    work.mkdir()
+                    proc, port, rcpt = start_bccd(work, dns.port, None)
+                    n_half = min(args.n, max(300, int(r.rate / 2 * 15)))  # ~15 s at that rate
+                    half = build_messages(n_half, size, pem, "half")
+                    rh = measure(port, rcpt, warm, half, args.concurrency, rate=r.rate / 2)
+                    results[("sqlite@50%", label)] = rh
+                    print(row("sqlite@50%", label, rh, proc.stop()), flush=True)
+                if pg_admin is not None:
+                    from tests.support.pg import fresh_database
+
+                    url, _ = fresh_database(pg_admin)
+                    work = base / f"pg-{label}"
+                    work.mkdir()
+                    proc, port, rcpt = start_bccd(
+                        work, dns.port, url.replace("postgresql://", "postgresql+psycopg://"))
+                    r = measure(port, rcpt, warm, msgs["postgres"], args.concurrency)
+                    results[("postgres", label)] = r
+                    print(row("postgres", label, r, proc.stop()), flush=True)
+        if not args.quick:
+            print("\nlinking cost vs company size (bench.linking_scale, SQLite):", flush=True)
+            subprocess.run([sys.executable, "-m", "bench.linking_scale"], cwd=REPO, check=False)
+            print(f"\nIMAP initial sync of a {args.imap_messages:,}-message Dovecot mailbox "
+                  "(bench.imap):", flush=True)
+            subprocess.run([sys.executable, "-m", "bench.imap", "--messages",
+                            str(args.imap_messages)], cwd=REPO, check=False)
+    finally:
+        dns.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"\n(total {time.monotonic() - t_start:.0f} s)")
+    sink4, full4 = results[("sink", "4KB")], results[("sqlite", "4KB")]
+    ratio = full4.rate / sink4.rate if sink4.rate else 0.0
+    print(f"ratio full/sink 4KB: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
