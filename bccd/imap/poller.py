@@ -30,6 +30,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import OperationalError
+
 from bccd.config import Settings
 from bccd.crypto import SecretBox
 from bccd.errors import BccdError
@@ -221,6 +223,9 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
         while not stop.is_set():
             try:
                 wanted = set(await db.run(ids))
+            except OperationalError as exc:  # database locked or unreachable: keep going
+                log.warning("imap_poller_db_unavailable", error=str(exc).splitlines()[0])
+                wanted = set(tasks)
             except Exception:
                 log.exception("imap_poller_accounts_failed")
                 wanted = set(tasks)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bccd.config import Settings
@@ -315,6 +316,9 @@ async def run_writeback(
     while not stop.is_set():
         try:
             n = await process_writeback_jobs(settings, db, box=box)
+        except OperationalError as exc:  # database locked or unreachable: try again later
+            log.warning("imap_writeback_db_unavailable", error=str(exc).splitlines()[0])
+            n = 0
         except Exception:
             log.exception("imap_writeback_loop_failed")
             n = 0

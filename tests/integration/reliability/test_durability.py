@@ -94,10 +94,8 @@ def test_locked_database_is_451_4_3_0_and_the_session_stays_usable(make_server, 
     with Raw(srv.smtp_port) as conn:
         assert conn.cmd("EHLO client.test")[0] == 250
         assert conn.cmd("MAIL FROM:<alice@acme.test>")[0] == 250
-        with SqliteLock(db):  # while RCPT looks the address up
-            code, text = conn.cmd(rcpt)
-            assert (code, text.split()[1]) == (451, "4.3.0"), text
-        assert conn.cmd(rcpt)[0] == 250  # same transaction, lock gone
+        with SqliteLock(db):  # RCPT only reads: in WAL mode readers go on past a writer's lock
+            assert conn.cmd(rcpt)[0] == 250
         assert conn.cmd("DATA")[0] == 354
         with SqliteLock(db):  # while the message is filed
             t0 = time.monotonic()
@@ -115,7 +113,7 @@ def test_locked_database_is_451_4_3_0_and_the_session_stays_usable(make_server, 
     assert waited < 10
     assert "Traceback" not in srv.log()
     figures("database locked (external BEGIN EXCLUSIVE past busy_timeout = 1 s)", sent=2,
-            acknowledged=1, tempfailed=1, stored=1, duplicates=0, reply="451 4.3.0 (RCPT and DATA)",
+            acknowledged=1, tempfailed=1, stored=1, duplicates=0, reply="451 4.3.0 at DATA (RCPT only reads and goes on)",
             seconds_to_451=round(waited, 1))
 
 
