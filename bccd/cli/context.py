@@ -37,6 +37,11 @@ class Context:
                 elif not check_current(db):
                     db.dispose()
                     raise BccdError("the database schema is not current: run `bccd db upgrade`")
+            from bccd.notify import webhooks
+
+            # one-shot commands (mail link, person create …) queue their events too;
+            # the outbox worker of `bccd serve` delivers them
+            webhooks.attach(db, self.settings)
             self._db = db
         return self._db
 

@@ -112,3 +112,24 @@ def test_a_receiver_that_keeps_refusing_leaves_the_delivery_pending_with_its_rea
         assert d["last_error"] == "DeliveryFailed: receiver answered 500"
         assert d["next_attempt_at"]
         assert len({h.id for h in hook.hits}) == 1
+
+
+def test_a_link_made_from_the_command_line_is_posted_by_the_server(make_server) -> None:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    with Receiver() as hook:
+        srv = make_server({"webhooks": {"url": hook.url, "secret": secret}})
+        alice = srv.setup_user()
+        deal = srv.cli("deal", "create", "--company", "acme", "--title", "Renewal")
+        raw = make_message(to="erin@client.test", subject="Hello", message_id="<cli-link@acme.test>")
+        assert send(srv.smtp_port, alice["bcc_address"], raw)[0] == 250
+        [t] = srv.cli("mail", "list", "alice@acme.test")
+        srv.cli("mail", "link", str(t["thread_id"]), "--deal", str(deal["id"]), "--as", "alice@acme.test")
+
+        def linked():
+            return [h.event() for h in hook.delivered() if h.event()["type"] == "thread.linked"]
+
+        [event] = _wait(linked)
+        assert event["data"]["thread_id"] == t["thread_id"]
+        assert (event["data"]["link"]["kind"], event["data"]["link"]["id"], event["data"]["link"]["how"]) == \
+            ("deal", deal["id"], "manual")
+        assert all(verify(secret, h) for h in hook.hits)
