@@ -35,7 +35,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,7 +51,7 @@ from bccd.notify import outbound, outbox, webhooks
 from bccd.smtp import replies as R
 from bccd.store.db import Database
 from bccd.store.models import Alternate, Notice, Quarantined, User, utcnow
-from bccd.store.queries import insert_ignore
+from bccd.store.queries import delete_older_than, insert_ignore
 
 if TYPE_CHECKING:
     from bccd.ingest.pipeline import Pipeline
@@ -348,13 +348,4 @@ def purge_expired(db: Database, retention_seconds: int, *, now: dt.datetime | No
                   batch: int = 500) -> int:
     """Delete copies received more than ``retention_seconds`` ago; returns how many."""
     cutoff = (now or utcnow()) - dt.timedelta(seconds=retention_seconds)
-    total = 0
-    while True:
-        with db.transaction() as s:
-            ids = list(s.scalars(select(Quarantined.id).where(Quarantined.created_at < cutoff)
-                                 .order_by(Quarantined.id).limit(batch)))
-            if ids:
-                s.execute(delete(Quarantined).where(Quarantined.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < batch:
-            return total
+    return delete_older_than(db, Quarantined, Quarantined.created_at, cutoff, batch=batch)

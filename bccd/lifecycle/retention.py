@@ -17,14 +17,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from bccd.config import Settings
 from bccd.ingest import quarantine
 from bccd.lifecycle import blobgc
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Rejection, utcnow
+from bccd.store.queries import delete_older_than
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +41,7 @@ def purge_rejections(db: Database, retention_seconds: int, *, now: dt.datetime |
                      batch: int = 1000) -> int:
     """Delete refused-copy records created more than ``retention_seconds`` ago."""
     cutoff = (now or utcnow()) - dt.timedelta(seconds=retention_seconds)
-    total = 0
-    while True:
-        with db.transaction() as s:
-            ids = list(s.scalars(select(Rejection.id).where(Rejection.created_at < cutoff)
-                                 .order_by(Rejection.id).limit(batch)))
-            if ids:
-                s.execute(delete(Rejection).where(Rejection.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < batch:
-            return total
+    return delete_older_than(db, Rejection, Rejection.created_at, cutoff, batch=batch)
 
 
 def run_once(db: Database, blobs: BlobStore, settings: Settings, *,

@@ -1,4 +1,4 @@
-"""Small query helpers shared by the layers: dialect-aware insert-or-ignore.
+"""Small query helpers shared by the layers: dialect-aware insert-or-ignore, batched purge.
 
 The statements are built once per (dialect, table, RETURNING columns) and executed with the
 rows as parameters (executemany), so SQLAlchemy's compiled cache serves every later call —
@@ -7,12 +7,15 @@ a ``.values([...])`` multi-row statement would be compiled anew each time.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bccd.store.db import Database
 from bccd.store.models import Base
 
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
@@ -59,3 +62,18 @@ def insert_ignore_many_returning(session: Session, model: type[Base],
     if len(rows) == 1:
         return list(conn.execute(stmt, dict(rows[0])).all())
     return list(conn.execute(stmt, list(rows)).all())
+
+
+def delete_older_than(db: Database, model: Any, created: Any, cutoff: dt.datetime, *, batch: int) -> int:
+    """Delete ``model`` rows whose ``created`` column is before ``cutoff``, ``batch`` rows per
+    transaction (a long purge never holds the writer for long); returns how many."""
+    total = 0
+    while True:
+        with db.transaction() as s:
+            ids = list(s.scalars(select(model.id).where(created < cutoff)
+                                 .order_by(model.id).limit(batch)))
+            if ids:
+                s.execute(delete(model).where(model.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < batch:
+            return total
