@@ -180,36 +180,12 @@ def start_bccd(work: Path, dns_port: int, db_url: str | None) -> tuple[Proc, int
 def pg_cluster() -> Iterator[str]:
     """A private PostgreSQL with the durability bccd relies on (fsync, synchronous commit
     — the test clusters turn fsync off), or ``BCCD_BENCH_PG_URL`` (an empty database)."""
-    env_url = os.environ.get("BCCD_BENCH_PG_URL")
-    if env_url:
-        yield env_url
-        return
-    from tests.support.pg import PG_BIN, _as_postgres
+    from tests.support.pg import cluster
 
-    base = Path(tempfile.mkdtemp(prefix="bccd-bench-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-        os.chmod(base, 0o700)
-    data, port = base / "data", free_port()
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
-                                 "-U", "postgres", "-E", "UTF8"]), check=True, capture_output=True)
-    proc = subprocess.Popen(_as_postgres([
-        str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port),
-        "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={base}",
-        "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=100",
-        "-c", "shared_buffers=128MB"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, 30, proc)
-        time.sleep(0.5)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
+    with cluster({"fsync": "on", "synchronous_commit": "on", "max_connections": "100",
+                  "shared_buffers": "128MB"}, env_var="BCCD_BENCH_PG_URL",
+                 prefix="bccd-bench-pg-") as url:
+        yield url
 
 
 # ------------------------------------------------------------------ measuring

@@ -27,16 +27,22 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
+TEST_SETTINGS = {"fsync": "off", "max_connections": "300"}
+
+
 @contextmanager
-def cluster() -> Iterator[str]:
-    env_url = os.environ.get("BCCD_TEST_PG_URL")
+def cluster(settings: dict[str, str] | None = None, *, env_var: str = "BCCD_TEST_PG_URL",
+            prefix: str = "bccd-pg-") -> Iterator[str]:
+    """The server named by ``env_var``, or a private cluster with ``settings`` (default: the
+    test settings, fsync off) stopped when the block ends."""
+    env_url = os.environ.get(env_var)
     if env_url:
         yield env_url
         return
     if not (PG_BIN / "initdb").exists():
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql) and "
                            "BCCD_TEST_PG_URL is not set")
-    base = Path(tempfile.mkdtemp(prefix="bccd-pg-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     data = base / "data"
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
@@ -45,10 +51,11 @@ def cluster() -> Iterator[str]:
     subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
                                  "-U", "postgres", "--no-sync", "-E", "UTF8"]),
                    check=True, capture_output=True)
+    options = [f"{k}={v}" for k, v in (settings or TEST_SETTINGS).items()]
     proc = subprocess.Popen(
         _as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port),
                       "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={base}",
-                      "-c", "fsync=off", "-c", "max_connections=300"]),
+                      *[arg for opt in options for arg in ("-c", opt)]]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
