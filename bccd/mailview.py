@@ -33,7 +33,7 @@ from bccd.store.models import (
 )
 
 
-def _links_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def links_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if ids:
         rows = session.scalars(select(Link).where(Link.thread_id.in_(ids)).order_by(Link.id))
@@ -42,7 +42,7 @@ def _links_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]
     return out
 
 
-def _suggestions_of(session: Session, ids: list[int], viewer: User | None
+def suggestions_of(session: Session, ids: list[int], viewer: User | None
                     ) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if ids:
@@ -78,8 +78,8 @@ def list_threads(
         q = q.limit(limit)
     threads = list(session.scalars(q))
     ids = [t.id for t in threads]
-    links = _links_of(session, ids)
-    suggestions = _suggestions_of(session, ids, user)
+    links = links_of(session, ids)
+    suggestions = suggestions_of(session, ids, user)
     counts: dict[int, int] = {}
     if ids:
         counts = {int(tid): int(n) for tid, n in session.execute(
@@ -151,8 +151,8 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
         "visibility": thread.visibility,
         "owner": owner.email if owner else None,
         "archived": thread.archived,
-        "links": _links_of(session, [thread.id]).get(thread.id, []),
-        "suggestions": _suggestions_of(session, [thread.id], viewer).get(thread.id, []),
+        "links": links_of(session, [thread.id]).get(thread.id, []),
+        "suggestions": suggestions_of(session, [thread.id], viewer).get(thread.id, []),
         "manual_items": thread.manual_items,
         "messages": out_msgs,
     }

@@ -151,8 +151,8 @@ def list_threads(
 def _page_rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
     """``mailview``'s list rows for exactly these (visible) thread ids."""
     threads = list(s.scalars(select(Thread).where(Thread.id.in_(ids))))
-    links = mailview._links_of(s, ids)
-    suggestions = mailview._suggestions_of(s, ids, user)
+    links = mailview.links_of(s, ids)
+    suggestions = mailview.suggestions_of(s, ids, user)
     counts = {int(tid): int(n) for tid, n in s.execute(
         select(Message.thread_id, func.count()).where(Message.thread_id.in_(ids))
         .group_by(Message.thread_id))}
