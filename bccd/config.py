@@ -134,6 +134,7 @@ class SmtpSettings(_Section):
     tls_key: str = ""
     lmtp: bool = False
     trusted_relays: list[str] = Field(default_factory=list)
+    workers: int = Field(default=1, ge=0, le=64)  # SMTP processes; 0 = one per CPU
 
     @field_validator("listen")
     @classmethod
@@ -164,6 +165,11 @@ class SmtpSettings(_Section):
     @property
     def host_port(self) -> tuple[str, int]:
         return _parse_hostport(self.listen, 2525)
+
+    @property
+    def process_count(self) -> int:
+        """SMTP processes to run: ``workers``, or one per CPU when it is 0."""
+        return self.workers or max(1, len(os.sched_getaffinity(0)))
 
 
 class AuthSettings(_Section):

@@ -22,13 +22,23 @@ Who feeds what:
 
 ``render()`` → (body, content type) in the Prometheus text format. Failures to read the
 database leave the gauges as they were and set ``bccd_metrics_db_up`` to 0.
+
+Several SMTP processes (``smtp.workers``, ``bccd.smtp.workers``): ``bccd serve`` calls
+``use_multiprocess(dir)`` before it starts anything; every process then keeps its values
+in files there (prometheus_client's multiprocess mode) and ``render()``
+sums counters and histograms over all of them. The gauges are set by the primary alone
+(``mostrecent``: the last value written wins); ``bccd_process_*`` describe the primary.
+A pending-jobs kind that empties is set to 0 rather than removed (a removed series would
+live on in the files).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import (
@@ -50,34 +60,65 @@ if TYPE_CHECKING:
     from bccd.ingest.pipeline import Pipeline
     from bccd.store.db import Database
 
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series beside every counter
-REGISTRY = CollectorRegistry(auto_describe=True)
-ProcessCollector(namespace="bccd", registry=REGISTRY)
-
-ACCEPTED = Counter("bccd_messages_accepted", "Copies accepted (250), by outcome",
-                   ["source", "outcome"], registry=REGISTRY)
-REFUSED = Counter("bccd_messages_refused", "Copies refused, by reply code (4xx = temporary)",
-                  ["source", "code"], registry=REGISTRY)
-INGEST_SECONDS = Histogram(
-    "bccd_ingest_seconds", "Time to decide and commit one message (parse, authenticity, store)",
-    ["source"], registry=REGISTRY,
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-IMAP_ACCOUNTS = Gauge("bccd_imap_accounts", "Mailbox sync accounts, by state", ["state"],
-                      registry=REGISTRY)
-OUTBOX_DEPTH = Gauge("bccd_outbox_depth", "Pending outbox jobs, by kind", ["kind"],
-                     registry=REGISTRY)
-OUTBOX_OLDEST = Gauge("bccd_outbox_oldest_seconds", "Age of the oldest pending outbox job",
-                      registry=REGISTRY)
-WEBHOOKS = Counter("bccd_webhook_deliveries", "Webhook delivery attempts, by result", ["result"],
-                   registry=REGISTRY)
-DB_UP = Gauge("bccd_metrics_db_up", "1 when the last scrape could read the database",
-              registry=REGISTRY)
-
 ACCEPTED_OUTCOMES = ("stored", "duplicate", "quarantined", "dropped")
 IMAP_STATES = ("active", "paused", "disabled")
-for _state in IMAP_STATES:
-    IMAP_ACCOUNTS.labels(_state).set(0)
+
+
+def _define() -> None:
+    """(Re)make every metric in a fresh ``REGISTRY``."""
+    global REGISTRY, ACCEPTED, REFUSED, INGEST_SECONDS, IMAP_ACCOUNTS, OUTBOX_DEPTH
+    global OUTBOX_OLDEST, WEBHOOKS, DB_UP
+    REGISTRY = CollectorRegistry(auto_describe=True)
+    ProcessCollector(namespace="bccd", registry=REGISTRY)
+    ACCEPTED = Counter("bccd_messages_accepted", "Copies accepted (250), by outcome",
+                       ["source", "outcome"], registry=REGISTRY)
+    REFUSED = Counter("bccd_messages_refused", "Copies refused, by reply code (4xx = temporary)",
+                      ["source", "code"], registry=REGISTRY)
+    INGEST_SECONDS = Histogram(
+        "bccd_ingest_seconds", "Time to decide and commit one message (parse, authenticity, store)",
+        ["source"], registry=REGISTRY,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    )
+    IMAP_ACCOUNTS = Gauge("bccd_imap_accounts", "Mailbox sync accounts, by state", ["state"],
+                          registry=REGISTRY, multiprocess_mode="mostrecent")
+    OUTBOX_DEPTH = Gauge("bccd_outbox_depth", "Pending outbox jobs, by kind", ["kind"],
+                         registry=REGISTRY, multiprocess_mode="mostrecent")
+    OUTBOX_OLDEST = Gauge("bccd_outbox_oldest_seconds", "Age of the oldest pending outbox job",
+                          registry=REGISTRY, multiprocess_mode="mostrecent")
+    WEBHOOKS = Counter("bccd_webhook_deliveries", "Webhook delivery attempts, by result",
+                       ["result"], registry=REGISTRY)
+    DB_UP = Gauge("bccd_metrics_db_up", "1 when the last scrape could read the database",
+                  registry=REGISTRY, multiprocess_mode="mostrecent")
+    for state in IMAP_STATES:
+        IMAP_ACCOUNTS.labels(state).set(0)
+
+
+REGISTRY: CollectorRegistry
+ACCEPTED: Counter
+REFUSED: Counter
+INGEST_SECONDS: Histogram
+IMAP_ACCOUNTS: Gauge
+OUTBOX_DEPTH: Gauge
+OUTBOX_OLDEST: Gauge
+WEBHOOKS: Counter
+DB_UP: Gauge
+_define()
+
+
+def use_multiprocess(path: Path) -> None:
+    """Keep every value in files under ``path`` from now on (prometheus_client's
+    multiprocess mode), for this process and — through the environment — the processes it
+    starts. Call it before any metric has changed: the metrics are made again."""
+    global MULTIPROCESS, _combined
+    from prometheus_client import values
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    MULTIPROCESS, _combined = True, None
+    _define()
+
 
 T = TypeVar("T")
 
@@ -138,7 +179,9 @@ def collect_db(db: Database) -> None:
     DB_UP.set(1)
     for state in {*IMAP_STATES, *accounts}:
         IMAP_ACCOUNTS.labels(state).set(int(accounts.get(state, 0)))
-    OUTBOX_DEPTH.clear()
+    for kind in _depth_kinds - depth.keys():
+        OUTBOX_DEPTH.labels(kind).set(0)
+    _depth_kinds.update(depth)
     for kind, n in depth.items():
         OUTBOX_DEPTH.labels(kind).set(int(n))
     if oldest is not None and oldest.tzinfo is None:  # pragma: no cover - UTCDateTime sets it
@@ -146,5 +189,22 @@ def collect_db(db: Database) -> None:
     OUTBOX_OLDEST.set((utcnow() - oldest).total_seconds() if oldest is not None else 0)
 
 
+_depth_kinds: set[str] = set()
+_combined: CollectorRegistry | None = None
+
+
+def _exposed() -> CollectorRegistry:
+    global _combined
+    if not MULTIPROCESS:
+        return REGISTRY
+    if _combined is None:
+        from prometheus_client import multiprocess
+
+        _combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(_combined)  # type: ignore[no-untyped-call]
+        ProcessCollector(namespace="bccd", registry=_combined)
+    return _combined
+
+
 def render() -> tuple[bytes, str]:
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_exposed()), CONTENT_TYPE_LATEST

@@ -86,7 +86,7 @@ def _extensions(services: Services) -> None:
         mod.register(services)
 
 
-async def run(settings: Settings, db: Database) -> None:
+async def run(settings: Settings, db: Database, *, config_path: str | None = None) -> None:
     import uvicorn
 
     from bccd.smtp.server import SmtpService
@@ -102,10 +102,14 @@ async def run(settings: Settings, db: Database) -> None:
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[bool]] = set()
 
+    pool: Any = None
+
     def reload_tls() -> None:
         task = asyncio.create_task(smtp.reload_tls(), name="tls-reload")
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+        if pool is not None:
+            pool.signal(signal.SIGHUP)
 
     loop.add_signal_handler(signal.SIGHUP, reload_tls)
     from bccd.errors import BccdError
@@ -115,7 +119,14 @@ async def run(settings: Settings, db: Database) -> None:
         inherited = listen_sockets()
     except ValueError as exc:
         raise BccdError(str(exc)) from None
-    await smtp.start(sock=inherited.get("smtp"))
+    smtp_sock = inherited.get("smtp")
+    processes = settings.smtp.process_count
+    await smtp.start(sock=smtp_sock, reuse_port=processes > 1 and smtp_sock is None)
+    if processes > 1:
+        from bccd.smtp.workers import WorkerPool
+
+        pool = WorkerPool(settings, config_path, processes - 1, smtp_sock)
+        await pool.start()
     host, port = settings.http.host_port
     config = uvicorn.Config(create_app(services), host=host, port=port, log_config=None,
                             access_log=False, lifespan="off")
@@ -130,10 +141,14 @@ async def run(settings: Settings, db: Database) -> None:
         log.info("http_listening", address=f"{name[0]}:{name[1]}", inherited=True)
     else:
         log.info("http_listening", address=f"{host}:{port}")
-    log.info("bccd_ready", bcc_domain=settings.smtp.bcc_domain)
+    log.info("bccd_ready", bcc_domain=settings.smtp.bcc_domain, smtp_processes=processes)
     await stop.wait()
     log.info("bccd_stopping")
+    if pool is not None:
+        pool.begin_stop()  # the workers drain while this process does
     await smtp.stop(drain_seconds=float(settings.smtp.timeout))
+    if pool is not None:
+        await pool.stop()
     await services.pipeline.drain()
     services.pipeline.close()
     http.should_exit = True

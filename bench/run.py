@@ -8,11 +8,14 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
 
   (a) sink      bare aiosmtpd answering 250 to everything (the baseline)
   (b) sqlite    ``bccd serve``: DMARC auth, parse, link, durable commit on SQLite
-                (WAL, synchronous=FULL), logging at ``info`` (one JSON line per copy)
+                (WAL, synchronous=FULL), logging at ``info``, ``smtp.workers = 0`` (one
+                SMTP process per CPU; ``--workers`` to change it; the full run adds the
+                same with one process, ``sqlite 1proc``)
   (c) postgres  the same on PostgreSQL (a private cluster with fsync and synchronous
                 commit on — full run only)
 
-For each: messages/s, p50/p99 latency, the peak RSS of the server (its process tree);
+For each: messages/s, p50/p99 latency, the peak RSS of the server (the sum over its
+processes: what they hold resident together, shared library pages counted per process);
 then (b) again at half of its measured rate, for the p99 at half load. The full run adds
 50 KB messages (one attachment each), linking cost at 1,000 vs 1,000,000 persons
 (``bench.linking_scale``) and an IMAP initial sync of a 10,000-message Dovecot mailbox
@@ -147,11 +150,12 @@ def bccd_cli(config: Path, cwd: Path, *args: str, env: dict[str, str] | None = N
     return json.loads(r.stdout) if r.stdout.strip() else None
 
 
-def bccd_config(work: Path, dns_port: int, db_url: str | None, **extra: dict[str, Any]) -> Path:
+def bccd_config(work: Path, dns_port: int, db_url: str | None, workers: int = 1,
+                **extra: dict[str, Any]) -> Path:
     cfg = work / "bccd.toml"
     sections: dict[str, dict[str, Any]] = {
         "smtp": {"listen": f"127.0.0.1:{free_port()}", "hostname": "bench.test",
-                 "max_connections_per_ip": 1000},
+                 "max_connections_per_ip": 1000, "workers": workers},
         "http": {"listen": f"127.0.0.1:{free_port()}"},
         "storage": {"data_dir": str(work / "var")},
         "auth": {"mode": "dmarc"},
@@ -167,13 +171,31 @@ def bccd_config(work: Path, dns_port: int, db_url: str | None, **extra: dict[str
     return cfg
 
 
-def start_bccd(work: Path, dns_port: int, db_url: str | None) -> tuple[Proc, int, str]:
-    cfg = bccd_config(work, dns_port, db_url)
+def start_bccd(work: Path, dns_port: int, db_url: str | None,
+               workers: int = 1) -> tuple[Proc, int, str]:
+    cfg = bccd_config(work, dns_port, db_url, workers)
     port = int(cfg.read_text().split('listen = "127.0.0.1:')[1].split('"')[0])
     bccd_cli(cfg, work, "company", "create", "Corp", "--slug", "corp")
     user = bccd_cli(cfg, work, "user", "create", SENDER, "--company", "corp", "--name", "Alice")
     proc = Proc([sys.executable, "-m", "bccd", "--config", str(cfg), "serve"], work, port)
+    if workers != 1:
+        _wait_workers(work / "server.log", proc)
     return proc, port, user["bcc_address"]
+
+
+def _wait_workers(log: Path, proc: Proc, timeout: float = 30.0) -> None:
+    """Until every SMTP worker listens (the primary's socket takes all until then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        want = next((json.loads(line).get("smtp_processes", 1) for line in text.splitlines()
+                     if '"bccd_ready"' in line), None)
+        if want is not None and text.count('"smtp_worker_ready"') >= want - 1:
+            return
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"bccd serve exited with {proc.p.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError("SMTP workers not ready")
 
 
 @contextmanager
@@ -214,6 +236,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="messages per run")
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--imap-messages", type=int, default=10_000)
+    ap.add_argument("--workers", type=int, default=0,
+                    help="smtp.workers for (b) and (c); 0 = one SMTP process per CPU")
     args = ap.parse_args()
     t_start = time.monotonic()
     pem, pub = make_key()
@@ -223,8 +247,10 @@ def main() -> None:
     dns.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject")
     sizes = [("4KB", 4096)] if args.quick else [("4KB", 4096), ("50KB", 51200)]
     servers = ["sink", "sqlite"] if args.quick else ["sink", "sqlite", "postgres"]
+    procs = args.workers or len(os.sched_getaffinity(0))
     print(f"bench: n={args.n} per run (after {WARMUP} warm-up), {args.concurrency} concurrent "
-          f"sessions, cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"sessions, cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, "
+          f"bccd smtp.workers = {args.workers} ({procs} SMTP processes)", flush=True)
     print(HEADER, flush=True)
     results: dict[tuple[str, str], LoadResult] = {}
     base = Path(tempfile.mkdtemp(prefix="bccd-bench-"))
@@ -245,15 +271,22 @@ def main() -> None:
 
                 work = base / f"sqlite-{label}"
                 work.mkdir()
-                proc, port, rcpt = start_bccd(work, dns.port, None)
+                proc, port, rcpt = start_bccd(work, dns.port, None, args.workers)
                 r = measure(port, rcpt, warm, msgs["sqlite"], args.concurrency)
                 results[("sqlite", label)] = r
                 rss = proc.stop()
                 print(row("sqlite", label, r, rss), flush=True)
+                if not args.quick and label == "4KB" and procs > 1:
+                    work = base / f"sqlite-1p-{label}"
+                    work.mkdir()
+                    proc, port, rcpt = start_bccd(work, dns.port, None, 1)
+                    r1 = measure(port, rcpt, warm, build_messages(args.n, size, pem, "one"),
+                                 args.concurrency)
+                    print(row("sqlite 1proc", label, r1, proc.stop()), flush=True)
                 if label == "4KB" and r.rate > 0:
                     work = base / f"sqlite-half-{label}"
                     work.mkdir()
-                    proc, port, rcpt = start_bccd(work, dns.port, None)
+                    proc, port, rcpt = start_bccd(work, dns.port, None, args.workers)
                     n_half = min(args.n, max(300, int(r.rate / 2 * 15)))  # ~15 s at that rate
                     half = build_messages(n_half, size, pem, "half")
                     rh = measure(port, rcpt, warm, half, args.concurrency, rate=r.rate / 2)
@@ -266,7 +299,8 @@ def main() -> None:
                     work = base / f"pg-{label}"
                     work.mkdir()
                     proc, port, rcpt = start_bccd(
-                        work, dns.port, url.replace("postgresql://", "postgresql+psycopg://"))
+                        work, dns.port, url.replace("postgresql://", "postgresql+psycopg://"),
+                        args.workers)
                     r = measure(port, rcpt, warm, msgs["postgres"], args.concurrency)
                     results[("postgres", label)] = r
                     print(row("postgres", label, r, proc.stop()), flush=True)

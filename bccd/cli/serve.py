@@ -1,9 +1,12 @@
-"""``bccd serve`` — SMTP, HTTP and mailbox sync in one process."""
+"""``bccd serve`` — SMTP, HTTP and mailbox sync in one process, plus ``smtp.workers`` − 1
+SMTP worker processes (``bccd.smtp.workers``; ``--smtp-worker`` is how the primary starts
+them, not an option for people)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 from typing import Any
 
 from bccd.cli.context import Context
@@ -11,12 +14,36 @@ from bccd.cli.context import Context
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", help="run SMTP, HTTP and mailbox sync")
+    p.add_argument("--smtp-worker", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--primary-pid", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--smtp-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=serve, json=False)
 
 
 def serve(ctx: Context, args: argparse.Namespace) -> Any:
-    from bccd import service
+    from bccd.smtp import workers
 
-    db = ctx.database()  # migrates an embedded SQLite database
-    asyncio.run(service.run(ctx.settings, db))
+    if args.smtp_worker:
+        workers.die_with_parent(args.primary_pid)
+        import structlog
+
+        structlog.contextvars.bind_contextvars(worker=args.smtp_worker)
+        db = ctx.database(migrate=False)  # the primary migrated it
+        asyncio.run(workers.run_worker(ctx.settings, db, args.smtp_worker, args.smtp_fd))
+        return None
+    settings = ctx.settings
+    metrics_dir = None
+    if settings.smtp.process_count > 1:
+        from bccd import metrics
+
+        metrics_dir = workers.metrics_dir(settings)
+        metrics.use_multiprocess(metrics_dir)  # the workers inherit the directory
+    try:
+        from bccd import service
+
+        db = ctx.database()  # migrates an embedded SQLite database
+        asyncio.run(service.run(settings, db, config_path=ctx.config_path))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return None

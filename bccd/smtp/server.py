@@ -369,7 +369,10 @@ class SmtpService:
             loop=asyncio.get_running_loop(),
         )
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    async def start(self, sock: socket.socket | None = None, *, reuse_port: bool = False) -> None:
+        """Listen on ``sock`` (inherited) or bind ``smtp.listen``; ``reuse_port`` (several
+        SMTP processes, ``bccd.smtp.workers``) binds with ``SO_REUSEPORT`` so the kernel
+        spreads new connections over the processes bound to the same address."""
         self.state = _State(self.settings)
         loop = asyncio.get_running_loop()
         if sock is not None:
@@ -380,7 +383,8 @@ class SmtpService:
                      inherited=True)
             return
         host, port = self.settings.smtp.host_port
-        self.server = await loop.create_server(self._factory, host=host, port=port, reuse_address=True)
+        self.server = await loop.create_server(self._factory, host=host, port=port,
+                                               reuse_address=True, reuse_port=reuse_port or None)
         log.info("smtp_listening", address=f"{host}:{port}", lmtp=self.settings.smtp.lmtp)
 
     async def reload_tls(self) -> bool:

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -135,7 +138,7 @@ class GroupWriter:
         db = self._db
         retry: list[_WriteRequest] = []
         try:
-            with db._sessions() as s, s.begin():
+            with db._interprocess(), db._sessions() as s, s.begin():
                 if len(group) == 1:  # nothing to share: no savepoint
                     req = group[0]
                     try:
@@ -162,7 +165,7 @@ class GroupWriter:
         for req in retry:  # alone, once more: that outcome is final
             req.value, req.error = None, None
             try:
-                with db._sessions() as s, s.begin():
+                with db._interprocess(), db._sessions() as s, s.begin():
                     req.value = req.fn(s, *req.args)
             except Exception as exc:
                 req.error = exc
@@ -223,6 +226,42 @@ class Database:
         self._write_lanes = 1 if self.is_sqlite else max(1, write_lanes or 2)
         self._writer: GroupWriter | None = None
         self._writer_lock = threading.Lock()
+        self._busy_timeout = busy_timeout
+        self._lock_path = (u.database + "-writer.lock"
+                           if self.is_sqlite and u.database and u.database != ":memory:" else None)
+        self._lockfd: int | None = None
+
+    @contextlib.contextmanager
+    def _interprocess(self) -> Iterator[None]:
+        """SQLite, several processes (``smtp.workers``): their group writers take turns on
+        an exclusive ``flock`` of ``<database>-writer.lock`` before ``BEGIN IMMEDIATE``.
+        Waiting on SQLite's own lock means its busy handler's sleeps (growing to 100 ms);
+        this lock is polled every millisecond or two. It is advisory — SQLite's locking
+        keeps the data right —, so after ``busy_timeout`` the writer goes on without it
+        and SQLite decides. Only the writer thread calls this."""
+        if self._lock_path is None:
+            yield
+            return
+        if self._lockfd is None:
+            self._lockfd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd, held = self._lockfd, False
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)
+                pause = min(0.002, pause * 2)
+        try:
+            yield
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -278,5 +317,8 @@ class Database:
     def dispose(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self._lockfd is not None:
+            os.close(self._lockfd)
+            self._lockfd = None
         self._executor.shutdown(wait=True)
         self.engine.dispose()

@@ -71,6 +71,8 @@ def test_bccd_config_variable_names_the_file(tmp_path: Path) -> None:
     ('', {"BCCD_SMTP__MAX_RECIPIENTS": "zero"}, "smtp.max_recipients:"),
     ('[smtp]\nbcc_domain = "bad domain!"\n', {}, "smtp.bcc_domain: invalid domain"),
     ('[smtp\n', {}, "not valid TOML"),
+    ('[smtp]\nworkers = -1\n', {}, "smtp.workers: Input should be greater than or equal to 0"),
+    ('', {"BCCD_SMTP__WORKERS": "many"}, "smtp.workers:"),
 ])
 def test_bad_values_are_refused_with_key_and_reason(tmp_path: Path, text: str, env: dict, expected: str) -> None:
     f = tmp_path / "bccd.toml"
@@ -114,3 +116,12 @@ def test_configured_secret_key_wins_and_old_keys_follow(tmp_path: Path) -> None:
     s = ensure_secret_key(load_settings(None, environ=env))
     assert s.secret_keys == ["new", "old1", "old2"]
     assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def test_smtp_workers_zero_means_one_process_per_cpu(tmp_path: Path) -> None:
+    f = tmp_path / "bccd.toml"
+    f.write_text("[smtp]\nworkers = 0\n")
+    s = load_settings(f, environ={})
+    assert s.smtp.process_count == len(os.sched_getaffinity(0))
+    f.write_text("")
+    assert load_settings(f, environ={}).smtp.process_count == 1

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,31 +150,41 @@ def _launch(srv: BccdServer, sock: socket.socket, *opts: str, name: str = "smtp"
         log.close()
 
 
+def _bcc_copy(port: int, bcc: str, message_id: str) -> None:
+    with Raw(port) as conn:
+        assert conn.greeting[1].startswith("220 bccd.test")
+        assert conn.cmd("EHLO client.test")[0] == 250
+        assert conn.cmd("MAIL FROM:<alice@acme.test>")[0] == 250
+        assert conn.cmd(f"RCPT TO:<{bcc}>")[0] == 250
+        assert conn.cmd("DATA")[0] == 354
+        conn.send(dot_stuff(make_message(message_id=message_id)))
+        assert conn.reply()[0] == 250
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(30)
 
 
-def test_socket_activation_serves_on_the_inherited_socket(make_server) -> None:
-    srv = make_server(start=False)
+def _activated(make_server, overrides: dict | None = None) -> tuple[BccdServer, dict, int, subprocess.Popen[bytes]]:
+    """A server with one user, started on an SMTP socket it inherits (socket activation)."""
+    srv = make_server(overrides, start=False)
     srv.cli("db", "upgrade")
     alice = srv.setup_user()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+    sock.listen(64)
     port = sock.getsockname()[1]
     proc = _launch(srv, sock)
     sock.close()  # only bccd holds it now
+    return srv, alice, port, proc
+
+
+def test_socket_activation_serves_on_the_inherited_socket(make_server) -> None:
+    srv, alice, port, proc = _activated(make_server)
     try:
         wait_port(srv.http_port, 30, proc)
-        with Raw(port) as conn:
-            assert conn.greeting[1].startswith("220 bccd.test")
-            assert conn.cmd("EHLO client.test")[0] == 250
-            assert conn.cmd("MAIL FROM:<alice@acme.test>")[0] == 250
-            assert conn.cmd(f"RCPT TO:<{alice['bcc_address']}>")[0] == 250
-            assert conn.cmd("DATA")[0] == 354
-            conn.send(dot_stuff(make_message(message_id="<activated@acme.test>")))
-            assert conn.reply()[0] == 250
+        _bcc_copy(port, alice["bcc_address"], "<activated@acme.test>")
         with pytest.raises(OSError):  # smtp.listen was not bound
             socket.create_connection(("127.0.0.1", srv.smtp_port), 1).close()
     finally:
@@ -248,3 +259,23 @@ def test_systemd_units_are_valid_and_hardened(tmp_path: Path) -> None:
     m = re.search(r"Overall exposure level for bccd.service: ([0-9.]+)", r.stdout)
     assert m is not None, r.stdout + r.stderr
     assert float(m.group(1)) <= 2.0, r.stdout
+
+
+def test_socket_activation_with_smtp_workers_shares_the_inherited_socket(make_server) -> None:
+    srv, alice, port, proc = _activated(make_server, {"smtp": {"workers": 2}})
+    try:
+        wait_port(srv.http_port, 30, proc)
+        deadline = time.monotonic() + 30
+        while not any(e.get("event") == "smtp_worker_ready" for e in srv.log_events()):
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.1)
+        for i in range(12):
+            _bcc_copy(port, alice["bcc_address"], f"<shared{i}@acme.test>")
+        with pytest.raises(OSError):  # neither process bound smtp.listen
+            socket.create_connection(("127.0.0.1", srv.smtp_port), 1).close()
+    finally:
+        assert _stop(proc) == 0
+    events = srv.log_events()
+    worker = [e for e in events if e.get("event") == "smtp_listening" and e.get("worker") == 1]
+    assert worker and worker[0]["inherited"] is True and worker[0]["address"] == f"127.0.0.1:{port}"
+    assert stored(srv.dir / "var" / "bccd.sqlite3") == {f"shared{i}@acme.test": 1 for i in range(12)}

@@ -151,3 +151,25 @@ def test_no_starttls_without_a_certificate(shared) -> None:
         assert not s.has_extn("starttls")
         code, msg = s.docmd("STARTTLS")
         assert code in (454, 500, 502), (code, msg)
+
+
+def test_sighup_reaches_every_smtp_worker(make_server, certs: Certs, tmp_path: Path) -> None:
+    cert, key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(certs.first[0], cert)
+    shutil.copy(certs.first[1], key)
+    srv = make_server({"smtp": {"tls_cert": str(cert), "tls_key": str(key), "workers": 2}})
+    deadline = time.monotonic() + 20
+    while not any(e.get("event") == "smtp_worker_ready" for e in srv.log_events()):
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.05)
+    shutil.copy(certs.second[0], cert)
+    shutil.copy(certs.second[1], key)
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while {e.get("worker", 0) for e in srv.log_events() if e.get("event") == "tls_reloaded"} != {0, 1}:
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.05)
+    # whichever process takes the connection, it presents the new certificate
+    for _ in range(8):
+        assert _peer_cert(srv.smtp_port, certs) == _der(certs.second[0])
