@@ -31,7 +31,9 @@ State per (account, folder) is ``ImapFolderState(uidvalidity, last_uid)``:
 - the mark (``last_uid``) only moves after ingest returned for every UID below it, and is
   committed after each body group: a crash re-fetches at most one group, never skips.
   The messages of a body group are ingested concurrently (their commits then share the
-  database's group commits), their outcomes taken in UID order.
+  database's group commits), their outcomes taken in UID order; meanwhile the next
+  group's bodies are already being fetched (one group ahead, so at most two groups'
+  bytes are held).
 
 Failure: an ingest outcome ``TEMPFAIL`` (returned or raised) stops the folder with
 :class:`IngestDeferred` after committing the mark up to the last ingested UID, so the
@@ -42,8 +44,9 @@ skipped. IMAP errors surface as :class:`~bccd.imap.client.ImapFailure`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -303,28 +306,46 @@ async def sync_folder(
     done = 0
     max_size = settings.smtp.max_message_size
     meta_items = ["RFC822.SIZE"] + (["X-GM-THRID", "X-GM-LABELS"] if gmail else [])
-    for chunk in _chunks(uids, cfg.batch_size):
-        fetched = await imap.fetch(chunk, meta_items)
-        metas: list[_Meta] = []
-        for uid in chunk:
-            item = fetched.get(uid)
-            if item is None:
-                metas.append(_Meta(uid, 0, skip="expunged"))
-                continue
-            m = _Meta(uid, int(item.get(b"RFC822.SIZE", 0) or 0))
-            if gmail:
-                thrid = item.get(b"X-GM-THRID")
-                m.thrid = str(thrid) if thrid is not None else None
-                m.labels = _labels(item.get(b"X-GM-LABELS"))
-                if labels is not None and not labels.matches(m.labels):
-                    m.skip = "label"
-            if not m.skip and m.size > max_size:
-                m.skip = "too_big"
-                log.warning("imap_message_too_big", account=account.id, folder=folder, uid=uid, size=m.size)
-            metas.append(m)
-        for group in _groups(metas, cfg.batch_size):
-            want = [m.uid for m in group if not m.skip]
-            bodies = await imap.fetch(want, ["BODY.PEEK[]"]) if want else {}
+
+    async def planned() -> AsyncGenerator[list[_Meta], None]:
+        for chunk in _chunks(uids, cfg.batch_size):
+            fetched = await imap.fetch(chunk, meta_items)
+            metas: list[_Meta] = []
+            for uid in chunk:
+                item = fetched.get(uid)
+                if item is None:
+                    metas.append(_Meta(uid, 0, skip="expunged"))
+                    continue
+                m = _Meta(uid, int(item.get(b"RFC822.SIZE", 0) or 0))
+                if gmail:
+                    thrid = item.get(b"X-GM-THRID")
+                    m.thrid = str(thrid) if thrid is not None else None
+                    m.labels = _labels(item.get(b"X-GM-LABELS"))
+                    if labels is not None and not labels.matches(m.labels):
+                        m.skip = "label"
+                if not m.skip and m.size > max_size:
+                    m.skip = "too_big"
+                    log.warning("imap_message_too_big", account=account.id, folder=folder,
+                                uid=uid, size=m.size)
+                metas.append(m)
+            for group in _groups(metas, cfg.batch_size):
+                yield group
+
+    groups = planned()
+
+    async def fetch_next() -> tuple[list[_Meta], dict[int, dict[bytes, Any]]] | None:
+        group = await anext(groups, None)
+        if group is None:
+            return None
+        want = [m.uid for m in group if not m.skip]
+        return group, (await imap.fetch(want, ["BODY.PEEK[]"]) if want else {})
+
+    # the next group's bodies are fetched (IMAP thread, server) while this group is ingested
+    ahead: asyncio.Future[Any] = asyncio.ensure_future(fetch_next())
+    try:
+        while (item := await ahead) is not None:
+            ahead = asyncio.ensure_future(fetch_next())
+            group, bodies = item
             # the group's messages are ingested concurrently (their commits share the
             # database's group commits); outcomes are then taken in UID order, so the mark
             # still only passes a UID whose ingest returned
@@ -349,7 +370,8 @@ async def sync_folder(
                 if task is None:
                     res.skipped += 1
                     if not m.skip:
-                        log.warning("imap_message_vanished", account=account.id, folder=folder, uid=m.uid)
+                        log.warning("imap_message_vanished", account=account.id, folder=folder,
+                                    uid=m.uid)
                 else:
                     try:
                         outcome = task.result()
@@ -362,6 +384,12 @@ async def sync_folder(
                 if progress is not None:
                     progress(folder, done, len(uids))
             await advance(high)
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
+        await groups.aclose()
     if baseline > res.last_uid:
         await advance(baseline)
     return res
