@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 N ?= 2000
 QUICK ?=
 
-.PHONY: run test test-fast lint typecheck check bench clean venv migration-reset lock
+.PHONY: run test test-fast lint typecheck check bench clean venv migration lock
 
 venv: $(STAMP)
 
@@ -50,9 +50,11 @@ lock:
 	/tmp/bccd-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 
 ## before the first release only: rebuild the single initial migration from the models
-migration-reset: venv
-	rm -f migrations/versions/*.py /tmp/bccd-migration.sqlite3
-	$(PY) -c "from alembic import command; from bccd.store.migrate import alembic_config; command.revision(alembic_config('sqlite:////tmp/bccd-migration.sqlite3'), message='initial schema', autogenerate=True, rev_id='0001')"
+# a new revision for model changes: make migration MSG="what changed" (then read it through)
+migration: venv
+	test -n "$(MSG)" || (echo 'usage: make migration MSG="what changed"' && exit 2)
+	rm -f /tmp/bccd-migration.sqlite3
+	$(PY) -c "import glob; from alembic import command; from bccd.store.migrate import alembic_config; c = alembic_config('sqlite:////tmp/bccd-migration.sqlite3'); command.upgrade(c, 'head'); command.revision(c, message='$(MSG)', autogenerate=True, rev_id=f'{len(glob.glob(\"migrations/versions/*.py\")) + 1:04d}')"
 	rm -f /tmp/bccd-migration.sqlite3
 	$(VENV)/bin/ruff check --fix -q migrations || true
 

@@ -243,6 +243,7 @@ class ImapSettings(_Section):
     initial_days: int = Field(default=30, ge=0)
     poll_interval: Duration = 300
     batch_size: int = Field(default=100, ge=1, le=10_000)
+    lease: Duration = Field(default=120, ge=5)  # one instance syncs an account; renewed
 
 
 class StorageSettings(_Section):

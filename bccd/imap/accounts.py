@@ -29,7 +29,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from bccd import accounts as users
@@ -346,6 +346,26 @@ def mark_failure(
     row.state_reason = reason[:REASON_MAX]
     row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(row.failures, poll_interval))
     return row.next_attempt_at
+
+
+def claim_lease(session: Session, account_id: int, owner: str, *, seconds: float,
+                now: dt.datetime | None = None) -> bool:
+    """Take or renew the account's lease for ``owner``: one conditional UPDATE, so of
+    several instances claiming at once exactly one wins. True if ``owner`` holds it."""
+    now = now or utcnow()
+    free = or_(ImapAccount.lease_owner.is_(None), ImapAccount.lease_owner == owner,
+               ImapAccount.lease_until.is_(None), ImapAccount.lease_until < now)
+    result = session.execute(
+        update(ImapAccount).where(ImapAccount.id == account_id, free)
+        .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=seconds)))
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def release_lease(session: Session, account_id: int, owner: str) -> None:
+    """Give the lease up (if ``owner`` still holds it): another instance may sync now."""
+    session.execute(update(ImapAccount)
+                    .where(ImapAccount.id == account_id, ImapAccount.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None))
 
 
 def mark_success(session: Session, account_id: int, *, now: dt.datetime | None = None) -> None:

@@ -11,6 +11,16 @@ new mail is synced within seconds (a wake-up runs an incremental pass of all pla
 folders: with ``\\All`` the new message is there too). A connection is reused for up to
 ``MAX_SESSION`` and then renewed (OAuth tokens are refreshed on reconnect).
 
+Several instances on one database (SPEC §11): an account is synced by one instance at a
+time — the one holding its *lease* (``imap.lease``; ``accounts.claim_lease`` is a
+conditional UPDATE, so of two instances claiming at once one wins). The holder renews it
+every third of the lease while connected and releases it when the session ends (stop,
+failure, renewal); an instance that dies loses it when it runs out. An instance that
+finds the lease taken checks again after half a lease. A renewal that fails (this
+instance stalled past its lease and another took over) ends the session at once.
+``sync_once`` (the CLI's one pass) does not wait for leases: a second sync of the same
+account is safe (dedup, monotonic marks), only wasteful.
+
 Failure: an account that fails (login refused, untrusted certificate, host down, ingest
 temporarily failing) is *paused* with its one-line reason (``imap list`` shows it) and
 retried with exponential back-off from ``imap.poll_interval`` (1×, 2×, 4× … up to 6 h);
@@ -26,6 +36,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +48,14 @@ from sqlalchemy.exc import OperationalError
 from bccd.config import Settings
 from bccd.crypto import SecretBox
 from bccd.errors import BccdError
-from bccd.imap.accounts import get_account, mark_failure, mark_success, syncable_account_ids
+from bccd.imap.accounts import (
+    claim_lease,
+    get_account,
+    mark_failure,
+    mark_success,
+    release_lease,
+    syncable_account_ids,
+)
 from bccd.imap.client import AsyncImap, ImapFailure, connect_account
 from bccd.imap.sync import AccountResult, IngestSink, Progress, sync_account
 from bccd.log import get_logger
@@ -160,6 +180,44 @@ async def sync_once(
     return results
 
 
+class _Lease:
+    """This instance's hold on one account (module docstring)."""
+
+    def __init__(self, db: Database, account_id: int, owner: str, seconds: float) -> None:
+        self.db, self.account_id, self.owner, self.seconds = db, account_id, owner, seconds
+
+    def _claim(self) -> bool:
+        with self.db.transaction() as session:
+            return claim_lease(session, self.account_id, self.owner, seconds=self.seconds)
+
+    def _release(self) -> None:
+        with self.db.transaction() as session:
+            release_lease(session, self.account_id, self.owner)
+
+    async def claim(self) -> bool:
+        return await self.db.run(self._claim)
+
+    async def release(self) -> None:
+        try:
+            await self.db.run(self._release)
+        except Exception as exc:  # it runs out by itself
+            log.warning("imap_lease_release_failed", account=self.account_id, error=str(exc))
+
+    async def keep(self, lost: threading.Event) -> None:
+        """Renew every third of the lease; on failure set ``lost`` and return."""
+        while True:
+            await asyncio.sleep(self.seconds / 3)
+            try:
+                held = await self.claim()
+            except Exception as exc:
+                log.warning("imap_lease_renewal_failed", account=self.account_id, error=str(exc))
+                continue  # the next try may work; the lease still has two thirds to go
+            if not held:
+                log.warning("imap_lease_lost", account=self.account_id, owner=self.owner)
+                lost.set()
+                return
+
+
 async def _account_loop(
     settings: Settings,
     db: Database,
@@ -168,8 +226,11 @@ async def _account_loop(
     account_id: int,
     stop: asyncio.Event,
     cancel: threading.Event,
+    owner: str,
 ) -> None:
     interval = float(settings.imap.poll_interval) or 1.0
+    lease = _Lease(db, account_id, owner, float(settings.imap.lease))
+    elsewhere = False
     while not stop.is_set() and not cancel.is_set():
         due = await db.run(_due, db, account_id)
         if not due.exists:
@@ -177,6 +238,15 @@ async def _account_loop(
         if due.wait > 0:
             await _wait(stop, min(due.wait, ACCOUNT_REFRESH))
             continue
+        if not await lease.claim():
+            if not elsewhere:
+                log.info("imap_account_synced_elsewhere", account=account_id)
+                elsewhere = True
+            await _wait(stop, min(lease.seconds / 2, ACCOUNT_REFRESH))
+            continue
+        elsewhere = False
+        log.info("imap_lease_taken", account=account_id, owner=owner)
+        keeper = asyncio.create_task(lease.keep(cancel), name=f"imap-lease-{account_id}")
         imap: AsyncImap | None = None
         try:
             account, imap = await connect_account(db, box, account_id)
@@ -203,13 +273,23 @@ async def _account_loop(
         except Exception as exc:
             await _record_failure(settings, db, account_id, _failure_reason(exc, account_id))
         finally:
+            keeper.cancel()
             if imap is not None:
                 await imap.close()
+            await asyncio.shield(lease.release())  # only if still ours
 
 
-async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: asyncio.Event) -> None:
-    """Keep all accounts in sync until ``stop`` is set."""
+def instance_id() -> str:
+    """Who holds a lease: host, process and a random part (a restarted process differs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[:200]
+
+
+async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: asyncio.Event,
+                     *, owner: str | None = None) -> None:
+    """Keep all accounts in sync until ``stop`` is set (those whose lease this instance
+    gets: ``owner``, default ``instance_id()``)."""
     box = SecretBox(settings.secret_keys)
+    owner = owner or instance_id()
     tasks: dict[int, asyncio.Task[None]] = {}
     cancels: dict[int, threading.Event] = {}
     refresh = min(ACCOUNT_REFRESH, float(settings.imap.poll_interval) or 1.0)
@@ -218,7 +298,7 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
         with db.read() as session:
             return syncable_account_ids(session)
 
-    log.info("imap_poller_started", poll_interval=settings.imap.poll_interval)
+    log.info("imap_poller_started", poll_interval=settings.imap.poll_interval, owner=owner)
     try:
         while not stop.is_set():
             try:
@@ -243,7 +323,8 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
             for account_id in sorted(wanted - tasks.keys()):
                 cancels[account_id] = threading.Event()
                 tasks[account_id] = asyncio.create_task(
-                    _account_loop(settings, db, sink, box, account_id, stop, cancels[account_id]),
+                    _account_loop(settings, db, sink, box, account_id, stop, cancels[account_id],
+                                  owner),
                     name=f"imap-account-{account_id}",
                 )
             await _wait(stop, refresh)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from bccd.imap.poller import run_poller
 from bccd.imap.sync import IngestSink
 from bccd.store.db import Database
 from bccd.store.models import ImapAccount
-from tests.integration.imap.conftest import USER_EMAIL, BccdUser
+from tests.integration.imap.conftest import BOTH_ENGINES, USER_EMAIL, BccdUser
 from tests.integration.imap.helpers import make_message, stored, wait_for
 from tests.support.dovecot import Dovecot
 
@@ -118,3 +120,69 @@ async def test_poller_picks_up_accounts_added_while_running(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+class _Counting:
+    """An ingest sink that counts, per instance, what reached it."""
+
+    def __init__(self, inner: IngestSink, counts: Counter[str], name: str) -> None:
+        self.inner, self.counts, self.name = inner, counts, name
+
+    async def ingest_imap(self, raw: bytes, **kw: Any) -> Any:
+        self.counts[self.name] += 1
+        return await self.inner.ingest_imap(raw, **kw)
+
+
+def _lease(db: Database, account_id: int) -> tuple[str | None, object]:
+    row = _row(db, account_id)
+    return row.lease_owner, row.lease_until
+
+
+@BOTH_ENGINES
+async def test_two_instances_sync_an_account_one_at_a_time(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    bccd_user: BccdUser,
+    database_url: str,
+) -> None:
+    """Two pollers (two instances: own engines, own pipelines) on one database: the lease
+    makes one of them sync the account; when it stops, the other takes over."""
+    from bccd.ingest.pipeline import Pipeline
+    from bccd.store.blobs import BlobStore
+
+    leased = settings.model_copy(update={"imap": settings.imap.model_copy(update={"lease": 6})})
+    user = dovecot.add_user(f"leased-{database_url.split(':')[0].split('+')[0]}", "pw")
+    dovecot.append(user, make_message(BOB, USER_EMAIL, message_id="<lease1@client.test>"))
+    account = add_account(dovecot, user)
+    instances = {}
+    ingested: Counter[str] = Counter()
+    for name in ("instance-a", "instance-b"):
+        other = Database(settings.database_url)
+        stop = asyncio.Event()
+        sink = _Counting(Pipeline(leased, other, BlobStore(settings.blob_dir)), ingested, name)
+        task = asyncio.create_task(run_poller(leased, other, sink, stop, owner=name))
+        instances[name] = (other, stop, task)
+    try:
+        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1)
+        holder, until = _lease(db, account)
+        assert holder in instances and until is not None
+        await asyncio.sleep(3)  # a renewal (every 2 s) later: still one holder, no second sync
+        assert _lease(db, account)[0] == holder
+        assert ingested == {holder: 1}  # the other instance fetched nothing
+
+        _, stop_holder, task_holder = instances.pop(holder)
+        stop_holder.set()
+        await asyncio.wait_for(task_holder, 10)
+        [other_name] = instances
+        await wait_for(lambda: _lease(db, account)[0] == other_name, timeout=10)
+        dovecot.append(user, make_message(BOB, USER_EMAIL, message_id="<lease2@client.test>"))
+        await wait_for(lambda: len(stored(db, bccd_user.id)) == 2, timeout=10)
+        assert ingested == {holder: 1, other_name: 1}
+    finally:
+        for other, stop, task in instances.values():
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            other.dispose()
+    assert _lease(db, account) == (None, None)  # both stopped: released
