@@ -278,10 +278,15 @@ class Database:
         """A session that only reads. On SQLite its transaction is a plain (deferred)
         BEGIN: it reads the last committed state without waiting for — or holding up —
         the writer (``read`` begins IMMEDIATE like a write: some callers write through
-        it). Writing through it is a mistake (SQLite may then refuse the lock)."""
+        it). Writing through it is a mistake (SQLite may then refuse the lock; on
+        PostgreSQL each statement would commit on its own)."""
         with self._sessions() as session:
             if self.is_sqlite:
                 session.connection(execution_options={"bccd_read_only": True})
+            else:
+                # PostgreSQL (READ COMMITTED: every statement takes a fresh snapshot, in a
+                # transaction or not): autocommit saves the BEGIN and ROLLBACK round trips
+                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
