@@ -18,7 +18,9 @@ insert, what was made for it is rolled back to a savepoint and it is filed as a 
 ``file_in(session, request, digests)`` files inside the caller's transaction — the
 database's group writer (``Database.write``), which commits many copies at once, each in
 its own savepoint; ``file_copy`` is the blocking form for scripts. The hot path runs
-statements built once, on the session's connection (see ``linking.threading``).
+statements built once, on the session's connection (see ``linking.threading``): one read
+(``_context_stmt``: owner, dedup, the thread of the message's id, the counterparts'
+persons …), then, for a copy of known counterparts that starts a thread, only inserts.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ _THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
 
 
 def _context_stmt(person_in: Any) -> Any:
-    """The one read of a copy (``Context``): the owner and company; the message already
+    """The one read of a copy (``_Context``): the owner and company; the message already
     stored under the dedup key :k, if any; whether the user has confirmed alternates and
     block patterns; the thread owning ref :r; and, joined (one row each, at least one
     row), the company's persons of the addresses in ``person_in`` and whether each has an
