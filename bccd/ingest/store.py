@@ -87,7 +87,7 @@ def _context_stmt(person_in: Any) -> Any:
     dup = _M.alias("dup")
     cols: list[Any] = [
         _U.c.id, _U.c.company_id, _U.c.email, _U.c.is_admin, _U.c.linking_mode,
-        _U.c.sharing_default, _C.c.create_unknown_contacts,
+        _U.c.sharing_default, _C.c.create_unknown_contacts, _C.c.slug.label("company_slug"),
         dup.c.id.label("dup_id"), dup.c.thread_id.label("dup_thread_id"),
         dup.c.forwarded_by.label("dup_forwarded_by"), dup.c.created_at.label("dup_created_at"),
         exists().where(_S.c.message_id == dup.c.id, _S.c.source == Source.BCC.value)
@@ -154,6 +154,7 @@ class _Context:
     known: engine.Known
     stored: _Stored | None       # set: a duplicate
     owners: dict[str, int] | None  # the threads owning the copy's ids (None: not read)
+    company_slug: str
 
 
 def _context(s: Session, req: FileRequest) -> _Context:
@@ -190,7 +191,7 @@ def _context(s: Session, req: FileRequest) -> _Context:
     owners: dict[str, int] | None = None
     if len(ids) <= 1:
         owners = {ids[0]: row.ref_thread_id} if ids and row.ref_thread_id is not None else {}
-    return _Context(copy, known, stored, owners)
+    return _Context(copy, known, stored, owners, row.company_slug)
 
 
 def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -> None:
@@ -313,7 +314,8 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
     if req.origin is not None:
         _add_imap_ref(s, mid, req.origin)
     if webhooks.enabled(s):  # the message.stored event commits with the message
-        webhooks.message_stored(s, Message(id=mid, **values))  # transient, never added
+        webhooks.message_stored(s, Message(id=mid, **values),  # transient, never added
+                                user_email=user.email, company_slug=ctx.company_slug)
     return Outcome(Disposition.STORED, R.STORED, message_id=mid, thread_id=thread.id,
                    extra={"thread_created": created})
 
