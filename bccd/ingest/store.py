@@ -26,6 +26,7 @@ persons …), then, for a copy of known counterparts that starts a thread, only 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,12 +79,12 @@ _THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
     Thread.__table__.c.id == bindparam("t"))
 
 
-def _context_stmt(person_in: Any) -> Any:
+def _context_stmt(refs: int, person_in: Any) -> Any:
     """The one read of a copy (``_Context``): the owner and company; the message already
     stored under the dedup key :k, if any; whether the user has confirmed alternates and
-    block patterns; the thread owning ref :r; and, joined (one row each, at least one
-    row), the company's persons of the addresses in ``person_in`` and whether each has an
-    open item. Every part is an indexed lookup."""
+    block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
+    joined (one row each, at least one row), the company's persons of the addresses in
+    ``person_in`` and whether each has an open item. Every part is an indexed lookup."""
     dup = _M.alias("dup")
     cols: list[Any] = [
         _U.c.id, _U.c.company_id, _U.c.email, _U.c.is_admin, _U.c.linking_mode,
@@ -95,8 +96,8 @@ def _context_stmt(person_in: Any) -> Any:
         exists().where(_A.c.user_id == _U.c.id, _A.c.status == "confirmed")
         .label("has_alternates"),
         exists().where(_B.c.user_id == _U.c.id).label("has_blocked"),
-        select(_R.c.thread_id).where(_R.c.user_id == _U.c.id, _R.c.ref == bindparam("r"))
-        .scalar_subquery().label("ref_thread_id"),
+        *(select(_R.c.thread_id).where(_R.c.user_id == _U.c.id, _R.c.ref == bindparam(f"r{i}"))
+          .scalar_subquery().label(f"ref{i}") for i in range(refs)),
     ]
     frm = _U.join(_C, _C.c.id == _U.c.company_id).outerjoin(
         dup, and_(dup.c.user_id == _U.c.id, dup.c.dedup_key == bindparam("k")))
@@ -108,8 +109,12 @@ def _context_stmt(person_in: Any) -> Any:
     return select(*cols).select_from(frm).where(_U.c.id == bindparam("u"))
 
 
-_CONTEXT = _context_stmt(None)
-_CONTEXT_PERSONS = FixedIn(_PE.c.email, "e", _context_stmt)
+# the ids of a copy are looked up in the context read in forms for 0, 1, 2, 4 … 16 ids
+# (padded with the last); a longer References chain is left to ``threading.resolve``
+_REF_FORMS = (0, 1, 2, 4, 8, 16)
+_CONTEXT = {n: _context_stmt(n, None) for n in _REF_FORMS}
+_CONTEXT_PERSONS = {n: FixedIn(_PE.c.email, "e", functools.partial(_context_stmt, n))
+                    for n in _REF_FORMS}
 
 log = get_logger("bccd.ingest")
 
@@ -163,11 +168,13 @@ def _context(s: Session, req: FileRequest) -> _Context:
                              req.origin.gm_thrid if req.origin else None)
     # the counterparts whatever the user's own addresses are (known after this read)
     maybe = participants.counterparts(req.direction, req.sender, p.to, p.cc, (), req.bcc_domain)
-    params: dict[str, Any] = {"u": req.user_id, "k": p.dedup_key[:998],
-                              "r": ids[0] if len(ids) == 1 else None}
-    stmt = _CONTEXT
+    params: dict[str, Any] = {"u": req.user_id, "k": p.dedup_key[:998]}
+    nrefs = next((n for n in _REF_FORMS if n >= len(ids)), 0)
+    for i in range(nrefs):
+        params[f"r{i}"] = ids[min(i, len(ids) - 1)]
+    stmt = _CONTEXT[nrefs]
     if maybe:
-        stmt, emails = _CONTEXT_PERSONS([a.email for a in maybe])
+        stmt, emails = _CONTEXT_PERSONS[nrefs]([a.email for a in maybe])
         params.update(emails)
     conn = s.connection()
     rows = conn.execute(stmt, params).all()
@@ -188,9 +195,9 @@ def _context(s: Session, req: FileRequest) -> _Context:
     stored = None if row.dup_id is None else _Stored(
         row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
         bool(row.dup_has_bcc))
-    owners: dict[str, int] | None = None
-    if len(ids) <= 1:
-        owners = {ids[0]: row.ref_thread_id} if ids and row.ref_thread_id is not None else {}
+    owners: dict[str, int] | None = None  # not read: threading reads them
+    if len(ids) <= nrefs:
+        owners = {ref: tid for i, ref in enumerate(ids) if (tid := row._mapping[f"ref{i}"]) is not None}
     return _Context(copy, known, stored, owners, row.company_slug)
 
 

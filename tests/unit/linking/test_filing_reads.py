@@ -161,6 +161,20 @@ def test_replies_join_the_thread_and_a_late_root_takes_its_subject(world: World)
     assert world.scalars(select(func.count()).select_from(Message)) == [3]
 
 
+@pytest.mark.parametrize("chain", [3, 16, 40])
+def test_a_reply_with_a_long_references_chain_joins_its_thread(world: World, chain: int) -> None:
+    # up to 16 ids are looked up in the one read per copy, more by the threading layer
+    root = world.file(make_message(to="Bob <bob@client.test>", message_id="<c0@acme.test>"))
+    refs = " ".join(f"<c{i}@acme.test>" for i in range(chain - 1))
+    reply = world.file(make_message(to="Bob <bob@client.test>",
+                                    message_id=f"<c{chain - 1}@acme.test>",
+                                    in_reply_to=f"<c{chain - 2}@acme.test>", references=refs))
+    assert reply.thread_id == root.thread_id
+    assert reply.extra == {"thread_created": False}
+    late = world.file(make_message(to="Bob <bob@client.test>", message_id="<c1@acme.test>"))
+    assert late.thread_id == root.thread_id
+
+
 def test_a_reply_joins_a_thread_the_session_already_holds(world: World) -> None:
     first = world.file(make_message(to="Bob <bob@client.test>", message_id="<a1@acme.test>"))
     raw = make_message(to="Bob <bob@client.test>", message_id="<a2@acme.test>",
