@@ -197,7 +197,8 @@ def _context(s: Session, req: FileRequest) -> _Context:
         bool(row.dup_has_bcc))
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
-        owners = {ref: tid for i, ref in enumerate(ids) if (tid := row._mapping[f"ref{i}"]) is not None}
+        found = row._mapping
+        owners = {ref: tid for i, ref in enumerate(ids) if (tid := found[f"ref{i}"]) is not None}
     return _Context(copy, known, stored, owners, row.company_slug)
 
 
