@@ -18,15 +18,20 @@ insert, what was made for it is rolled back to a savepoint and it is filed as a 
 ``file_in(session, request, digests)`` files inside the caller's transaction — the
 database's group writer (``Database.write``), which commits many copies at once, each in
 its own savepoint; ``file_copy`` is the blocking form for scripts. The hot path runs
-statements built once, on the session's connection (see ``linking.threading``).
+statements built once, on the session's connection (see ``linking.threading``): one read
+(``_context_stmt``: owner, dedup, the thread of the message's id, the counterparts'
+persons …), then, for a copy of known counterparts that starts a thread, only inserts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 
 from bccd.auth.verdict import AuthVerdict
@@ -34,6 +39,7 @@ from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.parse import Addr, Parsed
 from bccd.ingest.types import ImapOrigin, Source
 from bccd.linking import blocklist, deals, engine, participants, threading
+from bccd.linking.persons import Hit
 from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
 from bccd.notify import webhooks
@@ -41,30 +47,74 @@ from bccd.smtp import replies as R
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import (
+    Alternate,
     Attachment,
+    Blocked,
     Company,
     Counter,
     ImapMessageRef,
+    Item,
     Message,
     MessageRaw,
     MessageSource,
     Participant,
+    PersonEmail,
     Thread,
+    ThreadRef,
     User,
     utcnow,
 )
-from bccd.store.queries import insert_ignore
+from bccd.store.queries import FixedIn, insert_ignore
 
 _INSERT_MESSAGE = insert(Message).returning(Message.id)
 _INSERT_RAW = insert(MessageRaw)
 _INSERT_SOURCE = insert(MessageSource)
 _INSERT_ATTACHMENT = insert(Attachment)
-_U, _C = User.__table__, Company.__table__
-_OWNER = (select(_U.c.id, _U.c.company_id, _U.c.email, _U.c.is_admin, _U.c.linking_mode,
-                 _U.c.sharing_default, _C.c.create_unknown_contacts)
-          .join(_C, _C.c.id == _U.c.company_id).where(_U.c.id == bindparam("u")))
-_DEDUP = select(Message.__table__.c.id).where(Message.__table__.c.user_id == bindparam("u"),
-                                               Message.__table__.c.dedup_key == bindparam("k"))
+_U, _C, _M, _S = User.__table__, Company.__table__, Message.__table__, MessageSource.__table__
+_A, _B, _R = Alternate.__table__, Blocked.__table__, ThreadRef.__table__
+_PE, _I = PersonEmail.__table__, Item.__table__
+_FORWARDED_BY = (update(Message).where(Message.id == bindparam("m"))
+                 .values(forwarded_by=bindparam("f")))
+_THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
+    Thread.__table__.c.id == bindparam("t"))
+
+
+def _context_stmt(refs: int, person_in: Any) -> Any:
+    """The one read of a copy (``_Context``): the owner and company; the message already
+    stored under the dedup key :k, if any; whether the user has confirmed alternates and
+    block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
+    joined (one row each, at least one row), the company's persons of the addresses in
+    ``person_in`` and whether each has an open item. Every part is an indexed lookup."""
+    dup = _M.alias("dup")
+    cols: list[Any] = [
+        _U.c.id, _U.c.company_id, _U.c.email, _U.c.is_admin, _U.c.linking_mode,
+        _U.c.sharing_default, _C.c.create_unknown_contacts, _C.c.slug.label("company_slug"),
+        dup.c.id.label("dup_id"), dup.c.thread_id.label("dup_thread_id"),
+        dup.c.forwarded_by.label("dup_forwarded_by"), dup.c.created_at.label("dup_created_at"),
+        exists().where(_S.c.message_id == dup.c.id, _S.c.source == Source.BCC.value)
+        .label("dup_has_bcc"),
+        exists().where(_A.c.user_id == _U.c.id, _A.c.status == "confirmed")
+        .label("has_alternates"),
+        exists().where(_B.c.user_id == _U.c.id).label("has_blocked"),
+        *(select(_R.c.thread_id).where(_R.c.user_id == _U.c.id, _R.c.ref == bindparam(f"r{i}"))
+          .scalar_subquery().label(f"ref{i}") for i in range(refs)),
+    ]
+    frm = _U.join(_C, _C.c.id == _U.c.company_id).outerjoin(
+        dup, and_(dup.c.user_id == _U.c.id, dup.c.dedup_key == bindparam("k")))
+    if person_in is not None:
+        cols += [_PE.c.email.label("person_email"), _PE.c.person_id,
+                 exists().where(_I.c.person_id == _PE.c.person_id, _I.c.status == "open")
+                 .label("open_items")]
+        frm = frm.outerjoin(_PE, and_(_PE.c.company_id == _U.c.company_id, person_in))
+    return select(*cols).select_from(frm).where(_U.c.id == bindparam("u"))
+
+
+# the ids of a copy are looked up in the context read in forms for 0, 1, 2, 4 … 16 ids
+# (padded with the last); a longer References chain is left to ``threading.resolve``
+_REF_FORMS = (0, 1, 2, 4, 8, 16)
+_CONTEXT = {n: _context_stmt(n, None) for n in _REF_FORMS}
+_CONTEXT_PERSONS = {n: FixedIn(_PE.c.email, "e", functools.partial(_context_stmt, n))
+                    for n in _REF_FORMS}
 
 log = get_logger("bccd.ingest")
 
@@ -90,40 +140,93 @@ def user_addresses(session: Session, user_id: int) -> set[str]:
     return participants.own_addresses(session, user_id)
 
 
-def _copy(session: Session, req: FileRequest) -> engine.Copy:
-    row = session.connection().execute(_OWNER, {"u": req.user_id}).one()
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The message already stored under the copy's dedup key."""
+
+    id: int
+    thread_id: int
+    forwarded_by: str | None
+    created_at: dt.datetime
+    has_bcc: bool                # it has a Smart Bcc source
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What filing a copy reads before it writes, in one query (``_context_stmt``)."""
+
+    copy: engine.Copy
+    known: engine.Known
+    stored: _Stored | None       # set: a duplicate
+    owners: dict[str, int] | None  # the threads owning the copy's ids (None: not read)
+    company_slug: str
+
+
+def _context(s: Session, req: FileRequest) -> _Context:
+    p = req.parsed
+    ids = threading.all_refs(p.message_id, p.thread_refs(),
+                             req.origin.gm_thrid if req.origin else None)
+    # the counterparts whatever the user's own addresses are (known after this read)
+    maybe = participants.counterparts(req.direction, req.sender, p.to, p.cc, (), req.bcc_domain)
+    params: dict[str, Any] = {"u": req.user_id, "k": p.dedup_key[:998]}
+    nrefs = next((n for n in _REF_FORMS if n >= len(ids)), 0)
+    for i in range(nrefs):
+        params[f"r{i}"] = ids[min(i, len(ids) - 1)]
+    stmt = _CONTEXT[nrefs]
+    if maybe:
+        stmt, emails = _CONTEXT_PERSONS[nrefs]([a.email for a in maybe])
+        params.update(emails)
+    conn = s.connection()
+    rows = conn.execute(stmt, params).all()
+    if not rows:
+        raise NoResultFound(f"no user {req.user_id}")
+    row = rows[0]
     user = Owner(row.id, row.company_id, row.email, row.is_admin, row.linking_mode,
                  row.sharing_default)
-    company = Org(row.company_id, row.create_unknown_contacts)
-    return engine.Copy(user=user, company=company, direction=req.direction, sender=req.sender,
-                       to=req.parsed.to, cc=req.parsed.cc, bcc_domain=req.bcc_domain,
-                       may_create_persons=req.source is Source.BCC)
+    copy = engine.Copy(user=user, company=Org(row.company_id, row.create_unknown_contacts),
+                       direction=req.direction, sender=req.sender, to=p.to, cc=p.cc,
+                       bcc_domain=req.bcc_domain, may_create_persons=req.source is Source.BCC)
+    persons = {r.person_email: Hit(r.person_id, bool(r.open_items))
+               for r in rows if maybe and r.person_email is not None}
+    known = engine.Known(
+        alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),
+        patterns=blocklist.patterns(s, user.id) if row.has_blocked else (),
+        persons=persons)
+    stored = None if row.dup_id is None else _Stored(
+        row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
+        bool(row.dup_has_bcc))
+    owners: dict[str, int] | None = None  # not read: threading reads them
+    if len(ids) <= nrefs:
+        found = row._mapping
+        owners = {ref: tid for i, ref in enumerate(ids) if (tid := found[f"ref{i}"]) is not None}
+    return _Context(copy, known, stored, owners, row.company_slug)
 
 
-def _add_source(session: Session, message: Message, req: FileRequest) -> None:
-    had_bcc = session.scalar(select(MessageSource.id).where(
-        MessageSource.message_id == message.id, MessageSource.source == Source.BCC.value))
-    insert_ignore(session, MessageSource, [{"message_id": message.id, "source": req.source.value}])
+def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -> None:
+    conn = s.connection()
+    insert_ignore(s, MessageSource, [{"message_id": message.id, "source": req.source.value}])
     if req.origin is not None:
-        _add_imap_ref(session, message.id, req.origin)
+        _add_imap_ref(s, message.id, req.origin)
     if req.forwarded_by and not message.forwarded_by:
-        message.forwarded_by = req.forwarded_by
-    thread = session.get(Thread, message.thread_id)
-    assert thread is not None
-    copy = _copy(session, req)
-    if req.source is Source.BCC and had_bcc is None:
+        conn.execute(_FORWARDED_BY, {"m": message.id, "f": req.forwarded_by})
+    first_bcc = req.source is Source.BCC and not message.has_bcc
+    if not first_bcc and req.pinned is None:
+        return
+    row = conn.execute(_THREAD, {"t": message.thread_id}).one()
+    thread = threading.ThreadRow(row.id, bool(row.manual_items))
+    copy = ctx.copy
+    if first_bcc:
         # first Smart Bcc copy of a message synced over IMAP: link as a Bcc copy would
-        screened = engine.screen(session, copy)
+        screened = engine.screen(s, copy, ctx.known)
         if screened.drop_reason is None:
-            matched = engine.link(session, copy, screened, thread, pinned=req.pinned)
+            matched = engine.link(s, copy, screened, thread, pinned=req.pinned, known=ctx.known)
             for email, pid in matched.items():
-                session.execute(update(Participant).where(
+                s.execute(update(Participant).where(
                     Participant.message_id == message.id, Participant.email == email,
                     Participant.person_id.is_(None)).values(person_id=pid))
             return
     if req.pinned is not None:
-        deals.apply(session, thread, copy.user, pinned=req.pinned,
-                    pinned_since=message.created_at)
+        deals.apply(s, thread, copy.user, pinned=req.pinned, pinned_since=message.created_at)
 
 
 def _add_imap_ref(session: Session, message_id: int, o: ImapOrigin) -> None:
@@ -133,16 +236,10 @@ def _add_imap_ref(session: Session, message_id: int, o: ImapOrigin) -> None:
     }])
 
 
-def _duplicate(s: Session, req: FileRequest) -> Outcome | None:
-    found = s.connection().execute(
-        _DEDUP, {"u": req.user_id, "k": req.parsed.dedup_key[:998]}).scalar()
-    if found is None:
-        return None
-    existing = s.get(Message, found)
-    assert existing is not None
-    _add_source(s, existing, req)
+def _duplicate(s: Session, req: FileRequest, ctx: _Context, stored: _Stored) -> Outcome:
+    _add_source(s, req, ctx, stored)
     return Outcome(Disposition.DUPLICATE, R.STORED, reason="already stored",
-                   message_id=existing.id, thread_id=existing.thread_id)
+                   message_id=stored.id, thread_id=stored.thread_id)
 
 
 def put_blobs(blobs: BlobStore, req: FileRequest) -> list[str]:
@@ -152,25 +249,25 @@ def put_blobs(blobs: BlobStore, req: FileRequest) -> list[str]:
 
 def file_in(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
     """File one copy inside the caller's transaction (``Database.write``: a group commit)."""
-    dup = _duplicate(s, req)
-    if dup is not None:
-        return dup
+    ctx = _context(s, req)
+    if ctx.stored is not None:
+        return _duplicate(s, req, ctx, ctx.stored)
     if s.get_bind().dialect.name == "sqlite":
         # SQLite: this transaction holds the write lock since BEGIN IMMEDIATE, so no copy
         # can have been inserted since the check above
-        return _file(s, req, digests)
+        return _file(s, req, digests, ctx)
     try:
         # PostgreSQL: a concurrent copy (another instance, another writer lane) may win the
         # insert under the (user, dedup key) constraint — the constraint waits for its
         # transaction, then refuses ours: undo what was made for it (thread, refs), and
         # it is a duplicate of the winner, now committed and visible
         with s.begin_nested():
-            return _file(s, req, digests)
+            return _file(s, req, digests, ctx)
     except IntegrityError:
-        dup = _duplicate(s, req)
-        if dup is None:
+        ctx = _context(s, req)
+        if ctx.stored is None:
             raise
-        return dup
+        return _duplicate(s, req, ctx, ctx.stored)
 
 
 def file_copy(db: Database, blobs: BlobStore, req: FileRequest) -> Outcome:
@@ -179,17 +276,17 @@ def file_copy(db: Database, blobs: BlobStore, req: FileRequest) -> Outcome:
     return db.write_sync(file_in, req, digests, size=len(req.raw))
 
 
-def _file(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
+def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Outcome:
     p = req.parsed
-    copy = _copy(s, req)
+    copy = ctx.copy
     user, company = copy.user, copy.company
-    screened = engine.screen(s, copy)
+    screened = engine.screen(s, copy, ctx.known)
     if screened.drop_reason is not None:
         return _drop(s, user.id, screened.drop_reason, req)
     thread, created = threading.resolve(
         s, user_id=user.id, company_id=company.id, message_id=p.message_id,
         refs=p.thread_refs(), gm_thrid=req.origin.gm_thrid if req.origin else None,
-        subject=p.subject, visibility=user.sharing_default,
+        subject=p.subject, visibility=user.sharing_default, owners=ctx.owners,
     )
     s.flush()  # the thread's ORM changes (an existing thread), before the plain inserts
     conn = s.connection()
@@ -206,7 +303,8 @@ def _file(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
     conn.execute(_INSERT_RAW, {"message_id": mid, "raw": req.raw})
     conn.execute(_INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
                                   "created_at": values["created_at"]})
-    matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created)
+    matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
+                          known=ctx.known)
     rows = [{"company_id": company.id, "message_id": mid, "role": "from",
              "email": req.sender.email, "name": req.sender.name,
              "person_id": matched.get(req.sender.email)}]
@@ -223,8 +321,9 @@ def _file(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
             for att, digest in zip(p.attachments, digests, strict=True)])
     if req.origin is not None:
         _add_imap_ref(s, mid, req.origin)
-    msg = Message(id=mid, **values)  # transient: what the hooks read, never added
-    webhooks.message_stored(s, msg)  # the message.stored event commits with the message
+    if webhooks.enabled(s):  # the message.stored event commits with the message
+        webhooks.message_stored(s, Message(id=mid, **values),  # transient, never added
+                                user_email=user.email, company_slug=ctx.company_slug)
     return Outcome(Disposition.STORED, R.STORED, message_id=mid, thread_id=thread.id,
                    extra={"thread_created": created})
 

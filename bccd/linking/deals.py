@@ -37,13 +37,13 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bccd.linking.records import OwnerLike, ThreadLike
 from bccd.notify import webhooks
 from bccd.store.models import Item, Link, Suggestion
-from bccd.store.queries import insert_ignore
+from bccd.store.queries import FixedIn, insert_ignore
 
 ITEM_KINDS = ("deal", "lead", "project")
 MAX_CANDIDATES = 50
@@ -59,23 +59,28 @@ class ItemRef(Protocol):
 
 
 _I = Item.__table__
-_CANDIDATES = (select(_I.c.id, _I.c.kind)
-               .where(_I.c.company_id == bindparam("c"), _I.c.status == "open",
-                      _I.c.person_id.in_(bindparam("p", expanding=True))))
-# candidates(): all open items of the persons (admins), or those the owner may see
-_CANDIDATES_ALL = _CANDIDATES.order_by(_I.c.id).limit(MAX_CANDIDATES)
-_CANDIDATES_VISIBLE = (_CANDIDATES.where(or_(_I.c.visible_to == "company",
-                                             _I.c.owner_id == bindparam("o")))
-                       .order_by(_I.c.id).limit(MAX_CANDIDATES))
-
-
 _L = Link.__table__
+# ``company_id + 0``: the persons' index (person_id, status) drives these lookups, never the
+# company's (SQLite without statistics would otherwise read every item of the company)
+_OPEN = select(_I.c.id, _I.c.kind).where((_I.c.company_id + 0) == bindparam("c"),
+                                         _I.c.status == "open")
+_VISIBLE = or_(_I.c.visible_to == "company", _I.c.owner_id == bindparam("o"))
+# candidates(): all open items of the persons (admins), or those the owner may see
+_CANDIDATES_ALL = FixedIn(_I.c.person_id, "p", lambda in_: _OPEN.where(in_)
+                          .order_by(_I.c.id).limit(MAX_CANDIDATES))
+_CANDIDATES_VISIBLE = FixedIn(_I.c.person_id, "p", lambda in_: _OPEN.where(in_, _VISIBLE)
+                              .order_by(_I.c.id).limit(MAX_CANDIDATES))
+# the same for the persons linked to thread :t, in one statement
+_THREAD_OPEN = _OPEN.join_from(_I, _L, and_(_L.c.thread_id == bindparam("t"),
+                                            _L.c.kind == "person",
+                                            _L.c.entity_id == _I.c.person_id))
+_THREAD_CANDIDATES_ALL = _THREAD_OPEN.order_by(_I.c.id).limit(MAX_CANDIDATES)
+_THREAD_CANDIDATES_VISIBLE = _THREAD_OPEN.where(_VISIBLE).order_by(_I.c.id).limit(MAX_CANDIDATES)
+
 _S = Suggestion.__table__
 _ITEM_LINK_ROWS = (select(_L.c.id, _L.c.kind, _L.c.entity_id, _L.c.how, _L.c.created_at)
                    .where(_L.c.thread_id == bindparam("t"), _L.c.kind.in_(ITEM_KINDS))
                    .order_by(_L.c.id))
-_PERSON_IDS = (select(_L.c.entity_id).where(_L.c.thread_id == bindparam("t"), _L.c.kind == "person")
-               .order_by(_L.c.entity_id))
 _SUGGESTIONS = select(_S.c.id, _S.c.kind, _S.c.entity_id).where(_S.c.thread_id == bindparam("t"))
 _CLEAR_SUGGESTIONS = delete(Suggestion).where(Suggestion.thread_id == bindparam("t"))
 
@@ -87,21 +92,26 @@ def item_links(session: Session, thread_id: int) -> list[Link]:
     ))
 
 
-def person_ids(session: Session, thread_id: int) -> list[int]:
-    session.flush()
-    return list(session.connection().execute(_PERSON_IDS, {"t": thread_id}).scalars())
-
-
 def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> list[Any]:
     """Open items of ``persons`` the owner may see, oldest first (at most 50): rows with
     ``id`` and ``kind``."""
     if not persons:
         return []
-    params: dict[str, Any] = {"c": owner.company_id, "p": list(persons)}
+    stmt, params = (_CANDIDATES_ALL if owner.is_admin else _CANDIDATES_VISIBLE)(persons)
+    params["c"] = owner.company_id
+    if not owner.is_admin:
+        params["o"] = owner.id
+    return list(session.connection().execute(stmt, params).all())
+
+
+def thread_candidates(session: Session, owner: OwnerLike, thread_id: int) -> list[Any]:
+    """``candidates`` of the persons linked to the thread."""
+    session.flush()
+    params: dict[str, Any] = {"c": owner.company_id, "t": thread_id}
     if owner.is_admin:
-        stmt = _CANDIDATES_ALL
+        stmt = _THREAD_CANDIDATES_ALL
     else:
-        stmt, params["o"] = _CANDIDATES_VISIBLE, owner.id
+        stmt, params["o"] = _THREAD_CANDIDATES_VISIBLE, owner.id
     return list(session.connection().execute(stmt, params).all())
 
 
@@ -125,6 +135,9 @@ def clear_suggestions(session: Session, thread_id: int) -> None:
 
 
 def set_suggestions(session: Session, thread_id: int, items: Sequence[ItemRef]) -> None:
+    if not items:
+        clear_suggestions(session, thread_id)
+        return
     keep = {(i.kind, i.id) for i in items}
     session.flush()
     current = session.connection().execute(_SUGGESTIONS, {"t": thread_id}).all()
@@ -161,7 +174,7 @@ def apply(
     if existing:
         clear_suggestions(session, thread.id)
         return
-    found = candidates(session, owner, person_ids(session, thread.id))
+    found = thread_candidates(session, owner, thread.id)
     if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
         set_item_link(session, thread.id, found[0].kind, found[0].id, "auto")
     else:

@@ -12,13 +12,19 @@
    (``how = auto``; a manual link is never downgraded) and applies the deal/lead/project
    rule (``deals``, SPEC §5.6).
 
+``known`` (``Known``, optional for both): what the caller has already read for this copy
+— ``ingest.store`` reads the user's confirmed alternates and block patterns (when there are
+any), and the persons of the copy's possible counterparts with whether they have an open
+item, in the one query it makes for the copy's owner and dedup key. Given, the linking
+layer does not read them again; the decisions are the same.
+
 Failures are the database's (constraint races are absorbed by insert-or-ignore); the
 caller's transaction rolls everything back together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -26,6 +32,7 @@ from sqlalchemy.orm import Session
 from bccd.ingest.parse import Addr
 from bccd.linking import blocklist, deals, participants, persons
 from bccd.linking.blocklist import Screened
+from bccd.linking.persons import Hit
 from bccd.linking.records import CompanyLike, OwnerLike, ThreadLike
 from bccd.store.models import Link
 from bccd.store.queries import insert_ignore
@@ -45,12 +52,23 @@ class Copy:
     may_create_persons: bool     # Smart Bcc copies only; IMAP sync never creates persons
 
 
-def screen(session: Session, copy: Copy) -> Screened:
-    own = {copy.user.email, *participants.confirmed_alternates(session, copy.user.id)}
-    others = participants.counterparts(copy.direction, copy.sender, copy.to, copy.cc, own,
-                                       copy.bcc_domain)
-    return blocklist.screen(blocklist.patterns(session, copy.user.id),
-                            direction=copy.direction, sender=copy.sender, counterparts=others)
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the caller already read for a copy (module docstring)."""
+
+    alternates: Collection[str]   # the user's confirmed alternates
+    patterns: Sequence[str]       # the user's block patterns
+    persons: Mapping[str, Hit]    # the persons of (at least) every counterpart address
+
+
+def screen(session: Session, copy: Copy, known: Known | None = None) -> Screened:
+    alternates = (known.alternates if known is not None
+                  else participants.confirmed_alternates(session, copy.user.id))
+    others = participants.counterparts(copy.direction, copy.sender, copy.to, copy.cc,
+                                       {copy.user.email, *alternates}, copy.bcc_domain)
+    pats = known.patterns if known is not None else blocklist.patterns(session, copy.user.id)
+    return blocklist.screen(pats, direction=copy.direction, sender=copy.sender,
+                            counterparts=others)
 
 
 def link(
@@ -61,10 +79,18 @@ def link(
     *,
     pinned: tuple[str, int] | None = None,
     fresh: bool = False,
+    known: Known | None = None,
 ) -> dict[str, int]:
     """``fresh``: the thread was created by this copy (``threading.resolve``)."""
     emails = [a.email for a in screened.linkable]
-    matched = persons.match(session, copy.company.id, emails)
+    open_items = True  # unknown: the deal rule reads the candidates
+    if known is None:
+        matched = persons.match(session, copy.company.id, emails)
+    else:
+        hits = {e: h for e in emails if (h := known.persons.get(e)) is not None}
+        matched = {e: h.person_id for e, h in hits.items()}
+        # a person created below has no item yet
+        open_items = any(h.open_items for h in hits.values())
     if copy.may_create_persons:
         unknown = [a for a in screened.linkable if a.email not in matched]
         matched.update(persons.create_unknown(session, copy.company, copy.user, unknown,
@@ -72,6 +98,9 @@ def link(
     person_ids = sorted({matched[e] for e in emails if e in matched})
     insert_ignore(session, Link, [{"thread_id": thread.id, "kind": "person", "entity_id": pid,
                                    "how": "auto"} for pid in person_ids])
-    deals.apply(session, thread, copy.user, pinned=pinned,
-                fresh_persons=person_ids if fresh else None)
+    if fresh:  # none of the persons has an open item: no candidate to read
+        deals.apply(session, thread, copy.user, pinned=pinned,
+                    fresh_persons=person_ids if open_items else [])
+    else:
+        deals.apply(session, thread, copy.user, pinned=pinned)
     return matched

@@ -3,6 +3,8 @@ addresses are stored normalized) against the company's persons through the uniqu
 (company, email) index — one indexed lookup per message, whatever the company's size.
 
 ``match(session, company_id, emails)`` → ``{email: person_id}`` for the known ones.
+(``ingest.store`` reads the same in its one query per copy, as ``Hit`` records that also
+say whether the person has an open item — see ``engine.Known``.)
 
 ``create_unknown(session, company, user, addrs, bcc_domain)`` → ``{email: person_id}``
 for the counterparts it created. Smart Bcc path only (the caller decides: IMAP sync never
@@ -17,6 +19,7 @@ row is inserted under the unique constraint and the loser's person row is remove
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select, union_all
 from sqlalchemy.orm import Session
@@ -26,13 +29,13 @@ from bccd.ingest.parse import Addr
 from bccd.linking.participants import at_bcc_domain
 from bccd.linking.records import CompanyLike, OwnerLike
 from bccd.store.models import Alternate, Person, PersonEmail, User, utcnow
-from bccd.store.queries import insert_ignore_returning
+from bccd.store.queries import FixedIn, insert_ignore_returning
 
 _PE = PersonEmail.__table__
 _U = User.__table__
 _A = Alternate.__table__
-_MATCH = select(_PE.c.email, _PE.c.person_id).where(
-    _PE.c.company_id == bindparam("c"), _PE.c.email.in_(bindparam("e", expanding=True)))
+_MATCH = FixedIn(_PE.c.email, "e", lambda in_: select(_PE.c.email, _PE.c.person_id).where(
+    _PE.c.company_id == bindparam("c"), in_))
 _OWN_DOMAIN_ADDRESSES = union_all(
     select(_U.c.email).where(_U.c.company_id == bindparam("c")),
     select(_A.c.email).join(_U, _U.c.id == _A.c.user_id)
@@ -44,10 +47,19 @@ _HOLDER = select(_PE.c.person_id).where(_PE.c.company_id == bindparam("c"),
 _DROP_PERSON = delete(Person).where(Person.id == bindparam("p"))
 
 
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A counterpart address that is a person's."""
+
+    person_id: int
+    open_items: bool             # the person has an open deal, lead or project
+
+
 def match(session: Session, company_id: int, emails: Sequence[str]) -> dict[str, int]:
     if not emails:
         return {}
-    rows = session.connection().execute(_MATCH, {"c": company_id, "e": list(emails)})
+    stmt, params = _MATCH(emails)
+    rows = session.connection().execute(stmt, {"c": company_id, **params})
     return {e: p for e, p in rows}
 
 

@@ -37,7 +37,7 @@ class CompanyLike(Protocol):
 
 
 class ThreadLike(Protocol):
-    """An ORM ``Thread`` or ``threading.NewThread``."""
+    """An ORM ``Thread`` or ``threading.ThreadRow``."""
 
     @property
     def id(self) -> int: ...

@@ -2,9 +2,10 @@
 when syncing Gmail) map to a thread through ``thread_refs``, unique per user.
 
 ``resolve(session, user_id=…, company_id=…, message_id=…, refs=…, gm_thrid=…, subject=…,
-visibility=…)`` → ``(thread, created)``: the thread the new message belongs to (a new one,
-with the owner's ``sharing_default`` as ``visibility``, when none of its ids is known);
-every id it carries or references is registered for that thread.
+visibility=…, owners=None)`` → ``(thread, created)``: the thread the new message belongs to
+(a new one, with the owner's ``sharing_default`` as ``visibility``, when none of its ids is
+known); every id it carries or references is registered for that thread. ``owners``: the
+threads owning the ids (``all_refs``), when the caller has already read them.
 
 * A reply that arrives before its parent registers the parent's id, so the parent
   joins the reply's thread when it comes ("reattach"); a parent that connects two
@@ -14,10 +15,12 @@ every id it carries or references is registered for that thread.
   constraint (in a fixed order, so two writers never deadlock on them), and a writer
   that finds another thread owning one of its ids moves over to the oldest thread.
 
-Cost: a message that starts a thread is three statements (find, insert the thread,
-insert its refs); the convergence check runs only when an id could not be registered
-(another thread owns it). The statements are built once and executed on the session's
-connection (the hot path of every copy filed).
+Cost: a message that starts a thread is three statements (find — none when the caller
+passes ``owners`` —, insert the thread, insert its refs); one that joins a thread updates
+it with one more (``UPDATE … RETURNING``, unless that thread is loaded in the session or
+threads merge: then through the ORM). The convergence check runs only when an id could not
+be registered (another thread owns it). The statements are built once and executed on the
+session's connection (the hot path of every copy filed).
 
 Merging keeps the oldest thread; its item link is reconciled (``deals.reconcile``) so a
 thread still has at most one deal/lead/project link; a merge of a private and a shared
@@ -27,7 +30,8 @@ see it before).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -35,23 +39,27 @@ from sqlalchemy.orm import Session
 
 from bccd.linking import deals
 from bccd.store.models import Link, Message, Suggestion, Thread, ThreadRef, utcnow
-from bccd.store.queries import insert_ignore, insert_ignore_many_returning
+from bccd.store.queries import FixedIn, insert_ignore, insert_ignore_many_returning
 
 MAX_REF_LEN = 998
 
 
 @dataclass(frozen=True, slots=True)
-class NewThread:
-    """A thread created by this copy (nothing else can have linked it yet)."""
+class ThreadRow:
+    """A thread as filing knows it without loading it: one this copy created (``created``:
+    nothing else can have linked it yet), or one it joined (``manual_items`` as read)."""
 
     id: int
     manual_items: bool = False
 
 
 _R = ThreadRef.__table__
-_FIND = (select(_R.c.thread_id, _R.c.ref)
-         .where(_R.c.user_id == bindparam("u"), _R.c.ref.in_(bindparam("refs", expanding=True))))
+_FIND = FixedIn(_R.c.ref, "r", lambda in_: select(_R.c.thread_id, _R.c.ref)
+                .where(_R.c.user_id == bindparam("u"), in_))
 _NEW_THREAD = insert(Thread).returning(Thread.id)
+_TOUCH = (update(Thread).where(Thread.id == bindparam("t"))
+          .values(last_message_at=bindparam("now")).returning(Thread.manual_items))
+_TOUCH_SUBJECT = _TOUCH.values(subject=bindparam("subject"))
 
 
 def all_refs(message_id: str | None, refs: Sequence[str], gm_thrid: str | None) -> list[str]:
@@ -74,8 +82,24 @@ def find(session: Session, user_id: int, refs: Sequence[str]) -> list[int]:
 def _owners(session: Session, user_id: int, refs: Sequence[str]) -> dict[str, int]:
     if not refs:
         return {}
-    rows = session.connection().execute(_FIND, {"u": user_id, "refs": list(refs)})
+    stmt, params = _FIND(refs)
+    rows = session.connection().execute(stmt, {"u": user_id, **params})
     return {ref: tid for tid, ref in rows}
+
+
+def _touch(session: Session, thread_id: int, subject: str | None,
+           now: dt.datetime) -> ThreadRow | None:
+    """The message joins the thread: its last message time (and the root's subject) in one
+    statement — unless the session holds the thread (the ORM object would go stale)."""
+    if session.identity_key(Thread, thread_id) in session.identity_map:
+        return None
+    conn = session.connection()
+    if subject is None:
+        row = conn.execute(_TOUCH, {"t": thread_id, "now": now}).first()
+    else:
+        row = conn.execute(_TOUCH_SUBJECT, {"t": thread_id, "now": now,
+                                            "subject": subject[:2000]}).first()
+    return None if row is None else ThreadRow(thread_id, bool(row.manual_items))
 
 
 def merge(session: Session, keep: Thread, others: Sequence[int]) -> None:
@@ -120,19 +144,26 @@ def resolve(
     gm_thrid: str | None,
     subject: str,
     visibility: str,
-) -> tuple[Thread | NewThread, bool]:
+    owners: Mapping[str, int] | None = None,
+) -> tuple[Thread | ThreadRow, bool]:
     ids = all_refs(message_id, refs, gm_thrid)
-    owners = _owners(session, user_id, ids)
+    if owners is None:
+        owners = _owners(session, user_id, ids)
     found = sorted(set(owners.values()))
     created = False
     now = utcnow()
-    thread: Thread | NewThread
-    if found:
+    root = not refs and bool(message_id)  # the root arrived after its replies: its subject
+    thread: Thread | ThreadRow
+    touched = _touch(session, found[0], subject if root else None, now) \
+        if len(found) == 1 else None
+    if touched is not None:
+        thread = touched
+    elif found:
         old = session.get(Thread, found[0])
         assert old is not None
         merge(session, old, found[1:])
-        if not refs and message_id and old.subject != subject:
-            old.subject = subject[:2000]  # the root arrived after its replies
+        if root and old.subject != subject:
+            old.subject = subject[:2000]
         old.last_message_at = now
         thread = old
     else:
@@ -140,7 +171,7 @@ def resolve(
             "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
             "visibility": visibility, "archived": False, "manual_items": False,
             "gm_thrid": None, "created_at": now, "last_message_at": now}).scalar_one()
-        thread = NewThread(tid)
+        thread = ThreadRow(tid)
         created = True
     new = [r for r in sorted(ids) if r not in owners]
     registered = insert_ignore_many_returning(

@@ -5,7 +5,9 @@ Contract:
 - ``enqueue(session, kind, payload)`` adds an ``OutboxJob`` in the *caller's* transaction,
   so the job exists exactly when the state change that asked for it was committed
   (``alt add`` commits the alternate and its confirmation mail together). ``payload`` is
-  JSON; it must carry everything the handler needs.
+  JSON; it must carry everything the handler needs. ``add`` is the same as one plain
+  insert on the session's connection (no ORM object, no flush), returning the job's id —
+  for hot paths (a webhook event per filed message).
 - A handler is ``async def handler(services, payload) -> None``, looked up by ``kind`` in
   the table given to :func:`run` / :func:`process_due` (``bccd.notify.worker.HANDLERS``).
   Returning means done. Raising :class:`PermanentFailure` marks the job ``failed`` at once
@@ -34,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bccd.log import get_logger
@@ -68,6 +70,17 @@ class Job:
     attempts: int          # after this claim: the fencing token
     payload: dict[str, Any]
     created_at: dt.datetime
+
+
+_INSERT_JOB = insert(OutboxJob).returning(OutboxJob.id)
+
+
+def add(session: Session, kind: str, payload: dict[str, Any]) -> int:
+    """``enqueue`` (due at once) as one insert on the session's connection: the job's id."""
+    now = utcnow()
+    return int(session.connection().execute(_INSERT_JOB, {
+        "kind": kind, "payload": payload, "state": "pending", "attempts": 0, "last_error": "",
+        "next_attempt_at": now, "created_at": now, "done_at": None}).scalar_one())
 
 
 def enqueue(

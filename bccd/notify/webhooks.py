@@ -11,7 +11,7 @@ Events (``type``):
   place is ``linking.deals.set_item_link``, :func:`item_linking`), or a person or
   organization linked by hand (the API / Mail page action, :func:`linked`).
 
-Each is enqueued with :func:`bccd.notify.outbox.enqueue` in the *caller's* transaction,
+Each is enqueued with :func:`bccd.notify.outbox.add` in the *caller's* transaction,
 so an event exists exactly when the change it describes was committed. Events are only
 queued where a delivery target is configured: ``attach(db, settings)`` (called once by
 ``bccd serve``) records, for that database's engine, that ``webhooks.url`` is set;
@@ -47,7 +47,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -89,8 +89,9 @@ def new_id() -> str:
 
 
 def emit(session: Session, type_: str, data: dict[str, Any], *, user_id: int | None,
-         company_id: int) -> OutboxJob | None:
-    """Queue one event in the caller's transaction (nothing when webhooks are off)."""
+         company_id: int) -> int | None:
+    """Queue one event in the caller's transaction (nothing when webhooks are off): the
+    outbox job's id."""
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event {type_!r}")
     if not enabled(session):
@@ -101,7 +102,7 @@ def emit(session: Session, type_: str, data: dict[str, Any], *, user_id: int | N
         "company_id": company_id,
         "event": {"type": type_, "timestamp": utcnow().isoformat(), "data": data},
     }
-    return outbox.enqueue(session, KIND, payload)
+    return outbox.add(session, KIND, payload)
 
 
 def _company_slug(session: Session, company_id: int) -> str:
@@ -114,15 +115,22 @@ def _user_email(session: Session, user_id: int) -> str:
     return user.email if user is not None else ""
 
 
+_L = Link.__table__
+_LINKS = (select(_L.c.kind, _L.c.entity_id, _L.c.how).where(_L.c.thread_id == bindparam("t"))
+          .order_by(_L.c.id))
+
+
 def _links(session: Session, thread_id: int) -> list[dict[str, Any]]:
-    rows = session.execute(select(Link.kind, Link.entity_id, Link.how)
-                           .where(Link.thread_id == thread_id).order_by(Link.id)).all()
+    session.flush()
+    rows = session.connection().execute(_LINKS, {"t": thread_id}).all()
     return [{"kind": k, "id": e, "how": h} for k, e, h in rows]
 
 
 # ------------------------------------------------------------------ the hooks
-def message_stored(session: Session, msg: Message) -> None:
-    """``ingest.store._file``: a new message (call after its links are made)."""
+def message_stored(session: Session, msg: Message, *, user_email: str | None = None,
+                   company_slug: str | None = None) -> None:
+    """``ingest.store._file``: a new message (call after its links are made). The owner's
+    address and the company's slug are read unless given."""
     if not enabled(session):
         return
     session.flush()
@@ -130,8 +138,9 @@ def message_stored(session: Session, msg: Message) -> None:
         "message_id": msg.id,
         "thread_id": msg.thread_id,
         "rfc822_message_id": msg.message_id,
-        "user": _user_email(session, msg.user_id),
-        "company": _company_slug(session, msg.company_id),
+        "user": user_email if user_email is not None else _user_email(session, msg.user_id),
+        "company": (company_slug if company_slug is not None
+                    else _company_slug(session, msg.company_id)),
         "direction": msg.direction,
         "from": msg.from_addr,
         "subject": msg.subject,

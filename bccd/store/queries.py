@@ -1,17 +1,24 @@
-"""Small query helpers shared by the layers: dialect-aware insert-or-ignore, batched purge.
+"""Small query helpers shared by the layers: dialect-aware insert-or-ignore, fixed-form
+``IN`` lists, batched purge.
 
 The statements are built once per (dialect, table, RETURNING columns) and executed with the
 rows as parameters (executemany), so SQLAlchemy's compiled cache serves every later call —
-a ``.values([...])`` multi-row statement would be compiled anew each time.
+a ``.values([...])`` multi-row statement would be compiled anew each time. They run on the
+session's connection: a Core insert executed through ``Session.execute`` does not autoflush
+either, it only costs the ORM's dispatch.
+
+``FixedIn`` is the same idea for ``column IN (…)`` on the hot path: an expanding parameter
+is rendered into the SQL on every execution; a list padded to one of a few sizes (repeating
+its last value — the answer is the same) is a statement compiled once per size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,7 +46,7 @@ def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, 
     if not rows:
         return
     stmt = _statement(session.get_bind().dialect.name, model)
-    session.execute(stmt, list(rows) if len(rows) > 1 else dict(rows[0]))
+    session.connection().execute(stmt, list(rows) if len(rows) > 1 else dict(rows[0]))
 
 
 def insert_ignore_returning(session: Session, model: type[Base], row: dict[str, Any],
@@ -62,6 +69,38 @@ def insert_ignore_many_returning(session: Session, model: type[Base],
     if len(rows) == 1:
         return list(conn.execute(stmt, dict(rows[0])).all())
     return list(conn.execute(stmt, list(rows)).all())
+
+
+class FixedIn:
+    """A statement with one ``column IN (…)`` list, in fixed forms.
+
+    ``build(in_clause)`` makes the statement around ``column IN (:name0, …)``; a list of n
+    values uses the form for the next power of two ≥ n, padded with its last value, so a
+    handful of forms are compiled (once each) instead of one rendering per execution.
+    ``stmt, params = fixed(values)`` → execute ``stmt`` with ``params`` (plus the
+    statement's other parameters). ``values`` must not be empty."""
+
+    def __init__(self, column: ColumnElement[Any], name: str,
+                 build: Callable[[ColumnElement[bool]], Any]) -> None:
+        self._column, self._name, self._build = column, name, build
+        self._forms: dict[int, tuple[Any, tuple[str, ...]]] = {}
+
+    def _form(self, size: int) -> tuple[Any, tuple[str, ...]]:
+        form = self._forms.get(size)
+        if form is None:
+            names = tuple(f"{self._name}{i}" for i in range(size))
+            binds: list[BindParameter[Any]] = [bindparam(n, type_=self._column.type)
+                                               for n in names]
+            form = self._forms[size] = (self._build(self._column.in_(binds)), names)
+        return form
+
+    def __call__(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        n = len(values)
+        if not n:
+            raise ValueError("FixedIn needs at least one value")
+        stmt, names = self._form(1 << (n - 1).bit_length())
+        last = values[-1]
+        return stmt, {name: values[i] if i < n else last for i, name in enumerate(names)}
 
 
 def delete_older_than(db: Database, model: Any, created: Any, cutoff: dt.datetime, *, batch: int) -> int:
