@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from bccd import metrics
 from bccd.auth.sender import Mailbox, parse_from
@@ -65,6 +65,8 @@ PARSE_BUDGET = 20.0   # seconds of parsing before a (temporary) 451
 AUTH_BUDGET = 30.0
 
 log = get_logger("bccd.ingest")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -148,8 +150,7 @@ class Pipeline:
         try:
             prep = await self._prepare(raw, envelope)
             if prep is None:
-                parsed = await self._parse(raw)
-                mailbox = parse_from(parsed.from_values)
+                parsed, mailbox = await self._parse_with_from(raw)
             else:
                 if prep.failure is not None:
                     raise prep.failure.error()
@@ -317,9 +318,24 @@ class Pipeline:
                 assert prep.failure is not None
                 raise prep.failure.error()
             return prep.parsed
-        loop = asyncio.get_running_loop()
         limit = self.settings.smtp.max_header_size
-        fut = loop.run_in_executor(None, lambda: parse(raw, max_header_size=limit))
+        return await self._in_thread(lambda: parse(raw, max_header_size=limit))
+
+    async def _parse_with_from(self, raw: bytes) -> tuple[Parsed, Mailbox]:
+        """``_parse`` and the strict From in the same worker thread (no pool)."""
+        if len(raw) > self.settings.smtp.max_message_size:
+            raise MessageTooBig()
+        limit = self.settings.smtp.max_header_size
+
+        def work() -> tuple[Parsed, Mailbox]:
+            parsed = parse(raw, max_header_size=limit)
+            return parsed, parse_from(parsed.from_values)
+
+        return await self._in_thread(work)
+
+    @staticmethod
+    async def _in_thread(fn: Callable[[], T]) -> T:
+        fut = asyncio.get_running_loop().run_in_executor(None, fn)
         try:
             return await asyncio.wait_for(fut, PARSE_BUDGET)
         except TimeoutError:
