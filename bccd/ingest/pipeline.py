@@ -190,7 +190,7 @@ class Pipeline:
                 req = forwarded.as_original(req, original, own)
             outcomes[c.target] = await self._file(req)
         result = [outcomes[t] for t in targets]
-        await self._record(targets, result, envelope, parsed, mailbox)
+        await self._record(targets, result, envelope, parsed, mailbox, verdict)
         return result
 
     def _resolve_copies(
@@ -395,10 +395,13 @@ class Pipeline:
 
     def _accept(self, verdict: AuthVerdict, mailbox: Mailbox, env: Envelope) -> AuthVerdict:
         verdict = _relay_results(verdict, env)
-        log.info("auth_verdict", sender=mailbox.email, client=env.client_ip,
-                 verdict=verdict.verdict, dkim=verdict.dkim, spf=verdict.spf,
-                 dmarc=verdict.dmarc, arc=verdict.arc, signing_domains=list(verdict.dkim_domains),
-                 reason=verdict.reason)
+        # a pass is summed up on each copy's ``copy_outcome`` line; a failure gets its own
+        # info line with the detail
+        (log.debug if verdict.passed else log.info)(
+            "auth_verdict", sender=mailbox.email, client=env.client_ip,
+            verdict=verdict.verdict, dkim=verdict.dkim, spf=verdict.spf,
+            dmarc=verdict.dmarc, arc=verdict.arc, signing_domains=list(verdict.dkim_domains),
+            reason=verdict.reason)
         if not verdict.passed:
             raise NotAuthentic(verdict.reason, verdict=verdict.as_dict())
         return verdict
@@ -420,6 +423,7 @@ class Pipeline:
         env: Envelope,
         parsed: Parsed | None,
         mailbox: Mailbox | None,
+        verdict: AuthVerdict | None = None,
     ) -> None:
         metrics.record_outcomes(outcomes)
         refused = []
@@ -429,6 +433,7 @@ class Pipeline:
                 reply=str(o.reply), reason=o.reason, detail=o.detail or None,
                 message=o.message_id, thread=o.thread_id,
                 message_id=parsed.message_id if parsed else None, client=env.client_ip,
+                sender=mailbox.email if mailbox else None, **_auth_summary(o, verdict),
             )
             if o.disposition is Disposition.REFUSED:
                 refused.append((t, o))
@@ -460,6 +465,21 @@ class Pipeline:
                     code=f"{o.reply.code} {o.reply.enhanced}", reason=o.reason,
                     auth=o.extra.get("verdict") or {},
                 ))
+
+
+def _auth_summary(outcome: Outcome, verdict: AuthVerdict | None) -> dict[str, str | None]:
+    """The verdict a copy was judged by (the one that refused it, or the message's), in
+    brief for its ``copy_outcome`` line; ``None`` values when it was decided before."""
+    refused_by = outcome.extra.get("verdict")
+    if refused_by:
+        return {k: refused_by.get(v) for k, v in _AUTH_FIELDS}
+    if verdict is None or outcome.disposition is Disposition.REFUSED:  # refused before
+        return dict.fromkeys(("auth", "dkim", "spf", "dmarc"))
+    return {"auth": verdict.verdict, "dkim": verdict.dkim, "spf": verdict.spf,
+            "dmarc": verdict.dmarc}
+
+
+_AUTH_FIELDS = (("auth", "verdict"), ("dkim", "dkim"), ("spf", "spf"), ("dmarc", "dmarc"))
 
 
 def _merged() -> Outcome:
