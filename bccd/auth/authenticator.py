@@ -29,7 +29,7 @@ from typing import Any
 
 from bccd.auth import dmarc as dmarc_mod
 from bccd.auth.arc import verify_arc
-from bccd.auth.dkim import MIN_KEY_BITS, SignatureResult, verify_signatures
+from bccd.auth.dkim import MIN_KEY_BITS, SignatureResult, verify_message
 from bccd.auth.dns import Resolver
 from bccd.auth.results import build_header
 from bccd.auth.results import trusted_results as _trusted_results
@@ -175,7 +175,7 @@ class Authenticator:
     ) -> AuthVerdict:
         from_domain = dmarc_mod.normalize_domain(header_from.rpartition("@")[2])
 
-        signatures = verify_signatures(raw, self.resolver)
+        signatures, header_names = verify_message(raw, self.resolver)
         passing = [s.domain for s in signatures if s.passed]
 
         record: dmarc_mod.DmarcRecord | None = None
@@ -206,7 +206,7 @@ class Authenticator:
             modes = (record.adkim, record.aspf) if record is not None else ("r", "r")
             self._raise_if_dns_mattered(from_domain, signatures, spf, *modes)
 
-        arc = verify_arc(raw, self.resolver)
+        arc = verify_arc(raw, self.resolver, header_names=header_names)
         policy = record.policy if record is not None else ""
         verdict = "pass" if outcome.result == "pass" else "fail"
         reason = self._reason(outcome, from_domain, signatures, spf, record)

@@ -15,10 +15,16 @@ Contract:
   ``temperror`` for that signature (our ``dnsfunc`` raises ``DnsTempError``, which dkimpy
   does not swallow) — never as an exception from here.
 - RSA and ed25519 verification is CPU work: call from a worker thread.
+- :func:`verify_message` does the same and also returns the header field names dkimpy
+  read (``None`` when it could not read the message), so that ARC need not read the
+  message again to learn that it carries no ARC set (see ``arc.verify_arc``).
+- A published key is parsed once per distinct TXT record (dkimpy's ``evaluate_pk`` is a
+  pure function of the record; a changed record is a new key, parsed anew).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +40,7 @@ __all__ = [
     "MIN_KEY_BITS",
     "SignatureResult",
     "make_dnsfunc",
+    "verify_message",
     "verify_signatures",
 ]
 
@@ -118,7 +125,7 @@ def _verify_one(d: dkimpy.DKIM, idx: int, dnsfunc: DnsFunc, log: _CapturingLogge
         fields = d.signature_fields or {}
         return SignatureResult("permerror", _domain(fields.get(b"d")), _text(fields.get(b"s")),
                                _text(fields.get(b"a")), f"malformed signature: {exc}")
-    sig, include_headers, _ = prep
+    sig, include_headers, sigheaders = prep
     domain, selector, algorithm = _domain(sig[b"d"]), _text(sig[b"s"]), _text(sig[b"a"])
 
     def result(res: str, reason: str = "") -> SignatureResult:
@@ -129,7 +136,8 @@ def _verify_one(d: dkimpy.DKIM, idx: int, dnsfunc: DnsFunc, log: _CapturingLogge
     if sig[b"a"] == b"rsa-sha1" and not accept_rsa_sha1:
         return result("policy", "rsa-sha1 signatures are not accepted (RFC 8301)")
     try:
-        ok = d.verify(idx=idx, dnsfunc=dnsfunc)
+        # DKIM.verify(idx) is verify_headerprep(idx) — done above — then verify_sig
+        ok = d.verify_sig(sig, include_headers, sigheaders[idx], dnsfunc)
     except DnsTempError as exc:
         return result("temperror", f"key lookup failed: {exc}")
     except dkimpy.KeyFormatError as exc:
@@ -163,13 +171,46 @@ def verify_signatures(raw: bytes, resolver: Resolver, *,
     ``accept_rsa_sha1`` exists for interoperability tests with signers that only produce
     ``rsa-sha1``; bccd itself never sets it (RFC 8301).
     """
+    return verify_message(raw, resolver, accept_rsa_sha1=accept_rsa_sha1)[0]
+
+
+def verify_message(raw: bytes, resolver: Resolver, *, accept_rsa_sha1: bool = False,
+                   ) -> tuple[list[SignatureResult], list[bytes] | None]:
+    """``verify_signatures`` and the message's header field names as dkimpy read them
+    (``None``: dkimpy could not read the message)."""
     log = _CapturingLogger()
     try:
         d = dkimpy.DKIM(raw, logger=log, minkey=MIN_KEY_BITS)
     except dkimpy.DKIMException as exc:
         if b"dkim-signature" in raw.lower():
-            return [SignatureResult("permerror", "", reason=f"unparsable message: {exc}")]
-        return []
+            return [SignatureResult("permerror", "", reason=f"unparsable message: {exc}")], None
+        return [], None
+    names = [name for name, _ in d.headers]
     dnsfunc = make_dnsfunc(resolver)
     count = min(_signature_count(d), MAX_SIGNATURES)
-    return [_verify_one(d, idx, dnsfunc, log, accept_rsa_sha1) for idx in range(count)]
+    return [_verify_one(d, idx, dnsfunc, log, accept_rsa_sha1) for idx in range(count)], names
+
+
+def _parse_each_key_once() -> None:
+    """dkimpy parses the key record (tag list, base64, ASN.1) for every signature it checks,
+    and every message of a sender is signed with the same key: ``dkim.evaluate_pk(name,
+    record)`` — a pure function of its arguments, its results only read — is memoized
+    (``tests/unit/auth/test_dkim_keys.py``). A record that fails to parse raises, and is
+    never kept. Skipped if dkimpy ever changes it."""
+    original = getattr(dkimpy, "evaluate_pk", None)
+    if original is None or getattr(original, "__module__", "") != "dkim":
+        return
+    cached = functools.lru_cache(maxsize=1024)(original)
+
+    def evaluate_pk(name: Any, s: Any) -> Any:
+        try:
+            return cached(name, s)
+        except TypeError:  # an unhashable argument: as dkimpy would
+            return original(name, s)
+
+    evaluate_pk.__module__ = __name__
+    evaluate_pk.bccd_cache = cached  # type: ignore[attr-defined]
+    dkimpy.evaluate_pk = evaluate_pk
+
+
+_parse_each_key_once()

@@ -19,6 +19,7 @@ These checks run before authenticity, so their refusals are always 5.7.1.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -57,7 +58,15 @@ def parse_from(from_values: list[str]) -> Mailbox:
         raise SenderRefused("The message has no From header")
     if len(from_values) > 1:
         raise SenderRefused("The message has more than one From header")
-    value = _unfold(_utf8(from_values[0]))
+    return _parse_mailbox(from_values[0])
+
+
+# A pure function of the header value, and people send from the same From again and again:
+# the mailboxes of recent values are kept (a refusal is an exception: never kept, the value
+# is judged again each time).
+@functools.lru_cache(maxsize=4096)
+def _parse_mailbox(raw_value: str) -> Mailbox:
+    value = _unfold(_utf8(raw_value))
     if _CTL.search(value.replace("\t", " ")):
         raise SenderRefused("The From header contains control characters")
     if len(value) > 2000:

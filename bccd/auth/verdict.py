@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -35,9 +35,38 @@ class AuthVerdict:
         return self.verdict in ("pass", "skipped")
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """``dataclasses.asdict`` (a deep copy) with ``dkim_domains`` as a list. A verdict
+        holds plain values only (text, lists and dicts of text): those are copied directly,
+        without asdict's generic walk (it runs for every message filed); anything else takes
+        asdict itself."""
+        try:
+            d = {name: _plain(getattr(self, name)) for name in _FIELDS}
+        except _NotPlain:
+            d = asdict(self)
         d["dkim_domains"] = list(self.dkim_domains)
         return d
+
+
+class _NotPlain(Exception):
+    pass
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """What ``asdict`` makes of ``value`` when it is a plain value; else ``_NotPlain``."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(_plain(v) for v in value)
+    raise _NotPlain
+
+
+_FIELDS = tuple(f.name for f in fields(AuthVerdict))
 
 
 SKIPPED = AuthVerdict(verdict="skipped", reason="auth.mode = off")

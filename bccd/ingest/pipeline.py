@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from bccd import metrics
 from bccd.auth.sender import Mailbox, parse_from
@@ -65,6 +65,8 @@ PARSE_BUDGET = 20.0   # seconds of parsing before a (temporary) 451
 AUTH_BUDGET = 30.0
 
 log = get_logger("bccd.ingest")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -148,8 +150,7 @@ class Pipeline:
         try:
             prep = await self._prepare(raw, envelope)
             if prep is None:
-                parsed = await self._parse(raw)
-                mailbox = parse_from(parsed.from_values)
+                parsed, mailbox = await self._parse_with_from(raw)
             else:
                 if prep.failure is not None:
                     raise prep.failure.error()
@@ -189,7 +190,7 @@ class Pipeline:
                 req = forwarded.as_original(req, original, own)
             outcomes[c.target] = await self._file(req)
         result = [outcomes[t] for t in targets]
-        await self._record(targets, result, envelope, parsed, mailbox)
+        await self._record(targets, result, envelope, parsed, mailbox, verdict)
         return result
 
     def _resolve_copies(
@@ -317,9 +318,24 @@ class Pipeline:
                 assert prep.failure is not None
                 raise prep.failure.error()
             return prep.parsed
-        loop = asyncio.get_running_loop()
         limit = self.settings.smtp.max_header_size
-        fut = loop.run_in_executor(None, lambda: parse(raw, max_header_size=limit))
+        return await self._in_thread(lambda: parse(raw, max_header_size=limit))
+
+    async def _parse_with_from(self, raw: bytes) -> tuple[Parsed, Mailbox]:
+        """``_parse`` and the strict From in the same worker thread (no pool)."""
+        if len(raw) > self.settings.smtp.max_message_size:
+            raise MessageTooBig()
+        limit = self.settings.smtp.max_header_size
+
+        def work() -> tuple[Parsed, Mailbox]:
+            parsed = parse(raw, max_header_size=limit)
+            return parsed, parse_from(parsed.from_values)
+
+        return await self._in_thread(work)
+
+    @staticmethod
+    async def _in_thread(fn: Callable[[], T]) -> T:
+        fut = asyncio.get_running_loop().run_in_executor(None, fn)
         try:
             return await asyncio.wait_for(fut, PARSE_BUDGET)
         except TimeoutError:
@@ -379,10 +395,13 @@ class Pipeline:
 
     def _accept(self, verdict: AuthVerdict, mailbox: Mailbox, env: Envelope) -> AuthVerdict:
         verdict = _relay_results(verdict, env)
-        log.info("auth_verdict", sender=mailbox.email, client=env.client_ip,
-                 verdict=verdict.verdict, dkim=verdict.dkim, spf=verdict.spf,
-                 dmarc=verdict.dmarc, arc=verdict.arc, signing_domains=list(verdict.dkim_domains),
-                 reason=verdict.reason)
+        # a pass is summed up on each copy's ``copy_outcome`` line; a failure gets its own
+        # info line with the detail
+        (log.debug if verdict.passed else log.info)(
+            "auth_verdict", sender=mailbox.email, client=env.client_ip,
+            verdict=verdict.verdict, dkim=verdict.dkim, spf=verdict.spf,
+            dmarc=verdict.dmarc, arc=verdict.arc, signing_domains=list(verdict.dkim_domains),
+            reason=verdict.reason)
         if not verdict.passed:
             raise NotAuthentic(verdict.reason, verdict=verdict.as_dict())
         return verdict
@@ -404,6 +423,7 @@ class Pipeline:
         env: Envelope,
         parsed: Parsed | None,
         mailbox: Mailbox | None,
+        verdict: AuthVerdict | None = None,
     ) -> None:
         metrics.record_outcomes(outcomes)
         refused = []
@@ -413,6 +433,7 @@ class Pipeline:
                 reply=str(o.reply), reason=o.reason, detail=o.detail or None,
                 message=o.message_id, thread=o.thread_id,
                 message_id=parsed.message_id if parsed else None, client=env.client_ip,
+                sender=mailbox.email if mailbox else None, **_auth_summary(o, verdict),
             )
             if o.disposition is Disposition.REFUSED:
                 refused.append((t, o))
@@ -444,6 +465,21 @@ class Pipeline:
                     code=f"{o.reply.code} {o.reply.enhanced}", reason=o.reason,
                     auth=o.extra.get("verdict") or {},
                 ))
+
+
+def _auth_summary(outcome: Outcome, verdict: AuthVerdict | None) -> dict[str, str | None]:
+    """The verdict a copy was judged by (the one that refused it, or the message's), in
+    brief for its ``copy_outcome`` line; ``None`` values when it was decided before."""
+    refused_by = outcome.extra.get("verdict")
+    if refused_by:
+        return {k: refused_by.get(v) for k, v in _AUTH_FIELDS}
+    if verdict is None or outcome.disposition is Disposition.REFUSED:  # refused before
+        return dict.fromkeys(("auth", "dkim", "spf", "dmarc"))
+    return {"auth": verdict.verdict, "dkim": verdict.dkim, "spf": verdict.spf,
+            "dmarc": verdict.dmarc}
+
+
+_AUTH_FIELDS = (("auth", "verdict"), ("dkim", "dkim"), ("spf", "spf"), ("dmarc", "dmarc"))
 
 
 def _merged() -> Outcome:

@@ -52,7 +52,7 @@ from aiosmtpd.smtp import SMTP, Session, syntax
 from bccd.config import Settings
 from bccd.ingest.pipeline import Pipeline
 from bccd.log import get_logger
-from bccd.smtp import guard
+from bccd.smtp import guard, paths
 from bccd.smtp import replies as R
 from bccd.smtp.handler import Handler
 from bccd.smtp.replies import Reply
@@ -246,6 +246,17 @@ class BccdSMTP(SMTP):
         if await self._check_helo(hostname):
             self.command_size_limits.clear()
             await super().smtp_EHLO(hostname)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The path of MAIL FROM / RCPT TO: the everyday shape read by ``paths``, anything
+        else by aiosmtpd's own parser (same addresses, same replies)."""
+        found = paths.simple_path(arg) if arg else None
+        if found is None:
+            return super()._getaddr(arg)
+        address, rest = found
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
