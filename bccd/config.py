@@ -169,7 +169,12 @@ class SmtpSettings(_Section):
     @property
     def process_count(self) -> int:
         """SMTP processes to run: ``workers``, or one per CPU when it is 0."""
-        return self.workers or max(1, len(os.sched_getaffinity(0)))
+        if self.workers:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))  # the CPUs this process may use
+        except OSError:  # a seccomp filter may refuse it
+            return max(1, os.cpu_count() or 1)
 
 
 class AuthSettings(_Section):
