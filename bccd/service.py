@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bccd.config import Settings
 from bccd.ingest.pipeline import Pipeline
 from bccd.log import get_logger
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
+
+if TYPE_CHECKING:
+    from bccd.smtp.server import SmtpService
 
 log = get_logger("bccd.serve")
 
@@ -72,6 +75,25 @@ def build_authenticator(settings: Settings) -> object | None:
     return authenticator
 
 
+def install_signals(smtp: SmtpService, stop: asyncio.Event, *,
+                    on_hup: Callable[[], None] | None = None) -> None:
+    """SIGTERM/SIGINT set ``stop``; SIGHUP loads the STARTTLS certificate again (then
+    calls ``on_hup``). For the primary and every SMTP worker alike."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload_tls() -> None:
+        task = asyncio.create_task(smtp.reload_tls(), name="tls-reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+        if on_hup is not None:
+            on_hup()
+
+    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+
+
 def _extensions(services: Services) -> None:
     """Optional parts register their routes and workers here."""
     import importlib
@@ -97,21 +119,13 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     smtp = SmtpService(settings, services.pipeline)
     services.smtp = smtp
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[bool]] = set()
-
     pool: Any = None
 
-    def reload_tls() -> None:
-        task = asyncio.create_task(smtp.reload_tls(), name="tls-reload")
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+    def forward_hup() -> None:
         if pool is not None:
             pool.signal(signal.SIGHUP)
 
-    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    install_signals(smtp, stop, on_hup=forward_hup)
     from bccd.errors import BccdError
     from bccd.systemd import listen_sockets
 

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.load import LoadResult, run_load
 from tests.support.dnsserver import DnsTestServer
-from tests.support.server import free_port, wait_port, write_config
+from tests.support.server import child_pids, free_port, wait_port, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN = "corp.test"
@@ -102,11 +102,7 @@ def build_messages(n: int, size: int, key: bytes, tag: str) -> list[bytes]:
 def _tree(pid: int) -> list[int]:
     pids, i = [pid], 0
     while i < len(pids):
-        try:
-            kids = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
-        except OSError:
-            kids = []
-        pids += [int(k) for k in kids]
+        pids += child_pids(pids[i])
         i += 1
     return pids
 

@@ -79,7 +79,6 @@ class WorkerPool:
         self.count = count
         self.sock = sock
         self.procs: dict[int, asyncio.subprocess.Process] = {}
-        self.restarts = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -117,7 +116,6 @@ class WorkerPool:
                           restart_in=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            self.restarts += 1
             delay = min(RESTART_MAX, delay * 2)
 
     def signal(self, sig: int) -> None:
@@ -157,7 +155,7 @@ async def run_worker(settings: Settings, db: Database, index: int,
     """A worker's life: SMTP and the pipeline until SIGTERM/SIGINT, then drain."""
     from bccd import metrics
     from bccd.ingest.pipeline import Pipeline
-    from bccd.service import build_authenticator
+    from bccd.service import build_authenticator, install_signals
     from bccd.smtp.server import SmtpService
     from bccd.store.blobs import BlobStore
 
@@ -166,17 +164,7 @@ async def run_worker(settings: Settings, db: Database, index: int,
     metrics.instrument(pipeline)
     smtp = SmtpService(settings, pipeline)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def reload_tls() -> None:
-        task = asyncio.create_task(smtp.reload_tls(), name="tls-reload")
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    install_signals(smtp, stop)
     sock = None
     if inherited_fd is not None:
         sock = socket.socket(fileno=inherited_fd)

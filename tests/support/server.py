@@ -40,6 +40,14 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
     raise TimeoutError(f"port {port} not listening after {timeout}s")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (``/proc``; [] once it is gone)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 class CliError(Exception):
     def __init__(self, code: int, stderr: str) -> None:
         super().__init__(f"exit {code}: {stderr.strip()}")

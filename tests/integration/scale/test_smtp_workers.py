@@ -26,16 +26,9 @@ import pytest
 
 from tests.integration.alternates.helpers import wait_until
 from tests.support.mail import make_message, send
-from tests.support.server import BccdServer
+from tests.support.server import BccdServer, child_pids
 
 ALICE = "alice@acme.test"
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def alive(pid: int) -> bool:
@@ -48,7 +41,7 @@ def alive(pid: int) -> bool:
 
 def worker_pids(srv: BccdServer) -> list[int]:
     assert srv.proc is not None
-    return children(srv.proc.pid)
+    return child_pids(srv.proc.pid)
 
 
 def ready_workers(srv: BccdServer) -> list[int]:
