@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from bccd.store.db import Database
+from bccd.store.migrate import upgrade
 from tests.support import pg
 from tests.support.server import BccdServer
 
@@ -31,6 +33,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def function_db(db_url: str) -> Iterator[Database]:
+    """A migrated database of its own for one test, on each engine (``db_url``)."""
+    upgrade(db_url)
+    db = Database(db_url)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture

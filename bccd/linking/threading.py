@@ -14,6 +14,9 @@ threads owning the ids (``all_refs``), when the caller has already read them.
 * Concurrent creators converge: references are inserted under the (user, ref) unique
   constraint (in a fixed order, so two writers never deadlock on them), and a writer
   that finds another thread owning one of its ids moves over to the oldest thread.
+  On PostgreSQL (READ COMMITTED) a thread read a moment ago may have been merged away
+  by another instance since: the ids are read again and the message joins the survivor
+  (``ThreadRace``, a temporary failure, only if that keeps happening ``ATTEMPTS`` times).
 
 Cost: a message that starts a thread is three statements (find — none when the caller
 passes ``owners`` —, insert the thread, insert its refs); one that joins a thread updates
@@ -102,13 +105,17 @@ def _touch(session: Session, thread_id: int, subject: str | None,
     return None if row is None else ThreadRow(thread_id, bool(row.manual_items))
 
 
-def merge(session: Session, keep: Thread, others: Sequence[int]) -> None:
-    """Fold the threads ``others`` into ``keep``."""
+def merge(session: Session, keep: Thread, others: Sequence[int]) -> bool:
+    """Fold the threads ``others`` into ``keep``. False when one of them was gone — merged
+    into some thread by a concurrent writer (PostgreSQL) — so its ids may now name a
+    thread that was not folded in (``resolve`` then converges)."""
+    complete = True
     for other_id in others:
         if other_id == keep.id:
             continue
         other = session.get(Thread, other_id)
         if other is None:
+            complete = False
             continue
         session.execute(update(Message).where(Message.thread_id == other_id)
                         .values(thread_id=keep.id))
@@ -132,6 +139,7 @@ def merge(session: Session, keep: Thread, others: Sequence[int]) -> None:
         session.execute(delete(Link).where(Link.thread_id == other_id))
         session.execute(delete(Thread).where(Thread.id == other_id))
     session.flush()
+    return complete
 
 
 def resolve(
@@ -149,43 +157,79 @@ def resolve(
     ids = all_refs(message_id, refs, gm_thrid)
     if owners is None:
         owners = _owners(session, user_id, ids)
-    found = sorted(set(owners.values()))
     created = False
     now = utcnow()
     root = not refs and bool(message_id)  # the root arrived after its replies: its subject
-    thread: Thread | ThreadRow
-    touched = _touch(session, found[0], subject if root else None, now) \
-        if len(found) == 1 else None
-    if touched is not None:
-        thread = touched
-    elif found:
-        old = session.get(Thread, found[0])
-        assert old is not None
-        merge(session, old, found[1:])
-        if root and old.subject != subject:
-            old.subject = subject[:2000]
-        old.last_message_at = now
-        thread = old
-    else:
-        tid = session.connection().execute(_NEW_THREAD, {
-            "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
-            "visibility": visibility, "archived": False, "manual_items": False,
-            "gm_thrid": None, "created_at": now, "last_message_at": now}).scalar_one()
-        thread = ThreadRow(tid)
-        created = True
+    thread: Thread | ThreadRow | None = None
+    complete = True
+    for _ in range(ATTEMPTS):
+        found = sorted(set(owners.values()))
+        if not found:
+            tid = session.connection().execute(_NEW_THREAD, {
+                "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
+                "visibility": visibility, "archived": False, "manual_items": False,
+                "gm_thrid": None, "created_at": now, "last_message_at": now}).scalar_one()
+            thread, created = ThreadRow(tid), True
+            break
+        thread, complete = _join(session, found, subject if root else None, now)
+        if thread is not None:
+            break
+        # PostgreSQL: a concurrent writer merged that thread away after ``owners`` was
+        # read (and committed: its ids name the surviving thread now)
+        owners = _owners(session, user_id, ids)
+    if thread is None:
+        raise ThreadRace(f"the threads of {message_id!r} kept being merged away")
     new = [r for r in sorted(ids) if r not in owners]
     registered = insert_ignore_many_returning(
         session, ThreadRef, [{"user_id": user_id, "ref": r, "thread_id": thread.id} for r in new],
         "ref")
-    if len(registered) == len(new):
+    if complete and len(registered) == len(new):
         return thread, created  # every id is this thread's: nobody else got in between
-    # a concurrent writer owns some of the ids now: converge on the oldest thread
-    winners = find(session, user_id, ids)
-    if winners and winners != [thread.id]:
+    target = _converge(session, user_id, ids, thread, now)
+    return target, created and target.id == thread.id
+
+
+class ThreadRace(RuntimeError):
+    """Concurrent merges outran ``resolve`` ``ATTEMPTS`` times (a temporary failure)."""
+
+
+ATTEMPTS = 5
+
+
+def _join(session: Session, found: Sequence[int], subject: str | None,
+          now: dt.datetime) -> tuple[Thread | ThreadRow | None, bool]:
+    """The message joins ``found[0]``, the oldest of the threads owning its ids, and the
+    others are merged into it; ``(None, _)`` when ``found[0]`` is gone. The flag is
+    ``merge``'s."""
+    if len(found) == 1:
+        touched = _touch(session, found[0], subject, now)
+        if touched is not None:
+            return touched, True
+    old = session.get(Thread, found[0])
+    if old is None:
+        return None, True
+    complete = merge(session, old, found[1:])
+    if subject is not None and old.subject != subject:
+        old.subject = subject[:2000]
+    old.last_message_at = now
+    return old, complete
+
+
+def _converge(session: Session, user_id: int, ids: Sequence[str],
+              thread: Thread | ThreadRow, now: dt.datetime) -> Thread | ThreadRow:
+    """A concurrent writer owns some of ``ids`` (or merged a thread away under us):
+    fold every thread owning one of them, and ``thread``, into the oldest, until one
+    thread owns them all."""
+    for _ in range(ATTEMPTS):
+        winners = find(session, user_id, ids)
+        if not winners or winners == [thread.id]:
+            return thread
         target = session.get(Thread, winners[0])
-        assert target is not None
-        merge(session, target, [w for w in [*winners, thread.id] if w != target.id])
-        created = created and target.id == thread.id
+        if target is None:  # merged away since ``find``: look again
+            continue
+        complete = merge(session, target, [w for w in [*winners, thread.id] if w != target.id])
         target.last_message_at = now
-        return target, created
-    return thread, created
+        thread = target
+        if complete:
+            return target
+    raise ThreadRace(f"the threads of {ids[0]!r} kept being merged away")

@@ -28,11 +28,9 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,24 +38,9 @@ from typing import Any
 import imapclient
 import trustme
 
+from tests.support.ports import free_port, wait_port
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dovecot exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"dovecot not listening on {port} after {timeout}s")
 
 
 def available() -> bool:
@@ -211,8 +194,8 @@ service anvil {{
                 [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err
             )
         try:
-            wait_port(self.port, self.proc)
-            wait_port(self.ssl_port, self.proc)
+            wait_port(self.port, 15, self.proc, "dovecot")
+            wait_port(self.ssl_port, 15, self.proc, "dovecot")
         except Exception:
             self.stop()
             raise RuntimeError(f"dovecot failed to start:\n{self.log()}") from None

@@ -27,7 +27,11 @@ class Raw:
         self.sock = socket.create_connection((host, port), timeout,
                                              source_address=(source, 0) if source else None)
         self.f = self.sock.makefile("rb")
-        self.greeting = self.reply() if greet else (0, "")
+        try:
+            self.greeting = self.reply() if greet else (0, "")
+        except BaseException:
+            self.close()
+            raise
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

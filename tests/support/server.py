@@ -12,32 +12,18 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import free_port, wait_port
+
+__all__ = ["free_port", "wait_port"]
+
 REPO = Path(__file__).resolve().parents[2]
 CORPORA = REPO.parent / "shared" / "corpora"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} not listening after {timeout}s")
 
 
 def child_pids(pid: int) -> list[int]:
@@ -111,17 +97,32 @@ class BccdServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BCCD_")}
         env["PYTHONUNBUFFERED"] = "1"
         log = open(self.log_path, "ab")
+        offset = log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bccd", "--config", str(self.config), "serve"],
             cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
         try:
-            wait_port(self.smtp_port, timeout, self.proc)
-            wait_port(self.http_port, timeout, self.proc)
+            wait_port(self.smtp_port, timeout, self.proc, "bccd serve")
+            wait_port(self.http_port, timeout, self.proc, "bccd serve")
+            self._wait_ready(offset, timeout)
         except Exception:
             self.stop()
             raise RuntimeError(f"bccd serve did not start:\n{self.log()}") from None
+
+    def _wait_ready(self, offset: int, timeout: float) -> None:
+        """Until *this* process logged ``bccd_ready``: an open port alone could be
+        somebody else's server."""
+        if self.sections["log"].get("level") not in ("debug", "info"):
+            return
+        deadline = time.monotonic() + timeout
+        while b"bccd_ready" not in self.log_path.read_bytes()[offset:]:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError("bccd serve exited before it was ready")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bccd serve not ready after {timeout}s")
+            time.sleep(0.05)
 
     def log(self) -> str:
         try:

@@ -323,7 +323,7 @@ async def test_host_down_pauses(
     sink: IngestSink,
     bccd_user: BccdUser,
 ) -> None:
-    from tests.support.dovecot import free_port
+    from tests.support.ports import free_port
 
     account = add_account(dovecot, imap_user, port=free_port())
     [result] = await sync_once(settings, db, sink, account_ids=[account])

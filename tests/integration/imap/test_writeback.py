@@ -234,7 +234,7 @@ async def test_failed_attempt_is_retried_later(
 ) -> None:
     account = await synced(dovecot, add_account, settings, db, sink, imap_user, on_archive="archive")
     enqueue(db, thread_ids(db, bccd_user.id, "t1@client.test"), "archive")
-    from tests.support.dovecot import free_port
+    from tests.support.ports import free_port
 
     with db.transaction() as s:
         from bccd.store.models import ImapAccount

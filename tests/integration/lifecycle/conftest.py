@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from bccd.store.db import Database
-from bccd.store.migrate import upgrade
 from tests.support.linking_world import server_on
 from tests.support.server import BccdServer
 
@@ -33,14 +31,6 @@ def lc_srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     with server_on(request.param, tmp_path_factory.mktemp(f"lc-{request.param}"), admin,
                    LC_OVERRIDES) as server:
         yield server
-
-
-@pytest.fixture
-def function_db(db_url: str) -> Iterator[Database]:
-    upgrade(db_url)
-    db = Database(db_url)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture

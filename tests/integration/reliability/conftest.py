@@ -49,7 +49,10 @@ def _running(tmp: Path, overrides: dict[str, dict[str, Any]] | None = None) -> I
     try:
         yield Running(srv, srv.setup_user())
     finally:
+        died = srv.proc is not None and srv.proc.poll() is not None
         srv.stop()
+        if died:  # its tests failed on connections; say why the server went
+            pytest.fail(f"bccd serve exited while its tests ran:\n{srv.log()[-6000:]}")
 
 
 @pytest.fixture(scope="module")

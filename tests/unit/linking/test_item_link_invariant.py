@@ -12,16 +12,12 @@ from sqlalchemy.exc import IntegrityError
 
 from bccd.linking import threading
 from bccd.store.db import Database
-from bccd.store.models import Company, Item, Link, Thread, User
+from bccd.store.models import Item, Link, Thread, User
+from tests.unit.linking.builders import company_and_user
 
 
 def _setup(s) -> tuple[User, list[Item]]:
-    c = Company(slug="acme", name="Acme")
-    s.add(c)
-    s.flush()
-    u = User(company_id=c.id, email="alice@acme.test", api_token_hash="h", bcc_token="t" * 16)
-    s.add(u)
-    s.flush()
+    c, u = company_and_user(s)
     items = [Item(company_id=c.id, kind=k, title=k) for k in ("deal", "lead", "project")]
     s.add_all(items)
     s.flush()
