@@ -109,11 +109,19 @@ def merge(session: Session, keep: Thread, others: Sequence[int]) -> bool:
     """Fold the threads ``others`` into ``keep``. False when one of them was gone — merged
     into some thread by a concurrent writer (PostgreSQL) — so its ids may now name a
     thread that was not folded in (``resolve`` then converges)."""
+    # lock them first (PostgreSQL; in id order, so two merges never deadlock on them): a
+    # copy joining one of them right now holds its row (``_touch``) or a key-share lock
+    # (the messages foreign key), so this waits for that copy to commit and then moves
+    # its message too — deleting the thread must never take a message with it. A copy
+    # that comes later finds the thread gone (``_touch``: no row; an insert: a foreign
+    # key error, retried) and joins ``keep``.
+    wanted = sorted({o for o in others if o != keep.id})
+    locked = {t.id: t for t in session.scalars(
+        select(Thread).where(Thread.id.in_(wanted)).order_by(Thread.id).with_for_update()
+        .execution_options(populate_existing=True))} if wanted else {}
     complete = True
-    for other_id in others:
-        if other_id == keep.id:
-            continue
-        other = session.get(Thread, other_id)
+    for other_id in wanted:
+        other = locked.get(other_id)
         if other is None:
             complete = False
             continue

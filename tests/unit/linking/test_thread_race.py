@@ -4,10 +4,13 @@ copy must join the survivor — never fail, never leave a conversation split."""
 
 from __future__ import annotations
 
+import threading as threading_
+
 from sqlalchemy import func, select
 
 from bccd.linking import threading
 from bccd.store.db import Database
+from bccd.store.migrate import upgrade
 from bccd.store.models import Thread, ThreadRef
 from tests.unit.linking.builders import company_and_user
 
@@ -87,3 +90,27 @@ def test_a_merge_that_finds_a_thread_gone_still_ends_in_one_thread(function_db: 
     assert _resolve(db, company, user, stale, ["a@acme.test", "b@acme.test"]) == one
     assert set(_layout(db).values()) == {one}
     assert _threads(db) == 1
+
+
+def test_a_merge_waits_for_a_copy_joining_the_thread_it_deletes(pg_url: str) -> None:
+    """PostgreSQL: a copy is joining thread B (its insert holds B's key) while another
+    instance merges B into A. The merge must wait and move that copy's row along —
+    deleting B must not cascade it away."""
+    upgrade(pg_url)
+    db = Database(pg_url)
+    try:
+        company, user = _user(db)
+        a = _thread(db, company, user, "a@acme.test")
+        b = _thread(db, company, user, "b@acme.test")
+        merged = threading_.Event()
+        with db.transaction() as joining:
+            joining.add(ThreadRef(user_id=user, ref="joining@acme.test", thread_id=b))
+            joining.flush()  # uncommitted: holds a key-share lock on B
+            other = threading_.Thread(target=lambda: (_merge(db, a, b), merged.set()))
+            other.start()
+            assert not merged.wait(1.0)  # the merge waits for this copy
+        other.join(30)
+        assert merged.is_set()
+        assert _layout(db) == {"a@acme.test": a, "b@acme.test": a, "joining@acme.test": a}
+    finally:
+        db.dispose()
