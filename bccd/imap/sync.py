@@ -57,7 +57,7 @@ from bccd.config import Settings
 from bccd.imap.accounts import AccountConfig
 from bccd.imap.client import AsyncImap, FolderInfo, ImapFailure, ProtocolFailure, find_special
 from bccd.ingest.outcome import Disposition, IngestError, Outcome
-from bccd.ingest.types import ImapOrigin
+from bccd.ingest.types import FilingOrder, ImapOrigin, Turn
 from bccd.log import get_logger
 from bccd.store.db import Database
 from bccd.store.models import ImapFolderState, ImapMessageRef
@@ -82,7 +82,8 @@ Progress = Callable[[str, int, int], None]  # (folder, done, total)
 class IngestSink(Protocol):
     """The ingest entry point (``bccd.ingest.pipeline.Pipeline.ingest_imap``)."""
 
-    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin) -> Outcome: ...
+    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
+                          turn: Turn | None = None) -> Outcome: ...
 
 
 class IngestDeferred(ImapFailure):
@@ -341,14 +342,16 @@ async def sync_folder(
         return group, (await imap.fetch(want, ["BODY.PEEK[]"]) if want else {})
 
     # the next group's bodies are fetched (IMAP thread, server) while this group is ingested
+    order = FilingOrder()
     ahead: asyncio.Future[Any] = asyncio.ensure_future(fetch_next())
     try:
         while (item := await ahead) is not None:
             ahead = asyncio.ensure_future(fetch_next())
             group, bodies = item
             # the group's messages are ingested concurrently (their commits share the
-            # database's group commits); outcomes are then taken in UID order, so the mark
-            # still only passes a UID whose ingest returned
+            # database's group commits) and filed in UID order (``order``); outcomes are
+            # then taken in UID order, so the mark still only passes a UID whose ingest
+            # returned
             pending: dict[int, asyncio.Future[Outcome]] = {}
             for m in group:
                 raw = bodies.get(m.uid, {}).get(b"BODY[]") if not m.skip else None
@@ -361,7 +364,8 @@ async def sync_folder(
                         gm_thrid=m.thrid,
                         gm_labels=m.labels,
                     )
-                    pending[m.uid] = asyncio.ensure_future(_ingest(sink, raw, account, origin))
+                    pending[m.uid] = asyncio.ensure_future(
+                        _ingest(sink, raw, account, origin, order.take()))
             if pending:
                 await asyncio.wait(pending.values())
             high = res.last_uid
@@ -395,9 +399,11 @@ async def sync_folder(
     return res
 
 
-async def _ingest(sink: IngestSink, raw: bytes, account: AccountConfig, origin: ImapOrigin) -> Outcome:
+async def _ingest(sink: IngestSink, raw: bytes, account: AccountConfig, origin: ImapOrigin,
+                  turn: Turn) -> Outcome:
     try:
-        outcome = await sink.ingest_imap(bytes(raw), user_id=account.user_id, origin=origin)
+        outcome = await sink.ingest_imap(bytes(raw), user_id=account.user_id, origin=origin,
+                                         turn=turn)
     except IngestError as exc:
         if exc.disposition is Disposition.REFUSED:
             return Outcome.from_error(exc)
@@ -405,6 +411,8 @@ async def _ingest(sink: IngestSink, raw: bytes, account: AccountConfig, origin: 
     except Exception as exc:
         log.exception("imap_ingest_failed", account=account.id, folder=origin.folder, uid=origin.uid)
         raise IngestDeferred(f"ingest failed temporarily: {type(exc).__name__}") from None
+    finally:
+        turn.done()  # whatever the sink did, the next message's turn comes
     if outcome.disposition is Disposition.TEMPFAIL:
         raise IngestDeferred(f"ingest failed temporarily: {outcome.reason or 'try again'}")
     return outcome

@@ -54,7 +54,7 @@ from bccd.ingest.outcome import (
 )
 from bccd.ingest.parse import Addr, Parsed, parse, parse_address_list
 from bccd.ingest.recipients import company_user_for_sender, disabled_user_for_sender
-from bccd.ingest.types import Envelope, ImapOrigin, Source, Target
+from bccd.ingest.types import Envelope, ImapOrigin, Source, Target, Turn
 from bccd.log import get_logger
 from bccd.smtp.replies import Reply
 from bccd.store.blobs import BlobStore
@@ -266,7 +266,10 @@ class Pipeline:
         return await self._file(req)
 
     # ------------------------------------------------------------------ IMAP
-    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin) -> Outcome:
+    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
+                          turn: Turn | None = None) -> Outcome:
+        """One message synced over IMAP; ``turn``: its place in its folder's
+        ``FilingOrder`` (passed on whatever happens)."""
         try:
             parsed = await self._parse(raw)
             try:
@@ -283,9 +286,12 @@ class Pipeline:
                 reason="synced over IMAP"), bcc_domain=self.settings.smtp.bcc_domain,
                 raw_sha256=hashlib.sha256(raw).hexdigest(), origin=origin,
             )
-            out = await self._file(req)
+            out = await self._file(req, turn)
         except Exception as exc:
             out = Outcome.from_error(classify(exc))
+        finally:
+            if turn is not None:
+                turn.done()
         log.info("imap_outcome", user=user_id, account=origin.account_id, folder=origin.folder,
                  uid=origin.uid, outcome=out.disposition.value, reason=out.reason,
                  message=out.message_id)
@@ -406,11 +412,16 @@ class Pipeline:
             raise NotAuthentic(verdict.reason, verdict=verdict.as_dict())
         return verdict
 
-    async def _file(self, req: store.FileRequest) -> Outcome:
+    async def _file(self, req: store.FileRequest, turn: Turn | None = None) -> Outcome:
         try:
             digests = await self.db.run(store.put_blobs, self.blobs, req) \
                 if req.parsed.attachments else []
-            return await self.db.write(store.file_in, req, digests, size=len(req.raw))
+            if turn is None:
+                return await self.db.write(store.file_in, req, digests, size=len(req.raw))
+            await turn.wait()
+            committed = self.db.submit(store.file_in, req, digests, size=len(req.raw))
+            turn.done()
+            return await committed
         except Exception as exc:
             err = classify(exc)
             log.warning("file_failed", user=req.user_id, error=err.reason, detail=err.detail)

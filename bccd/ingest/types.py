@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -42,3 +43,37 @@ class ImapOrigin:
     uid: int
     gm_thrid: str | None = None
     gm_labels: tuple[str, ...] = field(default_factory=tuple)
+
+
+class FilingOrder:
+    """Copies handed to the database in the order their turns were taken (``take``),
+    whatever order their parsing finishes in. IMAP sync parses a group of messages at
+    once in worker threads; filed in UID order — the order the mailbox holds a
+    conversation in — a reply finds its parent's thread instead of starting one that
+    the parent must later merge."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def take(self) -> Turn:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn = Turn(self._last, mine)
+        self._last = mine
+        return turn
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One copy's place in a ``FilingOrder``: ``wait`` for the copy before, ``done`` once
+    this one is queued for the database (or will not be: a failure passes the turn on)."""
+
+    before: asyncio.Future[None] | None
+    mine: asyncio.Future[None]
+
+    async def wait(self) -> None:
+        if self.before is not None and not self.before.done():
+            await asyncio.shield(self.before)
+
+    def done(self) -> None:
+        if not self.mine.done():
+            self.mine.set_result(None)

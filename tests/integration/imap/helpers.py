@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bccd.imap.sync import IngestSink
 from bccd.ingest.outcome import Disposition, Outcome
-from bccd.ingest.types import ImapOrigin
+from bccd.ingest.types import ImapOrigin, Turn
 from bccd.smtp import replies as R
 from bccd.store.db import Database
 from bccd.store.models import (
@@ -60,7 +60,8 @@ class RecordingSink:
         self.db = db
         self.calls: list[ImapOrigin] = []
 
-    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin) -> Outcome:
+    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
+                          turn: Turn | None = None) -> Outcome:
         self.calls.append(origin)
         return await self.db.run(self._store, raw, user_id, origin)
 
@@ -136,13 +137,14 @@ class FailingSink:
         self.mode = mode
         self.ok = 0
 
-    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin) -> Outcome:
+    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
+                          turn: Turn | None = None) -> Outcome:
         if self.ok >= self.fail_after:
             if self.mode == "raise":
                 raise RuntimeError("simulated crash mid-batch")
             return Outcome(Disposition.TEMPFAIL, R.TEMP_FAILURE, reason="simulated outage")
         self.ok += 1
-        return await self.inner.ingest_imap(raw, user_id=user_id, origin=origin)
+        return await self.inner.ingest_imap(raw, user_id=user_id, origin=origin, turn=turn)
 
 
 def stored(db: Database, user_id: int) -> list[dict[str, Any]]:

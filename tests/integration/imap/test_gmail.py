@@ -16,7 +16,7 @@ from bccd.imap.poller import sync_once
 from bccd.imap.sync import IngestSink
 from bccd.imap.writeback import enqueue_writeback, process_writeback_jobs
 from bccd.ingest.outcome import Outcome
-from bccd.ingest.types import ImapOrigin
+from bccd.ingest.types import ImapOrigin, Turn
 from bccd.store.db import Database
 from tests.integration.imap.conftest import USER_EMAIL, BccdUser
 from tests.integration.imap.gmail_peer import ALL_MAIL, GmailPeer
@@ -30,9 +30,10 @@ class Recorder:
         self.inner = inner
         self.origins: list[ImapOrigin] = []
 
-    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin) -> Outcome:
+    async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
+                          turn: Turn | None = None) -> Outcome:
         self.origins.append(origin)
-        return await self.inner.ingest_imap(raw, user_id=user_id, origin=origin)
+        return await self.inner.ingest_imap(raw, user_id=user_id, origin=origin, turn=turn)
 
 
 @pytest.fixture
