@@ -57,6 +57,7 @@ migration: venv
 	$(PY) -c "import glob; from alembic import command; from bccd.store.migrate import alembic_config; c = alembic_config('sqlite:////tmp/bccd-migration.sqlite3'); command.upgrade(c, 'head'); command.revision(c, message='$(MSG)', autogenerate=True, rev_id=f'{len(glob.glob(\"migrations/versions/*.py\")) + 1:04d}')"
 	rm -f /tmp/bccd-migration.sqlite3
 	$(VENV)/bin/ruff check --fix -q migrations || true
+	@echo 'now set HEAD in bccd/store/migrate.py to the new revision id (tests/integration/test_schema.py checks it)'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

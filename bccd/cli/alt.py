@@ -8,13 +8,17 @@ away). The token is only ever in that mail — it is never printed here.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bccd import accounts
 from bccd.cli.context import Context
-from bccd.confirm import flow
-from bccd.confirm.flow import TokenState
 from bccd.errors import Conflict, Invalid, NotFound
+
+if TYPE_CHECKING:
+    from bccd.confirm.flow import Sent
+
+# ``bccd.confirm.flow`` (mail templates) is imported by the handlers that use it: every
+# command's start imports this module
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -41,29 +45,37 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.set_defaults(handler=confirm)
 
 
-def _sent(sent: flow.Sent) -> dict[str, Any]:
+def _sent(sent: Sent) -> dict[str, Any]:
     return {"email": sent.address, "status": sent.status, "confirmation": "queued",
             "resent": sent.resent, "expires_at": sent.expires_at.isoformat()}
 
 
 def add(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.confirm import flow
+
     with ctx.database().transaction() as s:
         user = accounts.get_user(s, args.email)
         return _sent(flow.add(s, ctx.settings, user, args.alt))
 
 
 def resend(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.confirm import flow
+
     with ctx.database().transaction() as s:
         user = accounts.get_user(s, args.email)
         return _sent(flow.resend(s, ctx.settings, user, args.alt))
 
 
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.confirm import flow
+
     with ctx.database().read() as s:
         return flow.list_for(s, accounts.get_user(s, args.email))
 
 
 def remove(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.confirm import flow
+
     with ctx.database().transaction() as s:
         user = accounts.get_user(s, args.email)
         flow.remove(s, user, args.alt)
@@ -71,13 +83,15 @@ def remove(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def confirm(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.confirm import flow
+
     with ctx.database().transaction() as s:
         info = flow.confirm(s, args.token.strip().lower())
-    if info.state is TokenState.CONFIRMED:
+    if info.state is flow.TokenState.CONFIRMED:
         return {**info.as_dict(), "status": "confirmed"}
-    if info.state is TokenState.USED:
+    if info.state is flow.TokenState.USED:
         raise Conflict(f"this token was used already: {info.address} is confirmed")
-    if info.state is TokenState.EXPIRED:
+    if info.state is flow.TokenState.EXPIRED:
         raise Invalid(f"this token expired; send a new one with"
                       f" `bccd alt add {info.user_email} {info.address}`")
     raise NotFound("no such confirmation token (mistyped, replaced by a newer one, or removed)")

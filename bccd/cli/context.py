@@ -7,6 +7,7 @@ from __future__ import annotations
 from bccd.config import Settings, ensure_secret_key, load_settings
 from bccd.errors import BccdError
 from bccd.store.db import Database
+from bccd.store.migrate import at_head
 
 
 class Context:
@@ -29,7 +30,7 @@ class Context:
         if self._db is None:
             db = Database(self.settings.database_url,
                           busy_timeout=float(self.settings.database.busy_timeout))
-            if migrate:
+            if migrate and not at_head(db):
                 from bccd.store.migrate import check_current, upgrade
 
                 if db.is_sqlite:

@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from bccd.store.db import Database
-from bccd.store.migrate import check_current, upgrade
+from bccd.store.migrate import HEAD, MIGRATIONS_DIR, at_head, check_current, upgrade
 from bccd.store.models import Base, Company, Message, Person, PersonEmail, Thread, User
 
 
@@ -26,6 +26,21 @@ def test_migrations_create_every_table_and_are_current(db: Database) -> None:
     tables = set(inspect(db.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert check_current(db)
+
+
+def test_head_is_the_newest_migration_and_at_head_reads_it(db_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_heads() == [HEAD]
+    fresh = Database(db_url)
+    try:
+        assert not at_head(fresh)  # no alembic_version yet: commands migrate it
+        upgrade(db_url, "0001")
+        assert not at_head(fresh)
+        upgrade(db_url)
+        assert at_head(fresh)
+    finally:
+        fresh.dispose()
 
 
 def test_migrations_produce_exactly_the_models(db: Database) -> None:
