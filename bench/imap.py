@@ -11,9 +11,12 @@ Then, each over implicit TLS:
 - ``bccd imap sync --once`` (the CLI, as an operator runs it) syncs the account into an
   empty SQLite database — parse, link and durably commit every message.
 
-Prints messages/s for each and the ratio bccd/mbsync.
+Both run ``--repeat`` times (default 3), alternating, each time into an empty maildir /
+database: a single run of either varies by a factor of two on a shared machine (mbsync
+fsyncs every message). Prints every run, the median messages/s of each, and the ratio of
+the medians bccd/mbsync.
 
-    .venv/bin/python -m bench.imap [--messages 10000]
+    .venv/bin/python -m bench.imap [--messages 10000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import os
 import pwd
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +73,7 @@ def fill_maildir(dove: Dovecot, n: int) -> None:
 
 
 def run_mbsync(dove: Dovecot, work: Path) -> float:
+    work.mkdir()
     local = work / "mbsync-maildir"
     local.mkdir()
     conf = work / "mbsyncrc"
@@ -114,6 +119,7 @@ SyncState *
 
 
 def run_bccd(dove: Dovecot, work: Path, n: int) -> float:
+    work.mkdir()
     cfg = work / "bccd.toml"
     write_config(cfg, {
         "storage": {"data_dir": str(work / "var")},
@@ -153,6 +159,7 @@ def run_bccd(dove: Dovecot, work: Path, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     if shutil.which("mbsync") is None:
         print("  mbsync not installed (apt-get install isync): skipped")
@@ -165,10 +172,16 @@ def main() -> None:
         fill_maildir(dove, args.messages)  # before the first login: nothing indexed yet
         with dove.client(USER) as c:  # build Dovecot's index once, for both clients
             c.select_folder("INBOX", readonly=True)
-        mb = run_mbsync(dove, work)
-        print(f"  mbsync            {mb:8.1f} messages/s", flush=True)
-        bc = run_bccd(dove, work, args.messages)
-        print(f"  bccd imap sync    {bc:8.1f} messages/s (parsed, linked, committed)", flush=True)
+        mbs, bcs = [], []
+        for i in range(args.repeat):
+            mbs.append(run_mbsync(dove, work / f"mbsync-{i}"))
+            bcs.append(run_bccd(dove, work / f"bccd-{i}", args.messages))
+            print(f"  run {i + 1}: mbsync {mbs[-1]:7.1f}, bccd {bcs[-1]:7.1f} messages/s",
+                  flush=True)
+        mb, bc = statistics.median(mbs), statistics.median(bcs)
+        print(f"  mbsync            {mb:8.1f} messages/s (median of {args.repeat})", flush=True)
+        print(f"  bccd imap sync    {bc:8.1f} messages/s (parsed, linked, committed; median)",
+              flush=True)
         print(f"  ratio bccd/mbsync: {bc / mb:.2f}", flush=True)
     finally:
         dove.stop()
