@@ -164,7 +164,6 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     if pool is not None:
         await pool.stop()
     await services.pipeline.drain()
-    services.pipeline.close()
     http.should_exit = True
     for t in worker_tasks:
         try:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import NoReturn, TypeVar
 
@@ -37,7 +36,6 @@ from bccd.auth.sender import Mailbox, parse_from
 from bccd.auth.verdict import SKIPPED, AuthVerdict, DnsTempError
 from bccd.config import Settings
 from bccd.ingest import forwarded, quarantine, store
-from bccd.ingest.cpu import AuthConfig, CpuPool, Prepared
 from bccd.ingest.lookups import Lookups
 from bccd.ingest.outcome import (
     Disposition,
@@ -84,8 +82,6 @@ class Pipeline:
         db: Database,
         blobs: BlobStore,
         authenticator: object | None = None,
-        *,
-        cpu_workers: int = 0,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -94,19 +90,6 @@ class Pipeline:
         self.metrics: object | None = None
         self._inflight: set[asyncio.Future[list[Outcome]]] = set()
         self.lookups = Lookups(db, settings)
-        # parsing and authenticity in worker processes (``ingest.cpu``): the server's own
-        # ``Authenticator`` can be rebuilt there from the settings; another one (tests)
-        # keeps running in a thread of this process
-        self.cpu: CpuPool | None = None
-        if cpu_workers > 0:
-            self.cpu = CpuPool(cpu_workers, _auth_config(settings, authenticator),
-                               max_header_size=settings.smtp.max_header_size,
-                               budget=PARSE_BUDGET + AUTH_BUDGET)
-
-    def close(self) -> None:
-        """Stop the worker processes (after ``drain``)."""
-        if self.cpu is not None:
-            self.cpu.close()
 
     async def recipient(self, address: str) -> Target | Reply:
         """RCPT: which Smart Bcc address ``address`` is (``recipients.resolve``), or the
@@ -146,16 +129,8 @@ class Pipeline:
         self, raw: bytes, source: Source, targets: Sequence[Target], envelope: Envelope
     ) -> list[Outcome]:
         raw_sha = hashlib.sha256(raw).hexdigest()
-        prep: Prepared | None = None
         try:
-            prep = await self._prepare(raw, envelope)
-            if prep is None:
-                parsed, mailbox = await self._parse_with_from(raw)
-            else:
-                if prep.failure is not None:
-                    raise prep.failure.error()
-                assert prep.parsed is not None and prep.mailbox is not None
-                parsed, mailbox = prep.parsed, prep.mailbox
+            parsed, mailbox = await self._parse_with_from(raw)
         except IngestError as err:
             outs = [Outcome.from_error(err) for _ in targets]
             await self._record(targets, outs, envelope, None, None)
@@ -166,7 +141,7 @@ class Pipeline:
         verdict: AuthVerdict | None = None
         if copies:
             try:
-                verdict = await self._verdict(prep, raw, mailbox, envelope)
+                verdict = await self._authenticate(raw, mailbox, envelope)
             except IngestError as err:
                 for c in copies:
                     outcomes[c.target] = Outcome.from_error(err)
@@ -302,33 +277,14 @@ class Pipeline:
             return store.user_addresses(s, user_id)
 
     # ------------------------------------------------------------------ stages
-    async def _prepare(self, raw: bytes, env: Envelope | None) -> Prepared | None:
-        """Parse, From and (dmarc) verdict in one trip to a worker process; ``None`` when
-        there is no pool (or it just broke): the caller does it here, in threads."""
-        if self.cpu is None:
-            return None
-        if len(raw) > self.settings.smtp.max_message_size:
-            raise MessageTooBig()
-        want_auth = self.settings.auth.mode == "dmarc" and self.cpu.auth is not None
-        try:
-            return await self.cpu.prepare(raw, env if want_auth else None)
-        except BrokenProcessPool:
-            return None
-
     async def _parse(self, raw: bytes) -> Parsed:
         if len(raw) > self.settings.smtp.max_message_size:
             raise MessageTooBig()
-        prep = await self._prepare(raw, None)
-        if prep is not None:
-            if prep.parsed is None:
-                assert prep.failure is not None
-                raise prep.failure.error()
-            return prep.parsed
         limit = self.settings.smtp.max_header_size
         return await self._in_thread(lambda: parse(raw, max_header_size=limit))
 
     async def _parse_with_from(self, raw: bytes) -> tuple[Parsed, Mailbox]:
-        """``_parse`` and the strict From in the same worker thread (no pool)."""
+        """``_parse`` and the strict From in the same worker thread."""
         if len(raw) > self.settings.smtp.max_message_size:
             raise MessageTooBig()
         limit = self.settings.smtp.max_header_size
@@ -370,22 +326,6 @@ class Pipeline:
         except TimeoutError:
             self._over_budget(mailbox, env)
         return self._accept(verdict, mailbox, env)
-
-    async def _verdict(self, prep: Prepared | None, raw: bytes, mailbox: Mailbox,
-                       env: Envelope) -> AuthVerdict:
-        """The verdict a worker process already computed (``ingest.cpu``), judged like
-        ``_authenticate`` judges its own."""
-        if prep is None or self.settings.auth.mode != "dmarc" or (
-                prep.verdict is None and prep.dns_error is None and prep.auth_error is None):
-            return await self._authenticate(raw, mailbox, env)
-        if prep.auth_seconds > AUTH_BUDGET:
-            self._over_budget(mailbox, env)
-        if prep.dns_error is not None:
-            self._dns_failure(mailbox, env, prep.dns_error)
-        if prep.auth_error is not None:
-            raise TemporaryError(detail=prep.auth_error)
-        assert prep.verdict is not None
-        return self._accept(prep.verdict, mailbox, env)
 
     @staticmethod
     def _dns_failure(mailbox: Mailbox, env: Envelope, detail: str) -> NoReturn:
@@ -507,16 +447,3 @@ def _relay_results(verdict: AuthVerdict, env: Envelope) -> AuthVerdict:
     if env.trusted_results:
         extra["trusted_results"] = list(env.trusted_results)
     return verdict if extra == verdict.extra else replace(verdict, extra=extra)
-
-
-def _auth_config(settings: Settings, authenticator: object | None) -> AuthConfig | None:
-    """The worker processes' authenticator: the server's own (``service``), rebuilt from
-    the settings; ``None`` (verdicts stay in this process) for any other."""
-    from bccd.auth.authenticator import Authenticator
-
-    if settings.auth.mode != "dmarc" or type(authenticator) is not Authenticator:
-        return None
-    dns = settings.dns
-    return AuthConfig(nameservers=tuple(dns.nameservers), port=dns.port, timeout=dns.timeout,
-                      authserv_id=authenticator.authserv_id,
-                      trusted_authserv_ids=authenticator.trusted_authserv_ids)

@@ -174,7 +174,6 @@ async def run_worker(settings: Settings, db: Database, index: int,
     await stop.wait()
     await smtp.stop(drain_seconds=float(settings.smtp.timeout))
     await pipeline.drain()
-    pipeline.close()
 
 
 # ------------------------------------------------------------------ metrics directory
