@@ -15,8 +15,9 @@ transaction (one fsync for all). The group first runs without savepoints; if any
 raises (or the commit fails), that transaction is rolled back whole and the group runs
 again with each request in its own SAVEPOINT. There a request that raises has only its
 savepoint rolled back; it is then retried alone in a transaction of its own after the
-group has committed, and that second result is its outcome. If the group's commit itself
-fails, every request of the group is retried alone. ``write`` returns only
+group has committed, and that second result is its outcome (a deadlock or serialization
+failure there is tried again a few times: it says nothing about the request). If the
+group's commit itself fails, every request of the group is retried alone. ``write`` returns only
 after the transaction holding the request's work has committed — the promise behind
 ``250`` (STYLE 6). SQLite has one writer thread (it has one writer anyway, and waiting on
 the file lock costs far more than a queue); PostgreSQL ``write_lanes`` of them, so
@@ -31,7 +32,9 @@ import contextlib
 import fcntl
 import functools
 import os
+import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,11 +44,20 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 
 MAX_GROUP = 64                  # requests per group transaction
+TRANSIENT_TRIES = 4             # a request alone, when deadlocks keep choosing it
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+
+
+def transient(exc: BaseException) -> bool:
+    """A database error that a retry of the same transaction may not meet again."""
+    return isinstance(exc, DBAPIError) and \
+        getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 MAX_GROUP_BYTES = 32 * 1024 * 1024  # and their declared size (raw messages) together
 
 
@@ -167,14 +179,27 @@ class GroupWriter:
             if req not in retry:
                 self._resolve(req)
         for req in retry:  # alone, once more: that outcome is final
+            self._alone(req)
+            self._resolve(req)
+
+    def _alone(self, req: _WriteRequest) -> None:
+        """One request in a transaction of its own. A deadlock or serialization failure
+        (PostgreSQL: concurrent transactions, other instances) says nothing about the
+        request: it is tried again, up to ``TRANSIENT_TRIES`` times, after a short random
+        pause that lets the other transaction finish."""
+        db = self._db
+        for attempt in range(1, TRANSIENT_TRIES + 1):
             req.value, req.error = None, None
+            self.retries += 1
             try:
                 with db._interprocess(), db._sessions() as s, s.begin():
                     req.value = req.fn(s, *req.args)
+                return
             except Exception as exc:
                 req.error = exc
-            self.retries += 1
-            self._resolve(req)
+                if attempt == TRANSIENT_TRIES or not transient(exc):
+                    return
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
 
     def _together(self, group: list[_WriteRequest]) -> bool:
         """The whole group in one transaction, no savepoints: the common case, where no

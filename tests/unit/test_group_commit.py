@@ -8,11 +8,13 @@ import asyncio
 import threading
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bccd.store.db import Database
+from bccd.store.db import TRANSIENT_TRIES, Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import Company
 
@@ -74,3 +76,35 @@ async def test_a_failing_request_loses_only_its_own_work(db: Database) -> None:
     assert _slugs(db) == ["a", "b", "gate"]
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Company)) == 3  # each once
+
+
+class _Deadlocked:
+    """A request that meets a deadlock the first ``times`` times it runs."""
+
+    def __init__(self, times: int) -> None:
+        self.times, self.calls = times, 0
+
+    def __call__(self, s: Session, slug: str) -> str:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise OperationalError("INSERT INTO companies …", {},
+                                   psycopg.errors.DeadlockDetected("deadlock detected"))
+        return _company(s, slug)
+
+
+async def test_a_request_that_meets_deadlocks_alone_is_tried_again(db: Database) -> None:
+    # in the group, in the group with savepoints, alone: three deadlocks; the fourth run
+    # commits
+    flaky = _Deadlocked(3)
+    out = await _group(db, (flaky, "flaky"), (_company, "c"))
+    assert out == ["gate", "flaky", "c"] and flaky.calls == 4
+    assert db._group_writer().retries == 2
+    assert _slugs(db) == ["c", "flaky", "gate"]
+
+
+async def test_deadlocks_that_do_not_stop_end_in_the_error(db: Database) -> None:
+    flaky = _Deadlocked(100)
+    out = await _group(db, (flaky, "never"))
+    assert isinstance(out[1], OperationalError) and "deadlock" in str(out[1])
+    assert flaky.calls == 1 + TRANSIENT_TRIES  # its group (it alone), then every try
+    assert _slugs(db) == ["gate"]
