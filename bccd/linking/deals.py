@@ -37,7 +37,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, literal_column, null, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from bccd.linking.records import OwnerLike, ThreadLike
@@ -78,11 +78,26 @@ _THREAD_CANDIDATES_ALL = _THREAD_OPEN.order_by(_I.c.id).limit(MAX_CANDIDATES)
 _THREAD_CANDIDATES_VISIBLE = _THREAD_OPEN.where(_VISIBLE).order_by(_I.c.id).limit(MAX_CANDIDATES)
 
 _S = Suggestion.__table__
-_ITEM_LINK_ROWS = (select(_L.c.id, _L.c.kind, _L.c.entity_id, _L.c.how, _L.c.created_at)
-                   .where(_L.c.thread_id == bindparam("t"), _L.c.kind.in_(ITEM_KINDS))
-                   .order_by(_L.c.id))
 _SUGGESTIONS = select(_S.c.id, _S.c.kind, _S.c.entity_id).where(_S.c.thread_id == bindparam("t"))
 _CLEAR_SUGGESTIONS = delete(Suggestion).where(Suggestion.thread_id == bindparam("t"))
+
+
+def _state(candidates: Any) -> Any:
+    """``apply``'s one read of a thread: its item links, its suggestions and the candidate
+    items of its persons, rows tagged ``link`` / ``suggestion`` / ``candidate``."""
+    cand = candidates.subquery()
+    return union_all(
+        select(literal_column("'link'").label("tag"), _L.c.id, _L.c.kind, _L.c.entity_id,
+               _L.c.how, _L.c.created_at)
+        .where(_L.c.thread_id == bindparam("t"), _L.c.kind.in_(ITEM_KINDS)),
+        select(literal_column("'suggestion'"), _S.c.id, _S.c.kind, _S.c.entity_id, null(), null())
+        .where(_S.c.thread_id == bindparam("t")),
+        select(literal_column("'candidate'"), cand.c.id, cand.c.kind, null(), null(), null()),
+    )
+
+
+_STATE_ALL = _state(_THREAD_CANDIDATES_ALL)
+_STATE_VISIBLE = _state(_THREAD_CANDIDATES_VISIBLE)
 
 
 def item_links(session: Session, thread_id: int) -> list[Link]:
@@ -101,17 +116,6 @@ def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> li
     params["c"] = owner.company_id
     if not owner.is_admin:
         params["o"] = owner.id
-    return list(session.connection().execute(stmt, params).all())
-
-
-def thread_candidates(session: Session, owner: OwnerLike, thread_id: int) -> list[Any]:
-    """``candidates`` of the persons linked to the thread."""
-    session.flush()
-    params: dict[str, Any] = {"c": owner.company_id, "t": thread_id}
-    if owner.is_admin:
-        stmt = _THREAD_CANDIDATES_ALL
-    else:
-        stmt, params["o"] = _THREAD_CANDIDATES_VISIBLE, owner.id
     return list(session.connection().execute(stmt, params).all())
 
 
@@ -134,13 +138,18 @@ def clear_suggestions(session: Session, thread_id: int) -> None:
     session.connection().execute(_CLEAR_SUGGESTIONS, {"t": thread_id})
 
 
-def set_suggestions(session: Session, thread_id: int, items: Sequence[ItemRef]) -> None:
+def set_suggestions(session: Session, thread_id: int, items: Sequence[ItemRef], *,
+                    current: Sequence[Any] | None = None) -> None:
+    """Make ``items`` the thread's suggestions; ``current``: its suggestion rows (``id``,
+    ``kind``, ``entity_id``) when the caller has just read them."""
     if not items:
-        clear_suggestions(session, thread_id)
+        if current is None or current:
+            clear_suggestions(session, thread_id)
         return
     keep = {(i.kind, i.id) for i in items}
-    session.flush()
-    current = session.connection().execute(_SUGGESTIONS, {"t": thread_id}).all()
+    if current is None:
+        session.flush()
+        current = session.connection().execute(_SUGGESTIONS, {"t": thread_id}).all()
     stale = [s.id for s in current if (s.kind, s.entity_id) not in keep]
     if stale:
         session.execute(delete(Suggestion).where(Suggestion.id.in_(stale)))
@@ -164,7 +173,17 @@ def apply(
         _apply_fresh(session, thread, owner, pinned, fresh_persons)
         return
     session.flush()
-    existing = session.connection().execute(_ITEM_LINK_ROWS, {"t": thread.id}).all()
+    params: dict[str, Any] = {"c": owner.company_id, "t": thread.id}
+    if owner.is_admin:
+        stmt = _STATE_ALL
+    else:
+        stmt, params["o"] = _STATE_VISIBLE, owner.id
+    existing: list[Any] = []
+    current: list[Any] = []
+    found: list[Any] = []
+    for row in session.connection().execute(stmt, params):
+        (existing if row.tag == "link" else current if row.tag == "suggestion"
+         else found).append(row)
     if pinned is not None:
         overruled = pinned_since is not None and any(
             link.how == "manual" and link.created_at > pinned_since for link in existing)
@@ -172,13 +191,13 @@ def apply(
             set_item_link(session, thread.id, pinned[0], pinned[1], "address")
             return
     if existing:
-        clear_suggestions(session, thread.id)
+        if current:
+            clear_suggestions(session, thread.id)
         return
-    found = thread_candidates(session, owner, thread.id)
     if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
         set_item_link(session, thread.id, found[0].kind, found[0].id, "auto")
     else:
-        set_suggestions(session, thread.id, found)
+        set_suggestions(session, thread.id, found, current=current)
 
 
 def reconcile(session: Session, keep_id: int, other_id: int) -> None:
