@@ -244,7 +244,8 @@ class Pipeline:
     async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
                           turn: Turn | None = None) -> Outcome:
         """One message synced over IMAP; ``turn``: its place in its folder's
-        ``FilingOrder`` (passed on whatever happens)."""
+        ``FilingOrder``, passed on here once the copy is queued for the database (the
+        caller passes it on if this ends before that)."""
         try:
             parsed = await self._parse(raw)
             try:
@@ -264,9 +265,6 @@ class Pipeline:
             out = await self._file(req, turn)
         except Exception as exc:
             out = Outcome.from_error(classify(exc))
-        finally:
-            if turn is not None:
-                turn.done()
         log.info("imap_outcome", user=user_id, account=origin.account_id, folder=origin.folder,
                  uid=origin.uid, outcome=out.disposition.value, reason=out.reason,
                  message=out.message_id)
@@ -356,11 +354,11 @@ class Pipeline:
         try:
             digests = await self.db.run(store.put_blobs, self.blobs, req) \
                 if req.parsed.attachments else []
-            if turn is None:
-                return await self.db.write(store.file_in, req, digests, size=len(req.raw))
-            await turn.wait()
+            if turn is not None:
+                await turn.wait()
             committed = self.db.submit(store.file_in, req, digests, size=len(req.raw))
-            turn.done()
+            if turn is not None:
+                turn.done()
             return await committed
         except Exception as exc:
             err = classify(exc)

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 T = TypeVar("T")
 
 MAX_GROUP = 64                  # requests per group transaction
+MAX_GROUP_BYTES = 32 * 1024 * 1024  # and their declared size (raw messages) together
 TRANSIENT_TRIES = 4             # a request alone, when deadlocks keep choosing it
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 
@@ -58,7 +59,6 @@ def transient(exc: BaseException) -> bool:
     """A database error that a retry of the same transaction may not meet again."""
     return isinstance(exc, DBAPIError) and \
         getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
-MAX_GROUP_BYTES = 32 * 1024 * 1024  # and their declared size (raw messages) together
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
