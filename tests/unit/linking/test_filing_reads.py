@@ -25,8 +25,6 @@ from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import (
     Alternate,
-    Company,
-    ImapAccount,
     Item,
     Link,
     Message,
@@ -40,6 +38,7 @@ from bccd.store.models import (
 )
 from bccd.store.queries import FixedIn
 from tests.support.mail import make_message
+from tests.unit.linking.builders import bob_and_imap_account, company_and_user
 
 BCC = "bcc.localhost"
 
@@ -48,21 +47,8 @@ class World:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self.db, self.blobs = db, blobs
         with db.transaction() as s:
-            c = Company(slug="acme", name="Acme")
-            s.add(c)
-            s.flush()
-            u = User(company_id=c.id, email="alice@acme.test", api_token_hash="h",
-                     bcc_token="abcdefghijklmnop", sharing_default="shared")
-            s.add(u)
-            s.flush()
-            bob = Person(company_id=c.id, name="Bob")
-            s.add(bob)
-            s.flush()
-            s.add(PersonEmail(company_id=c.id, person_id=bob.id, email="bob@client.test"))
-            acct = ImapAccount(user_id=u.id, host="imap.test", port=993, username="alice",
-                               secret_enc="x")
-            s.add(acct)
-            s.flush()
+            c, u = company_and_user(s, bcc_token="abcdefghijklmnop", sharing_default="shared")
+            bob, acct = bob_and_imap_account(s, c, u)
             self.company, self.user, self.bob, self.account = c.id, u.id, bob.id, acct.id
 
     def file(self, raw: bytes, *, source: Source = Source.BCC, direction: str = "outgoing",

@@ -17,8 +17,6 @@ from bccd.linking import blocklist
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import (
-    Company,
-    ImapAccount,
     Link,
     Message,
     MessageSource,
@@ -27,6 +25,7 @@ from bccd.store.models import (
     User,
 )
 from tests.support.mail import make_message
+from tests.unit.linking.builders import bob_and_imap_account, company_and_user
 
 
 @pytest.fixture
@@ -34,21 +33,8 @@ def world(db: Database, tmp_path: Path) -> tuple[Pipeline, int, int, int]:
     settings = Settings.model_validate({"storage": {"data_dir": str(tmp_path)},
                                         "auth": {"mode": "off"}})
     with db.transaction() as s:
-        c = Company(slug="acme", name="Acme")
-        s.add(c)
-        s.flush()
-        u = User(company_id=c.id, email="alice@acme.test", api_token_hash="h",
-                 bcc_token="abcdefghijklmnop")
-        s.add(u)
-        s.flush()
-        p = Person(company_id=c.id, name="Bob")
-        s.add(p)
-        s.flush()
-        s.add(PersonEmail(company_id=c.id, person_id=p.id, email="bob@client.test"))
-        acct = ImapAccount(user_id=u.id, host="imap.test", port=993, username="alice",
-                           secret_enc="x")
-        s.add(acct)
-        s.flush()
+        c, u = company_and_user(s, bcc_token="abcdefghijklmnop")
+        _, acct = bob_and_imap_account(s, c, u)
         ids = (c.id, u.id, acct.id)
     return Pipeline(settings, db, BlobStore(tmp_path / "blobs")), *ids
 
