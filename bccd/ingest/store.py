@@ -44,6 +44,7 @@ from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
 from bccd.notify import webhooks
 from bccd.smtp import replies as R
+from bccd.store import direct
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import (
@@ -177,7 +178,7 @@ def _context(s: Session, req: FileRequest) -> _Context:
         stmt, emails = _CONTEXT_PERSONS[nrefs]([a.email for a in maybe])
         params.update(emails)
     conn = s.connection()
-    rows = conn.execute(stmt, params).all()
+    rows = direct.execute(conn, stmt, params)
     if not rows:
         raise NoResultFound(f"no user {req.user_id}")
     row = rows[0]
@@ -197,7 +198,7 @@ def _context(s: Session, req: FileRequest) -> _Context:
         bool(row.dup_has_bcc))
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
-        found = row._mapping
+        found = row._asdict()
         owners = {ref: tid for i, ref in enumerate(ids) if (tid := found[f"ref{i}"]) is not None}
     return _Context(copy, known, stored, owners, row.company_slug)
 
@@ -208,11 +209,11 @@ def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -
     if req.origin is not None:
         _add_imap_ref(s, message.id, req.origin)
     if req.forwarded_by and not message.forwarded_by:
-        conn.execute(_FORWARDED_BY, {"m": message.id, "f": req.forwarded_by})
+        direct.execute(conn, _FORWARDED_BY, {"m": message.id, "f": req.forwarded_by})
     first_bcc = req.source is Source.BCC and not message.has_bcc
     if not first_bcc and req.pinned is None:
         return
-    row = conn.execute(_THREAD, {"t": message.thread_id}).one()
+    row = direct.execute(conn, _THREAD, {"t": message.thread_id}).one()
     thread = threading.ThreadRow(row.id, bool(row.manual_items))
     copy = ctx.copy
     if first_bcc:
@@ -299,9 +300,9 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
         "forwarded_by": req.forwarded_by, "created_at": utcnow(),
     }
     # IntegrityError here: a concurrent duplicate (``file_in`` retries it as one)
-    mid = conn.execute(_INSERT_MESSAGE, values).scalar_one()
-    conn.execute(_INSERT_RAW, {"message_id": mid, "raw": req.raw})
-    conn.execute(_INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
+    mid = direct.execute(conn, _INSERT_MESSAGE, values).scalar_one()
+    direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": req.raw})
+    direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
                                   "created_at": values["created_at"]})
     matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
                           known=ctx.known)
@@ -314,7 +315,7 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
                     for a in addrs)
     insert_ignore(s, Participant, [r for r in rows if r["email"]])
     if digests:
-        conn.execute(_INSERT_ATTACHMENT, [
+        direct.execute(conn, _INSERT_ATTACHMENT, [
             {"message_id": mid, "filename": att.filename, "content_type": att.content_type,
              "size": len(att.data), "sha256": digest, "content_id": att.content_id,
              "inline": att.inline}

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from bccd.addresses import AddressError, blocked_matches, normalize_block_pattern
 from bccd.errors import Invalid, NotFound
 from bccd.ingest.parse import Addr
+from bccd.store import direct
 from bccd.store.models import Blocked, User
 from bccd.store.queries import insert_ignore
 
@@ -43,7 +44,7 @@ _PATTERNS = select(Blocked.__table__.c.pattern).where(Blocked.__table__.c.user_i
 
 
 def patterns(session: Session, user_id: int) -> list[str]:
-    return list(session.connection().execute(_PATTERNS, {"u": user_id}).scalars())
+    return list(direct.execute(session.connection(), _PATTERNS, {"u": user_id}).scalars())
 
 
 def is_blocked(pats: Sequence[str], address: str) -> bool:

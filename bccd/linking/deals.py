@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from bccd.linking.records import OwnerLike, ThreadLike
 from bccd.notify import webhooks
+from bccd.store import direct
 from bccd.store.models import Item, Link, Suggestion
 from bccd.store.queries import FixedIn, insert_ignore
 
@@ -89,7 +90,7 @@ def _state(candidates: Any) -> Any:
     return union_all(
         select(literal_column("'link'").label("tag"), _L.c.id, _L.c.kind, _L.c.entity_id,
                _L.c.how, _L.c.created_at)
-        .where(_L.c.thread_id == bindparam("t"), _L.c.kind.in_(ITEM_KINDS)),
+        .where(_L.c.thread_id == bindparam("t"), _L.c.kind.in_(direct.literals(ITEM_KINDS))),
         select(literal_column("'suggestion'"), _S.c.id, _S.c.kind, _S.c.entity_id, null(), null())
         .where(_S.c.thread_id == bindparam("t")),
         select(literal_column("'candidate'"), cand.c.id, cand.c.kind, null(), null(), null()),
@@ -116,7 +117,7 @@ def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> li
     params["c"] = owner.company_id
     if not owner.is_admin:
         params["o"] = owner.id
-    return list(session.connection().execute(stmt, params).all())
+    return list(direct.execute(session.connection(), stmt, params).all())
 
 
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
@@ -135,7 +136,7 @@ def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how
 
 def clear_suggestions(session: Session, thread_id: int) -> None:
     session.flush()
-    session.connection().execute(_CLEAR_SUGGESTIONS, {"t": thread_id})
+    direct.execute(session.connection(), _CLEAR_SUGGESTIONS, {"t": thread_id})
 
 
 def set_suggestions(session: Session, thread_id: int, items: Sequence[ItemRef], *,
@@ -149,7 +150,7 @@ def set_suggestions(session: Session, thread_id: int, items: Sequence[ItemRef], 
     keep = {(i.kind, i.id) for i in items}
     if current is None:
         session.flush()
-        current = session.connection().execute(_SUGGESTIONS, {"t": thread_id}).all()
+        current = direct.execute(session.connection(), _SUGGESTIONS, {"t": thread_id}).all()
     stale = [s.id for s in current if (s.kind, s.entity_id) not in keep]
     if stale:
         session.execute(delete(Suggestion).where(Suggestion.id.in_(stale)))
@@ -181,7 +182,7 @@ def apply(
     existing: list[Any] = []
     current: list[Any] = []
     found: list[Any] = []
-    for row in session.connection().execute(stmt, params):
+    for row in direct.execute(session.connection(), stmt, params):
         (existing if row.tag == "link" else current if row.tag == "suggestion"
          else found).append(row)
     if pinned is not None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from bccd.addresses import domain_of
 from bccd.ingest.parse import Addr
+from bccd.store import direct
 from bccd.store.models import Alternate, User
 
 _A = Alternate.__table__
@@ -54,8 +55,8 @@ def counterparts(
 
 def own_addresses(session: Session, user_id: int) -> set[str]:
     """The user's login address and confirmed alternates (pending ones are not theirs yet)."""
-    return set(session.connection().execute(_OWN, {"u": user_id}).scalars())
+    return set(direct.execute(session.connection(), _OWN, {"u": user_id}).scalars())
 
 
 def confirmed_alternates(session: Session, user_id: int) -> set[str]:
-    return set(session.connection().execute(_CONFIRMED, {"u": user_id}).scalars())
+    return set(direct.execute(session.connection(), _CONFIRMED, {"u": user_id}).scalars())

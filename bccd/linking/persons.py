@@ -28,6 +28,7 @@ from bccd.addresses import domain_of
 from bccd.ingest.parse import Addr
 from bccd.linking.participants import at_bcc_domain
 from bccd.linking.records import CompanyLike, OwnerLike
+from bccd.store import direct
 from bccd.store.models import Alternate, Person, PersonEmail, User, utcnow
 from bccd.store.queries import FixedIn, insert_ignore_returning
 
@@ -59,13 +60,13 @@ def match(session: Session, company_id: int, emails: Sequence[str]) -> dict[str,
     if not emails:
         return {}
     stmt, params = _MATCH(emails)
-    rows = session.connection().execute(stmt, {"c": company_id, **params})
+    rows = direct.execute(session.connection(), stmt, {"c": company_id, **params})
     return {e: p for e, p in rows}
 
 
 def own_domains(session: Session, company_id: int) -> set[str]:
     """Domains of the company's users: logins and confirmed alternates."""
-    rows = session.connection().execute(_OWN_DOMAIN_ADDRESSES, {"c": company_id})
+    rows = direct.execute(session.connection(), _OWN_DOMAIN_ADDRESSES, {"c": company_id})
     return {domain_of(a) for (a,) in rows}
 
 
@@ -90,7 +91,7 @@ def create_unknown(
     created: dict[str, int] = {}
     conn = session.connection()
     for a in wanted:
-        pid = conn.execute(_NEW_PERSON, {
+        pid = direct.execute(conn, _NEW_PERSON, {
             "company_id": company.id, "name": display_name(a), "organization_id": None,
             "external_id": None, "owner_id": user.id, "visible_to": "company",
             "created_at": utcnow()}).scalar_one()
@@ -100,8 +101,8 @@ def create_unknown(
             created[a.email] = pid
             continue
         # a concurrent copy created them first: use theirs
-        conn.execute(_DROP_PERSON, {"p": pid})
-        holder = conn.execute(_HOLDER, {"c": company.id, "e": a.email}).scalar()
+        direct.execute(conn, _DROP_PERSON, {"p": pid})
+        holder = direct.execute(conn, _HOLDER, {"c": company.id, "e": a.email}).scalar()
         if holder is not None:
             created[a.email] = holder
     return created

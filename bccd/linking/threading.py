@@ -41,6 +41,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bccd.linking import deals
+from bccd.store import direct
 from bccd.store.models import Link, Message, Suggestion, Thread, ThreadRef, utcnow
 from bccd.store.queries import FixedIn, insert_ignore, insert_ignore_many_returning
 
@@ -86,7 +87,7 @@ def _owners(session: Session, user_id: int, refs: Sequence[str]) -> dict[str, in
     if not refs:
         return {}
     stmt, params = _FIND(refs)
-    rows = session.connection().execute(stmt, {"u": user_id, **params})
+    rows = direct.execute(session.connection(), stmt, {"u": user_id, **params})
     return {ref: tid for tid, ref in rows}
 
 
@@ -98,9 +99,9 @@ def _touch(session: Session, thread_id: int, subject: str | None,
         return None
     conn = session.connection()
     if subject is None:
-        row = conn.execute(_TOUCH, {"t": thread_id, "now": now}).first()
+        row = direct.execute(conn, _TOUCH, {"t": thread_id, "now": now}).first()
     else:
-        row = conn.execute(_TOUCH_SUBJECT, {"t": thread_id, "now": now,
+        row = direct.execute(conn, _TOUCH_SUBJECT, {"t": thread_id, "now": now,
                                             "subject": subject[:2000]}).first()
     return None if row is None else ThreadRow(thread_id, bool(row.manual_items))
 
@@ -173,7 +174,7 @@ def resolve(
     for _ in range(ATTEMPTS):
         found = sorted(set(owners.values()))
         if not found:
-            tid = session.connection().execute(_NEW_THREAD, {
+            tid = direct.execute(session.connection(), _NEW_THREAD, {
                 "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
                 "visibility": visibility, "archived": False, "manual_items": False,
                 "gm_thrid": None, "created_at": now, "last_message_at": now}).scalar_one()

@@ -2,10 +2,11 @@
 ``IN`` lists, batched purge.
 
 The statements are built once per (dialect, table, RETURNING columns) and executed with the
-rows as parameters (executemany), so SQLAlchemy's compiled cache serves every later call —
-a ``.values([...])`` multi-row statement would be compiled anew each time. They run on the
-session's connection: a Core insert executed through ``Session.execute`` does not autoflush
-either, it only costs the ORM's dispatch.
+rows as parameters (executemany), so each is compiled once — a ``.values([...])``
+multi-row statement would be compiled anew each time. They run on the session's connection
+through ``store.direct`` (the DBAPI cursor; several rows with RETURNING go through
+SQLAlchemy's insertmanyvalues): a Core insert executed through ``Session.execute`` does not
+autoflush either, it only costs the ORM's dispatch.
 
 ``FixedIn`` is the same idea for ``column IN (…)`` on the hot path: an expanding parameter
 is rendered into the SQL on every execution; a list padded to one of a few sizes (repeating
@@ -22,6 +23,7 @@ from sqlalchemy import BindParameter, ColumnElement, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bccd.store import direct
 from bccd.store.db import Database
 from bccd.store.models import Base
 
@@ -46,7 +48,7 @@ def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, 
     if not rows:
         return
     stmt = _statement(session.get_bind().dialect.name, model)
-    session.connection().execute(stmt, list(rows) if len(rows) > 1 else dict(rows[0]))
+    direct.execute(session.connection(), stmt, list(rows) if len(rows) > 1 else rows[0])
 
 
 def insert_ignore_returning(session: Session, model: type[Base], row: dict[str, Any],
@@ -55,7 +57,7 @@ def insert_ignore_returning(session: Session, model: type[Base], row: dict[str, 
     values, or ``None`` when the constraint kept an existing row. Runs on the session's
     connection (no autoflush: the caller has no pending ORM changes it depends on)."""
     stmt = _statement(session.get_bind().dialect.name, model, tuple(columns))
-    return session.connection().execute(stmt, row).first()
+    return direct.execute(session.connection(), stmt, row).first()
 
 
 def insert_ignore_many_returning(session: Session, model: type[Base],
@@ -67,7 +69,7 @@ def insert_ignore_many_returning(session: Session, model: type[Base],
     stmt = _statement(session.get_bind().dialect.name, model, tuple(columns))
     conn = session.connection()
     if len(rows) == 1:
-        return list(conn.execute(stmt, dict(rows[0])).all())
+        return direct.execute(conn, stmt, rows[0])
     return list(conn.execute(stmt, list(rows)).all())
 
 

@@ -1,0 +1,154 @@
+"""``store.direct``: hot-path statements on the DBAPI cursor give what ``Connection.execute``
+gives — the same stored values and rows, the column defaults, SQLAlchemy's errors, the
+caller's transaction — on both engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select, union_all, update
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
+
+from bccd.store import direct
+from bccd.store.db import Database
+from bccd.store.models import Company, Message, MessageRaw, Thread, User
+
+_C, _U, _T, _M = Company.__table__, User.__table__, Thread.__table__, Message.__table__
+_NEW_COMPANY = insert(Company).returning(Company.id)
+_NEW_THREAD = insert(Thread).returning(Thread.id)
+_NEW_MESSAGE = insert(Message).returning(Message.id)
+_COMPANY = select(_C.c.id, _C.c.slug, _C.c.create_unknown_contacts, _C.c.created_at) \
+    .where(_C.c.id == bindparam("c"))
+_MESSAGE = select(_M).where(_M.c.id == bindparam("m"))
+
+
+def _setup(db: Database) -> tuple[int, int, int]:
+    """A company, a user and a thread, made through ``direct``."""
+    with db.transaction() as s:
+        conn = s.connection()
+        cid = direct.execute(conn, _NEW_COMPANY, {"slug": "acme", "name": "Acme"}).scalar_one()
+        uid = direct.execute(conn, insert(User).returning(User.id), {
+            "company_id": cid, "email": "alice@acme.test", "api_token_hash": "h" * 64,
+            "bcc_token": "t" * 16}).scalar_one()
+        tid = direct.execute(conn, _NEW_THREAD, {
+            "company_id": cid, "owner_id": uid, "subject": "Hi"}).scalar_one()
+    return cid, uid, tid
+
+
+def _message(cid: int, uid: int, tid: int, key: str, **extra: Any) -> dict[str, Any]:
+    return {"company_id": cid, "user_id": uid, "thread_id": tid, "dedup_key": key,
+            "message_id": f"<{key}@x>", "direction": "outgoing", "raw_sha256": "0" * 64,
+            **extra}
+
+
+def test_python_side_defaults_fill_the_columns_the_parameters_leave_out(
+        function_db: Database) -> None:
+    cid, uid, tid = _setup(function_db)
+    before = dt.datetime.now(dt.UTC)
+    with function_db.transaction() as s:
+        row = direct.execute(s.connection(), _COMPANY, {"c": cid}).one()
+        thread = s.get(Thread, tid)
+        assert thread is not None
+    assert row.slug == "acme" and row.create_unknown_contacts is True   # default=True
+    assert before - dt.timedelta(minutes=1) < row.created_at <= dt.datetime.now(dt.UTC)
+    assert (thread.visibility, thread.archived, thread.manual_items) == ("private", False, False)
+
+
+def test_values_read_back_the_same_as_through_sqlalchemy(function_db: Database) -> None:
+    cid, uid, tid = _setup(function_db)
+    when = dt.datetime(2026, 11, 27, 8, 30, 15, 123456, tzinfo=dt.UTC)
+    auth = {"dmarc": "pass", "dkim": [{"d": "acme.test", "result": "pass"}], "n": 3}
+    with function_db.transaction() as s:
+        mid = direct.execute(s.connection(), _NEW_MESSAGE, _message(
+            cid, uid, tid, "k1", subject="Grüße ✓", date=when, auth=auth,
+            text_body="a\r\nb", raw_size=7)).scalar_one()
+        direct.execute(s.connection(), insert(MessageRaw), {"message_id": mid, "raw": b"\x00\xff"})
+    with function_db.read() as s:
+        via_sqlalchemy = s.connection().execute(_MESSAGE, {"m": mid}).one()
+        via_direct = direct.execute(s.connection(), _MESSAGE, {"m": mid}).one()
+        raw = s.get(MessageRaw, mid)
+        assert raw is not None
+    assert tuple(via_direct) == tuple(via_sqlalchemy)
+    assert via_direct.subject == "Grüße ✓" and via_direct.auth == auth
+    assert via_direct.date == when and via_direct.text_body == "a\r\nb"
+    assert via_direct.from_addr == "" and via_direct.raw_size == 7
+    assert bytes(raw.raw) == b"\x00\xff"
+
+
+def test_several_parameter_sets_are_one_executemany(function_db: Database) -> None:
+    cid, uid, tid = _setup(function_db)
+    with function_db.transaction() as s:
+        direct.execute(s.connection(), insert(Message),
+                       [_message(cid, uid, tid, f"m{i}") for i in range(5)])
+    with function_db.read() as s:
+        keys = direct.execute(s.connection(), select(_M.c.dedup_key).order_by(_M.c.id)).scalars()
+    assert keys == [f"m{i}" for i in range(5)]
+
+
+def test_a_constraint_violation_is_sqlalchemys_integrity_error(function_db: Database) -> None:
+    _setup(function_db)
+    with pytest.raises(IntegrityError) as err, function_db.transaction() as s:
+        direct.execute(s.connection(), _NEW_COMPANY, {"slug": "acme", "name": "Again"})
+    assert err.value.orig is not None
+    with function_db.read() as s:
+        assert direct.execute(s.connection(), select(_C.c.name)).scalars() == ["Acme"]
+
+
+def test_statements_run_in_the_callers_transaction(function_db: Database) -> None:
+    class Undo(Exception):
+        pass
+
+    cid, _uid, _tid = _setup(function_db)
+    with pytest.raises(Undo), function_db.transaction() as s:
+        direct.execute(s.connection(), update(Company).where(Company.id == bindparam("c"))
+                       .values(name=bindparam("n")), {"c": cid, "n": "Renamed"})
+        assert direct.execute(s.connection(), _COMPANY, {"c": cid}).one().slug == "acme"
+        raise Undo
+    with function_db.read() as s:
+        assert s.scalar(select(Company.name)) == "Acme"
+
+
+def test_literal_lists_and_unions_keep_their_values(function_db: Database) -> None:
+    cid, uid, tid = _setup(function_db)
+    stmt = union_all(
+        select(_T.c.id, _T.c.subject).where(_T.c.visibility.in_(direct.literals(["private", "x"]))),
+        select(_C.c.id, _C.c.name).where(_C.c.id == bindparam("c")))
+    with function_db.read() as s:
+        rows = direct.execute(s.connection(), stmt, {"c": cid}).all()
+    assert sorted((r.id, r.subject) for r in rows) == sorted([(tid, "Hi"), (cid, "Acme")])
+
+
+def test_a_statement_it_cannot_run_goes_through_sqlalchemy(function_db: Database) -> None:
+    cid, _uid, _tid = _setup(function_db)
+    expanding = select(_C.c.slug).where(_C.c.id.in_(bindparam("ids", expanding=True)))
+    with function_db.read() as s:
+        assert direct.execute(s.connection(), expanding, {"ids": [cid, cid + 100]}).scalars() \
+            == ["acme"]
+        assert direct.execute(s.connection(), expanding, {"ids": [cid + 100]}).first() is None
+
+
+def test_rows_answer_like_a_result(function_db: Database) -> None:
+    cid, _uid, _tid = _setup(function_db)
+    with function_db.read() as s:
+        conn = s.connection()
+        none = direct.execute(conn, _COMPANY, {"c": cid + 100})
+        assert none.first() is None and none.scalar() is None and none.all() == []
+        with pytest.raises(NoResultFound):
+            none.one()
+        two = direct.execute(conn, union_all(select(_C.c.id), select(_C.c.id)))
+        with pytest.raises(MultipleResultsFound):
+            two.scalar_one()
+        assert direct.execute(conn, _COMPANY, {"c": cid}).one()._asdict()["slug"] == "acme"
+
+
+def test_cursor_listeners_see_every_statement(function_db: Database) -> None:
+    seen: list[str] = []
+
+    @event.listens_for(function_db.engine, "before_cursor_execute")
+    def record(_conn: Any, _cur: Any, stmt: str, *_a: Any) -> None:
+        seen.append(stmt.split()[0].upper())
+
+    _setup(function_db)
+    assert seen.count("INSERT") == 3
