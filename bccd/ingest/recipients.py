@@ -22,6 +22,7 @@ from bccd.config import Settings
 from bccd.ingest.types import Target
 from bccd.smtp import replies as R
 from bccd.smtp.replies import Reply
+from bccd.store import direct
 from bccd.store.models import Alternate, Company, Item, User
 
 # built once (bound parameters), not per RCPT, and run on the session's connection (plain
@@ -70,14 +71,14 @@ def resolve(session: Session, settings: Settings, address: str) -> Target | Repl
         return R.UNKNOWN_RECIPIENT
     rcpt = f"{local.lower()}@{domain}"
     if target.token is not None:
-        row = session.connection().execute(_USER_BY_TOKEN, {"token": target.token}).first()
+        row = direct.execute(session.connection(), _USER_BY_TOKEN, {"token": target.token}).first()
         if row is None or row.disabled or row.slug != target.slug:
             return R.UNKNOWN_RECIPIENT
         return Target(rcpt=rcpt, user_id=row.id, company_id=row.company_id)
     if not verify_entity_signature(settings.secret_keys, target):
         return R.UNKNOWN_RECIPIENT
     assert target.entity_id is not None
-    row2 = session.connection().execute(_ITEM_BY_ID, {"item_id": target.entity_id}).first()
+    row2 = direct.execute(session.connection(), _ITEM_BY_ID, {"item_id": target.entity_id}).first()
     if row2 is None or row2.kind != target.kind or row2.slug != target.slug:
         return R.UNKNOWN_RECIPIENT
     return Target(rcpt=rcpt, user_id=0, company_id=row2.company_id,
@@ -99,9 +100,9 @@ def _user_for_sender(session: Session, company_id: int, sender: str, *,
     by_login, by_alternate = _BY_SENDER[disabled]
     conn = session.connection()
     params = {"company_id": company_id, "sender": sender}
-    uid = conn.execute(by_login, params).scalar()
+    uid = direct.execute(conn, by_login, params).scalar()
     if uid is None:
-        uid = conn.execute(by_alternate, params).scalar()
+        uid = direct.execute(conn, by_alternate, params).scalar()
     return int(uid) if uid is not None else None
 
 

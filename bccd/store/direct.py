@@ -126,7 +126,10 @@ def _compile(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
         raise _Unsupported("onupdate defaults")
     prefetch = {c.key: c for c in compiled.insert_prefetch}
     given = set(keys)
-    order = compiled.positiontup if compiled.positional else list(compiled.binds)
+    # positional: in SQL order; named: the names the SQL uses (``binds`` also holds
+    # templates of anonymous names)
+    order = compiled.positiontup if compiled.positional else \
+        list(dict.fromkeys(compiled.bind_names.values()))
     slots = []
     for name in order:
         bp = compiled.binds[name]

@@ -45,7 +45,7 @@ def _message(cid: int, uid: int, tid: int, key: str, **extra: Any) -> dict[str, 
 
 def test_python_side_defaults_fill_the_columns_the_parameters_leave_out(
         function_db: Database) -> None:
-    cid, uid, tid = _setup(function_db)
+    cid, _uid, tid = _setup(function_db)
     before = dt.datetime.now(dt.UTC)
     with function_db.transaction() as s:
         row = direct.execute(s.connection(), _COMPANY, {"c": cid}).one()
@@ -111,7 +111,7 @@ def test_statements_run_in_the_callers_transaction(function_db: Database) -> Non
 
 
 def test_literal_lists_and_unions_keep_their_values(function_db: Database) -> None:
-    cid, uid, tid = _setup(function_db)
+    cid, _uid, tid = _setup(function_db)
     stmt = union_all(
         select(_T.c.id, _T.c.subject).where(_T.c.visibility.in_(direct.literals(["private", "x"]))),
         select(_C.c.id, _C.c.name).where(_C.c.id == bindparam("c")))

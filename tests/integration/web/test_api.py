@@ -308,6 +308,10 @@ def test_rejections_are_the_callers(world: World, who: str) -> None:
 def test_metrics_and_health(world: World) -> None:
     import httpx
 
+    # its own refused copy: the counter must not depend on which tests ran before
+    raw = make_message(frm="Mallory <mallory@evil.test>", message_id="<metrics@evil.test>")
+    assert send(world.srv.smtp_port, world.users["alice"]["bcc_address"], raw,
+                mail_from="mallory@evil.test")[0] == 550
     with httpx.Client(base_url=world.srv.http_url, timeout=10) as http:
         assert http.get("/healthz").json()["status"] == "ok"
         r = http.get("/metrics")
@@ -319,7 +323,8 @@ def test_metrics_and_health(world: World) -> None:
     stored = [line for line in text.splitlines()
               if line.startswith('bccd_messages_accepted_total{outcome="stored",source="bcc"}')]
     assert stored and float(stored[0].split()[-1]) >= 3
-    assert 'bccd_messages_refused_total{code="550 5.7.1",source="bcc"}' in text
+    refused = [line for line in text.splitlines() if line.startswith("bccd_messages_refused")]
+    assert 'bccd_messages_refused_total{code="550 5.7.1",source="bcc"}' in text, refused
     assert 'bccd_ingest_seconds_count{source="bcc"}' in text
     assert 'bccd_imap_accounts{state="active"} 0.0' in text
     assert "bccd_outbox_depth" in text and "bccd_metrics_db_up 1.0" in text
