@@ -17,6 +17,7 @@ class LoadResult:
     accepted: int = 0
     refused: int = 0
     errors: int = 0
+    reconnects: int = 0          # connections the server ended with 421, opened again
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     replies: dict[str, int] = field(default_factory=dict)
@@ -52,6 +53,20 @@ def dot_stuff(raw: bytes) -> bytes:
 
 async def _session(port: int, queue: asyncio.Queue[tuple[str, str, bytes]], res: LoadResult,
                    interval: float | None, offset: float = 0.0) -> None:
+    """One client: a connection reused for message after message — and, like a real
+    client, a new connection when the server ends one with ``421`` (bccd does after
+    ``smtp.command_call_limit`` transactions), the message then sent again on it."""
+    first = True
+    while not queue.empty():
+        if not await _connection(port, queue, res, interval, offset if first else 0.0):
+            return
+        first = False
+        res.reconnects += 1
+
+
+async def _connection(port: int, queue: asyncio.Queue[tuple[str, str, bytes]], res: LoadResult,
+                      interval: float | None, offset: float) -> bool:
+    """True when the server ended the connection with 421 (the caller reconnects)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     if offset:
         await asyncio.sleep(offset)  # paced sessions start spread out, not in lockstep
@@ -67,6 +82,9 @@ async def _session(port: int, queue: asyncio.Queue[tuple[str, str, bytes]], res:
             t0 = time.perf_counter()
             writer.write(f"MAIL FROM:<{mail_from}>\r\n".encode())
             r1 = await _reply(reader)
+            if r1.startswith("421"):
+                queue.put_nowait((mail_from, rcpt, data))
+                return True
             writer.write(f"RCPT TO:<{rcpt}>\r\n".encode())
             r2 = await _reply(reader)
             if not (r1.startswith("250") and r2.startswith("250")):
@@ -93,6 +111,7 @@ async def _session(port: int, queue: asyncio.Queue[tuple[str, str, bytes]], res:
         res.errors += 1
     finally:
         writer.close()
+    return False
 
 
 async def run_load(port: int, messages: list[tuple[str, str, bytes]], concurrency: int,

@@ -8,9 +8,10 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
 
   (a) sink      bare aiosmtpd answering 250 to everything (the baseline)
   (b) sqlite    ``bccd serve``: DMARC auth, parse, link, durable commit on SQLite
-                (WAL, synchronous=FULL), logging at ``info``, ``smtp.workers = 0`` (one
-                SMTP process per CPU; ``--workers`` to change it; the full run adds the
-                same with one process, ``sqlite 1proc``)
+                (WAL, synchronous=FULL), logging at ``info``, bccd's default of one
+                SMTP process (``--workers`` to change it; the full run adds the same
+                with one SMTP process per CPU, ``smtp.workers = 0``, for SQLite and
+                PostgreSQL with 4 KB messages: ``sqlite 2proc``, ``postgres 2proc``)
   (c) postgres  the same on PostgreSQL (a private cluster with fsync and synchronous
                 commit on — full run only)
 
@@ -179,6 +180,16 @@ def start_bccd(work: Path, dns_port: int, db_url: str | None,
     return proc, port, user["bcc_address"]
 
 
+def start_pg(work: Path, dns_port: int, pg_admin: str, workers: int) -> tuple[Proc, int, str]:
+    """``start_bccd`` on a fresh database of the PostgreSQL cluster ``pg_admin``."""
+    from tests.support.pg import fresh_database
+
+    url, _ = fresh_database(pg_admin)
+    work.mkdir()
+    return start_bccd(work, dns_port, url.replace("postgresql://", "postgresql+psycopg://"),
+                      workers)
+
+
 def _wait_workers(log: Path, proc: Proc, timeout: float = 30.0) -> None:
     """Until every SMTP worker listens (the primary's socket takes all until then)."""
     deadline = time.monotonic() + timeout
@@ -217,13 +228,15 @@ def measure(port: int, rcpt: str, warm: list[bytes], msgs: list[bytes], conc: in
     return run(port, msgs, rcpt, conc, rate)
 
 
-HEADER = (f"{'server':<12} {'size':>5} {'msgs':>6} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+HEADER = (f"{'server':<14} {'size':>5} {'msgs':>6} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'rss MB':>7}  replies")
 
 
 def row(name: str, size: str, r: LoadResult, rss: float) -> str:
-    return (f"{name:<12} {size:>5} {r.accepted:>6} {r.rate:>8.1f} {r.pct(50) * 1000:>8.1f} "
-            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f}  {dict(sorted(r.replies.items()))}")
+    return (f"{name:<14} {size:>5} {r.accepted:>6} {r.rate:>8.1f} {r.pct(50) * 1000:>8.1f} "
+            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f}  {dict(sorted(r.replies.items()))}"
+            + (f" reconnects={r.reconnects}" if r.reconnects else "")
+            + (f" connection errors={r.errors}" if r.errors else ""))
 
 
 def main() -> None:
@@ -232,8 +245,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="messages per run")
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--imap-messages", type=int, default=10_000)
-    ap.add_argument("--workers", type=int, default=0,
-                    help="smtp.workers for (b) and (c); 0 = one SMTP process per CPU")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="smtp.workers for (b) and (c): 1 (bccd's default) or n; 0 = one SMTP "
+                         "process per CPU")
     args = ap.parse_args()
     t_start = time.monotonic()
     pem, pub = make_key()
@@ -243,10 +257,12 @@ def main() -> None:
     dns.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject")
     sizes = [("4KB", 4096)] if args.quick else [("4KB", 4096), ("50KB", 51200)]
     servers = ["sink", "sqlite"] if args.quick else ["sink", "sqlite", "postgres"]
-    procs = args.workers or len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
+    procs = args.workers or cpus
     print(f"bench: n={args.n} per run (after {WARMUP} warm-up), {args.concurrency} concurrent "
           f"sessions, cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, "
-          f"bccd smtp.workers = {args.workers} ({procs} SMTP processes)", flush=True)
+          f"bccd smtp.workers = {args.workers} ({procs} SMTP process{'es' if procs > 1 else ''})",
+          flush=True)
     print(HEADER, flush=True)
     results: dict[tuple[str, str], LoadResult] = {}
     base = Path(tempfile.mkdtemp(prefix="bccd-bench-"))
@@ -272,13 +288,14 @@ def main() -> None:
                 results[("sqlite", label)] = r
                 rss = proc.stop()
                 print(row("sqlite", label, r, rss), flush=True)
-                if not args.quick and label == "4KB" and procs > 1:
-                    work = base / f"sqlite-1p-{label}"
+                if not args.quick and label == "4KB" and procs != cpus:
+                    # the same with one SMTP process per CPU (smtp.workers = 0)
+                    work = base / f"sqlite-np-{label}"
                     work.mkdir()
-                    proc, port, rcpt = start_bccd(work, dns.port, None, 1)
-                    r1 = measure(port, rcpt, warm, build_messages(args.n, size, pem, "one"),
+                    proc, port, rcpt = start_bccd(work, dns.port, None, 0)
+                    rn = measure(port, rcpt, warm, build_messages(args.n, size, pem, "percpu"),
                                  args.concurrency)
-                    print(row("sqlite 1proc", label, r1, proc.stop()), flush=True)
+                    print(row(f"sqlite {cpus}proc", label, rn, proc.stop()), flush=True)
                 if label == "4KB" and r.rate > 0:
                     work = base / f"sqlite-half-{label}"
                     work.mkdir()
@@ -289,17 +306,16 @@ def main() -> None:
                     results[("sqlite@50%", label)] = rh
                     print(row("sqlite@50%", label, rh, proc.stop()), flush=True)
                 if pg_admin is not None:
-                    from tests.support.pg import fresh_database
-
-                    url, _ = fresh_database(pg_admin)
-                    work = base / f"pg-{label}"
-                    work.mkdir()
-                    proc, port, rcpt = start_bccd(
-                        work, dns.port, url.replace("postgresql://", "postgresql+psycopg://"),
-                        args.workers)
+                    proc, port, rcpt = start_pg(base / f"pg-{label}", dns.port, pg_admin,
+                                                args.workers)
                     r = measure(port, rcpt, warm, msgs["postgres"], args.concurrency)
                     results[("postgres", label)] = r
                     print(row("postgres", label, r, proc.stop()), flush=True)
+                    if label == "4KB" and procs != cpus:
+                        proc, port, rcpt = start_pg(base / f"pg-np-{label}", dns.port, pg_admin, 0)
+                        rn = measure(port, rcpt, warm, build_messages(args.n, size, pem, "pgcpu"),
+                                     args.concurrency)
+                        print(row(f"postgres {cpus}proc", label, rn, proc.stop()), flush=True)
         if not args.quick:
             print("\nlinking cost vs company size (bench.linking_scale, SQLite):", flush=True)
             subprocess.run([sys.executable, "-m", "bench.linking_scale"], cwd=REPO, check=False)
