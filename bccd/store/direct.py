@@ -101,6 +101,8 @@ class _Form:
 
 
 _FORMS: dict[tuple[Any, str, tuple[str, ...], bool], _Form] = {}
+MAX_FORMS = 4096    # a statement built anew per call (meant to be a constant) would grow
+                    # the cache forever: it is emptied instead, with a warning
 
 
 def literals(values: Sequence[Any]) -> list[Any]:
@@ -173,9 +175,11 @@ def _values(form: _Form, params: Mapping[str, Any]) -> Any:
 
 
 def _result_shape(form: _Form, dialect: Dialect, description: Any) -> None:
-    form.results = [t.dialect_impl(dialect).result_processor(dialect, d[1])
-                    for t, d in zip(form.types, description, strict=True)]
+    results = [t.dialect_impl(dialect).result_processor(dialect, d[1])
+               for t, d in zip(form.types, description, strict=True)]
+    # the row class first: another thread may be reading ``results`` as the sign of both
     form.row = namedtuple("Row", form.names, rename=True)  # type: ignore[misc]
+    form.results = results
 
 
 def execute(conn: Connection, stmt: Any,
@@ -183,12 +187,17 @@ def execute(conn: Connection, stmt: Any,
     """``conn.execute(stmt, params)`` on the DBAPI cursor (see the module docstring); a
     list of parameter sets is an executemany (no rows back)."""
     many = isinstance(params, Sequence)
+    if many and not params:
+        return Rows()
     sets: Sequence[Mapping[str, Any]] = params if many else (params or {},)  # type: ignore[assignment]
     dialect = conn.dialect
     keys = tuple(sets[0])
     key = (stmt, dialect.name, keys, many)
     form = _FORMS.get(key)
     if form is None:
+        if len(_FORMS) >= MAX_FORMS:
+            log.warning("direct_forms_full", forms=len(_FORMS))
+            _FORMS.clear()
         form = _FORMS[key] = _form(stmt, dialect, keys, many)
     if form.sql is _SQLALCHEMY:
         result = conn.execute(stmt, params)

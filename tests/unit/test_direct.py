@@ -152,3 +152,20 @@ def test_cursor_listeners_see_every_statement(function_db: Database) -> None:
 
     _setup(function_db)
     assert seen.count("INSERT") == 3
+
+
+def test_statements_built_per_call_do_not_grow_the_cache_forever(
+        function_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(direct, "MAX_FORMS", 3)
+    monkeypatch.setattr(direct, "_FORMS", {})
+    cid, _uid, _tid = _setup(function_db)
+    with function_db.read() as s:
+        for _ in range(5):  # a new statement object each time
+            assert direct.execute(s.connection(), select(_C.c.slug).where(
+                _C.c.id == bindparam("c")), {"c": cid}).scalar_one() == "acme"
+    assert len(direct._FORMS) <= 3
+
+
+def test_no_parameter_sets_is_nothing_to_do(function_db: Database) -> None:
+    with function_db.transaction() as s:
+        assert direct.execute(s.connection(), insert(Company), []) == []
