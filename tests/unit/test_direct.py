@@ -8,11 +8,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, union_all, update
-from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
+from sqlalchemy import bindparam, event, insert, select, text, union_all, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 
 from bccd.store import direct
 from bccd.store.db import Database
+from bccd.store.migrate import upgrade
 from bccd.store.models import Company, Message, MessageRaw, Thread, User
 
 _C, _U, _T, _M = Company.__table__, User.__table__, Thread.__table__, Message.__table__
@@ -169,3 +170,22 @@ def test_statements_built_per_call_do_not_grow_the_cache_forever(
 def test_no_parameter_sets_is_nothing_to_do(function_db: Database) -> None:
     with function_db.transaction() as s:
         assert direct.execute(s.connection(), insert(Company), []) == []
+
+
+def test_a_lost_postgresql_connection_is_invalidated_and_the_next_transaction_works(
+        pg_url: str) -> None:
+    upgrade(pg_url)
+    db = Database(pg_url)
+    try:
+        cid, _uid, _tid = _setup(db)
+        with db.engine.connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with db.engine.connect() as other:  # the server ends that session
+                other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            with pytest.raises(DBAPIError) as err:
+                direct.execute(conn, _COMPANY, {"c": cid})
+            assert err.value.connection_invalidated and conn.invalidated
+        with db.read() as s:  # the pool hands out a live connection, not the dead one
+            assert direct.execute(s.connection(), _COMPANY, {"c": cid}).one().slug == "acme"
+    finally:
+        db.dispose()
