@@ -125,7 +125,7 @@ def run_bccd(dove: Dovecot, work: Path, n: int) -> float:
         "storage": {"data_dir": str(work / "var")},
         "auth": {"mode": "off"},
         "imap": {"initial_days": 0},
-        "log": {"format": "json", "level": "warning"},
+        "log": {"format": "json", "level": "info"},  # bccd's default: a line per message
     })
     env = {**os.environ, "BENCH_IMAP_PASSWORD": PASSWORD}
 
