@@ -6,8 +6,8 @@ compiles every statement (for the connection's dialect, with the INSERT columns 
 parameters name), and its types still convert every value in and out — but the per-call
 machinery around the cursor (execution context, compiled-cache lookup, parameter
 construction, result metadata) is done once per form instead of once per call. On the
-IMAP sync that machinery was a third of the CPU; SQLAlchemy's own performance notes show
-the same gap between Core execution and the raw cursor.
+IMAP sync that machinery was a third of the time spent holding the GIL; SQLAlchemy's own
+performance notes show the same gap between Core execution and the raw cursor.
 
 What it keeps from ``Connection.execute``:
 
@@ -50,6 +50,8 @@ _SQLALCHEMY = "<through Connection.execute>"   # the form of a statement this do
 
 class _Unsupported(Exception):
     """A statement (form) that ``Connection.execute`` runs instead."""
+
+
 Processor = Callable[[Any], Any] | None
 
 
