@@ -56,11 +56,10 @@ async def _session(port: int, queue: asyncio.Queue[tuple[str, str, bytes]], res:
     """One client: a connection reused for message after message — and, like a real
     client, a new connection when the server ends one with ``421`` (bccd does after
     ``smtp.command_call_limit`` transactions), the message then sent again on it."""
-    first = True
     while not queue.empty():
-        if not await _connection(port, queue, res, interval, offset if first else 0.0):
+        if not await _connection(port, queue, res, interval, offset):
             return
-        first = False
+        offset = 0.0  # only the first connection waits to spread the sessions' starts
         res.reconnects += 1
 
 

@@ -198,8 +198,8 @@ def _context(s: Session, req: FileRequest) -> _Context:
         bool(row.dup_has_bcc))
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
-        found = row._asdict()
-        owners = {ref: tid for i, ref in enumerate(ids) if (tid := found[f"ref{i}"]) is not None}
+        owners = {ref: tid for i, ref in enumerate(ids)
+                  if (tid := getattr(row, f"ref{i}")) is not None}
     return _Context(copy, known, stored, owners, row.company_slug)
 
 
@@ -303,7 +303,7 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
     mid = direct.execute(conn, _INSERT_MESSAGE, values).scalar_one()
     direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": req.raw})
     direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
-                                  "created_at": values["created_at"]})
+                                          "created_at": values["created_at"]})
     matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
                           known=ctx.known)
     rows = [{"company_id": company.id, "message_id": mid, "role": "from",

@@ -44,7 +44,7 @@ _PATTERNS = select(Blocked.__table__.c.pattern).where(Blocked.__table__.c.user_i
 
 
 def patterns(session: Session, user_id: int) -> list[str]:
-    return list(direct.execute(session.connection(), _PATTERNS, {"u": user_id}).scalars())
+    return direct.execute(session.connection(), _PATTERNS, {"u": user_id}).scalars()
 
 
 def is_blocked(pats: Sequence[str], address: str) -> bool:

@@ -117,7 +117,7 @@ def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> li
     params["c"] = owner.company_id
     if not owner.is_admin:
         params["o"] = owner.id
-    return list(direct.execute(session.connection(), stmt, params).all())
+    return direct.execute(session.connection(), stmt, params)
 
 
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:

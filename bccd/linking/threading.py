@@ -102,7 +102,7 @@ def _touch(session: Session, thread_id: int, subject: str | None,
         row = direct.execute(conn, _TOUCH, {"t": thread_id, "now": now}).first()
     else:
         row = direct.execute(conn, _TOUCH_SUBJECT, {"t": thread_id, "now": now,
-                                            "subject": subject[:2000]}).first()
+                                                    "subject": subject[:2000]}).first()
     return None if row is None else ThreadRow(thread_id, bool(row.manual_items))
 
 

@@ -95,6 +95,7 @@ class _Form:
     sql: str
     positional: bool
     slots: list[_Slot]
+    binds: tuple[str, ...]                       # the slots' names, in order
     returns_rows: bool
     names: tuple[str, ...]                       # the result columns (row attributes)
     types: list[Any]                             # their SQLAlchemy types
@@ -149,8 +150,8 @@ def _compile(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
             slot.constant = proc(bp.value) if proc is not None else bp.value
         slots.append(slot)
     cols = list(stmt.exported_columns) if hasattr(stmt, "exported_columns") else []
-    return _Form(compiled.string, compiled.positional, slots, bool(cols),
-                 tuple(c.key for c in cols), [c.type for c in cols])
+    return _Form(compiled.string, compiled.positional, slots, tuple(s.name for s in slots),
+                 bool(cols), tuple(c.key for c in cols), [c.type for c in cols])
 
 
 def _form(stmt: Any, dialect: Dialect, keys: tuple[str, ...], many: bool) -> _Form:
@@ -160,7 +161,7 @@ def _form(stmt: Any, dialect: Dialect, keys: tuple[str, ...], many: bool) -> _Fo
             raise _Unsupported("RETURNING with several parameter sets")
     except _Unsupported as exc:
         log.debug("direct_fallback", reason=str(exc), sql=str(stmt)[:200])
-        return _Form(_SQLALCHEMY, False, [], False, (), [])
+        return _Form(_SQLALCHEMY, False, [], (), False, (), [])
     return form
 
 
@@ -172,8 +173,7 @@ def _values(form: _Form, params: Mapping[str, Any]) -> Any:
             continue
         v = s.default() if s.default is not None else params[s.name]
         out.append(s.processor(v) if s.processor is not None else v)
-    return out if form.positional else dict(zip((s.name for s in form.slots), out,
-                                                strict=True))
+    return out if form.positional else dict(zip(form.binds, out, strict=True))
 
 
 def _result_shape(form: _Form, dialect: Dialect, description: Any) -> None:
