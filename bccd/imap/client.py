@@ -399,6 +399,15 @@ class AsyncImap:
         self._executor.shutdown(wait=False)
 
 
+def _close_orphan(work: concurrent.futures.Future[Any]) -> None:
+    if work.cancelled() or work.exception() is not None:
+        return
+    conn = work.result()
+    if isinstance(conn, ImapConnection):
+        with contextlib.suppress(Exception):
+            conn.client.shutdown()  # the socket only: no LOGOUT round trip for nobody
+
+
 def new_executor(account_id: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"imap-{account_id}")
 
@@ -415,10 +424,15 @@ async def connect(
     access token is refreshed once and the login retried.
     """
     executor = new_executor(account.id)
-    loop = asyncio.get_running_loop()
 
     async def run(fn: Callable[..., T], *args: Any) -> T:
-        return await loop.run_in_executor(executor, functools.partial(fn, *args))
+        work = executor.submit(fn, *args)
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            # the thread goes on: a connection it opens now is nobody's — close it
+            work.add_done_callback(_close_orphan)
+            raise
 
     async def store(new: Auth) -> None:
         if on_refresh is not None:

@@ -1,0 +1,43 @@
+"""A connection the worker thread opens after its caller stopped waiting (the poller
+stopping, an account removed) is closed, not left for the garbage collector."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from bccd.imap import client
+from bccd.imap.accounts import AccountConfig, PasswordAuth
+from tests.integration.imap.helpers import wait_for
+from tests.support.dovecot import Dovecot
+
+
+async def test_a_connection_opened_for_a_cancelled_connect_is_closed(
+        dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = AccountConfig(
+        id=1, user_id=1, host="127.0.0.1", port=dovecot.ssl_port, security="ssl",
+        username=imap_user, auth_kind="password", ca_file=dovecot.ca_file, folders=(),
+        on_archive="none", state="active")
+    gate, started = threading.Event(), threading.Event()
+    opened: list[client.ImapConnection] = []
+    real = client.open_connection
+
+    def slow_open(*args: Any) -> client.ImapConnection:
+        started.set()
+        gate.wait(10)  # the caller is cancelled meanwhile
+        conn = real(*args)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(client, "open_connection", slow_open)
+    task = asyncio.create_task(client.connect(account, PasswordAuth(dovecot.users[imap_user])))
+    await wait_for(started.is_set)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()
+    await wait_for(lambda: bool(opened))  # logged in, for nobody
+    await wait_for(lambda: opened[0].client.socket().fileno() == -1)
