@@ -23,6 +23,7 @@ from bccd.auth.dns import Resolver
 from bccd.auth.spf import check_spf
 from tests.support.dnsserver import DnsTestServer
 from tests.unit.auth.authkit import MAILAUTH
+from tests.unit.auth.conftest import RESOLVER_TIMEOUT
 
 SUITE = MAILAUTH / "spf" / "rfc7208-tests.yml"
 
@@ -90,7 +91,7 @@ def load_zone(server: DnsTestServer, zonedata: dict[str, list[Any]]) -> None:
 @pytest.mark.parametrize(("number", "name", "test"), _load())
 def test_rfc7208(dns: DnsTestServer, number: int, name: str, test: dict[str, Any]) -> None:
     load_zone(dns, scenario(number)["zonedata"])
-    resolver = Resolver(["127.0.0.1"], port=dns.port, timeout=0.3)
+    resolver = Resolver(["127.0.0.1"], port=dns.port, timeout=RESOLVER_TIMEOUT)
     got = check_spf(resolver, client_ip=test["host"], mail_from=test["mailfrom"],
                     helo=test["helo"], default_explanation="DEFAULT")
     expected = test["result"]
