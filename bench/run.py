@@ -14,6 +14,9 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
                 PostgreSQL with 4 KB messages: ``sqlite 2proc``, ``postgres 2proc``)
   (c) postgres  the same on PostgreSQL (a private cluster with fsync and synchronous
                 commit on — full run only)
+  floor         the libraries alone (``bench.floor``): aiosmtpd, dkimpy, pyspf, the email
+                parser and a SQLite group commit with none of bccd's logic, one process per
+                CPU — the least CPU per message this stack needs (full run, 4 KB only)
 
 For each: messages/s, p50/p99 latency, the peak RSS of the server (the sum over its
 processes: what they hold resident together, shared library pages counted per process);
@@ -21,7 +24,8 @@ then (b) again at half of its measured rate, for the p99 at half load. The full 
 50 KB messages (one attachment each), linking cost at 1,000 vs 1,000,000 persons
 (``bench.linking_scale``) and an IMAP initial sync of a 10,000-message Dovecot mailbox
 by ``bccd imap sync --once`` and by ``mbsync`` (``bench.imap``). The last line is the
-ratio of (b) to (a) for 4 KB messages.
+ratio of (b) to (a) for 4 KB messages; the full run prints the floor's ratio to (a) and
+bccd's to the floor just before it.
 
     .venv/bin/python -m bench.run [--quick] [--n 2000] [--concurrency 20]
 """
@@ -228,6 +232,20 @@ def measure(port: int, rcpt: str, warm: list[bytes], msgs: list[bytes], conc: in
     return run(port, msgs, rcpt, conc, rate)
 
 
+def measure_floor(work: Path, records: dict[str, str], warm: list[bytes], msgs: list[bytes],
+                  conc: int, processes: int) -> tuple[LoadResult, float]:
+    """``bench.floor`` with ``processes`` processes, answering ``records`` (name → TXT)
+    from memory; the result and the peak RSS."""
+    work.mkdir()
+    (work / "dns.json").write_text(json.dumps(records))
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "bench.floor", str(port), str(work / "floor.sqlite3"),
+                 str(work / "dns.json"), str(processes)], work, port,
+                env={"PYTHONPATH": str(REPO)})
+    r = measure(port, "x@bcc.localhost", warm, msgs, conc)
+    return r, proc.stop()
+
+
 HEADER = (f"{'server':<14} {'size':>5} {'msgs':>6} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'rss MB':>7}  replies")
 
@@ -251,10 +269,12 @@ def main() -> None:
     args = ap.parse_args()
     t_start = time.monotonic()
     pem, pub = make_key()
+    records = {f"bench._domainkey.{DOMAIN}": f"v=DKIM1; k=rsa; p={pub}",
+               DOMAIN: "v=spf1 ip4:127.0.0.1 -all",
+               f"_dmarc.{DOMAIN}": "v=DMARC1; p=reject"}
     dns = DnsTestServer().start()
-    dns.add_txt(f"bench._domainkey.{DOMAIN}", f"v=DKIM1; k=rsa; p={pub}")
-    dns.add_txt(DOMAIN, "v=spf1 ip4:127.0.0.1 -all")
-    dns.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject")
+    for name, txt in records.items():
+        dns.add_txt(name, txt)
     sizes = [("4KB", 4096)] if args.quick else [("4KB", 4096), ("50KB", 51200)]
     servers = ["sink", "sqlite"] if args.quick else ["sink", "sqlite", "postgres"]
     cpus = len(os.sched_getaffinity(0))
@@ -280,6 +300,12 @@ def main() -> None:
                 r = measure(port, "x@bcc.localhost", warm, msgs["sink"], args.concurrency)
                 results[("sink", label)] = r
                 print(row("sink", label, r, sink.stop()), flush=True)
+                if not args.quick and label == "4KB":
+                    r, rss = measure_floor(base / "floor", records, warm,
+                                           build_messages(args.n, size, pem, "floor"),
+                                           args.concurrency, cpus)
+                    results[("floor", label)] = r
+                    print(row(f"floor {cpus}proc", label, r, rss), flush=True)
 
                 work = base / f"sqlite-{label}"
                 work.mkdir()
@@ -329,6 +355,10 @@ def main() -> None:
     print(f"\n(total {time.monotonic() - t_start:.0f} s)")
     sink4, full4 = results[("sink", "4KB")], results[("sqlite", "4KB")]
     ratio = full4.rate / sink4.rate if sink4.rate else 0.0
+    floor4 = results.get(("floor", "4KB"))
+    if floor4 is not None and floor4.rate and sink4.rate:
+        print(f"ratio floor/sink 4KB: {floor4.rate / sink4.rate:.2f} "
+              f"(bccd/floor: {full4.rate / floor4.rate:.2f})")
     print(f"ratio full/sink 4KB: {ratio:.2f}")
 
 
