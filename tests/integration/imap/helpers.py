@@ -129,17 +129,22 @@ class RecordingSink:
 
 class FailingSink:
     """Wraps a sink; after ``fail_after`` successful calls every call fails (raises or
-    returns TEMPFAIL), like a database outage in the middle of a batch."""
+    returns TEMPFAIL), like a database outage in the middle of a batch — or, ``once``, only
+    the call after them (a passing failure)."""
 
-    def __init__(self, inner: IngestSink, fail_after: int, *, mode: str = "raise") -> None:
+    def __init__(self, inner: IngestSink, fail_after: int, *, mode: str = "raise",
+                 once: bool = False) -> None:
         self.inner = inner
         self.fail_after = fail_after
         self.mode = mode
+        self.once = once
         self.ok = 0
+        self.failed = 0
 
     async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
                           turn: Turn | None = None) -> Outcome:
-        if self.ok >= self.fail_after:
+        if self.ok >= self.fail_after and not (self.once and self.failed):
+            self.failed += 1
             if self.mode == "raise":
                 raise RuntimeError("simulated crash mid-batch")
             return Outcome(Disposition.TEMPFAIL, R.TEMP_FAILURE, reason="simulated outage")

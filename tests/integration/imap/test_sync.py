@@ -197,6 +197,39 @@ async def test_crash_mid_batch_refetches_never_skips(
     assert account_row(db, account).state == "active"
 
 
+@BOTH_ENGINES
+async def test_a_failure_mid_batch_leaves_the_next_group_unmarked_and_it_is_fetched_again(
+    dovecot: Dovecot,
+    imap_user: str,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    bccd_user: BccdUser,
+) -> None:
+    """The next group is already being ingested when a message of the group before fails
+    once: the mark stops before the failure, and whatever of the next group was stored
+    all the same is a duplicate, not a second copy, when the next sync fetches it again."""
+    uids = [
+        dovecot.append(imap_user, make_message(BOB, USER_EMAIL, message_id=f"<n{i}@client.test>"))
+        for i in range(9)
+    ]
+    account = add_account(dovecot, imap_user, folders=["INBOX"])
+    # batch_size is 3: the fifth message (second group) fails, the third group is in flight
+    [broken] = await sync_once(settings, db, FailingSink(sink, 4, once=True),
+                               account_ids=[account])
+    assert broken.error is not None and "ingest failed temporarily" in broken.error
+    state = folder_state(db, account, "INBOX")
+    assert state is not None and state.last_uid == uids[3]
+
+    [healed] = await sync_once(settings, db, sink, account_ids=[account])
+    assert healed.error is None
+    ids = [m["message_id"] for m in stored(db, bccd_user.id)]
+    assert sorted(ids) == sorted(f"n{i}@client.test" for i in range(9))  # each once
+    state = folder_state(db, account, "INBOX")
+    assert state is not None and state.last_uid == uids[-1]
+
+
 async def test_mark_does_not_move_past_a_message_not_yet_stored(
     dovecot: Dovecot,
     imap_user: str,
