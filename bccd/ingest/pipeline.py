@@ -65,6 +65,18 @@ AUTH_BUDGET = 30.0
 log = get_logger("bccd.ingest")
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _synced_sender(parsed: Parsed) -> Addr:
+    """The sender of a synced message: its strict From, or failing that the first address
+    the lenient parser finds (a mailbox holds whatever it holds; nothing is refused)."""
+    try:
+        mb = parse_from(parsed.from_values)
+    except SenderRefused:
+        lenient = parse_address_list(parsed.from_values[:1])
+        return lenient[0] if lenient else Addr("", "")
+    return Addr(mb.email, mb.name)
 
 
 @dataclass(slots=True)
@@ -228,8 +240,7 @@ class Pipeline:
         filing path, as the user's outgoing mail from source ``bcc``; the verdict is the one
         recorded when the copy arrived. Idempotent: filing again is a duplicate."""
         try:
-            parsed = await self._parse(raw)
-            mailbox = parse_from(parsed.from_values)
+            parsed, mailbox = await self._parse_with_from(raw)
         except IngestError as err:
             return Outcome.from_error(err)
         req = store.FileRequest(
@@ -247,13 +258,7 @@ class Pipeline:
         ``FilingOrder``, passed on here once the copy is queued for the database (the
         caller passes it on if this ends before that)."""
         try:
-            parsed = await self._parse(raw)
-            try:
-                mb = parse_from(parsed.from_values)
-                sender = Addr(mb.email, mb.name)
-            except SenderRefused:
-                lenient = parse_address_list(parsed.from_values[:1])
-                sender = lenient[0] if lenient else Addr("", "")
+            parsed, sender = await self._parse(raw, _synced_sender)
             own = await self.lookups.shared(("own", user_id), self._own_addresses, user_id)
             direction = "outgoing" if sender.email in own else "incoming"
             req = store.FileRequest(
@@ -275,23 +280,21 @@ class Pipeline:
             return store.user_addresses(s, user_id)
 
     # ------------------------------------------------------------------ stages
-    async def _parse(self, raw: bytes) -> Parsed:
-        if len(raw) > self.settings.smtp.max_message_size:
-            raise MessageTooBig()
-        limit = self.settings.smtp.max_header_size
-        return await self._in_thread(lambda: parse(raw, max_header_size=limit))
-
-    async def _parse_with_from(self, raw: bytes) -> tuple[Parsed, Mailbox]:
-        """``_parse`` and the strict From in the same worker thread."""
+    async def _parse(self, raw: bytes, then: Callable[[Parsed], U]) -> tuple[Parsed, U]:
+        """The parse, and ``then`` of it, in one worker thread."""
         if len(raw) > self.settings.smtp.max_message_size:
             raise MessageTooBig()
         limit = self.settings.smtp.max_header_size
 
-        def work() -> tuple[Parsed, Mailbox]:
+        def work() -> tuple[Parsed, U]:
             parsed = parse(raw, max_header_size=limit)
-            return parsed, parse_from(parsed.from_values)
+            return parsed, then(parsed)
 
         return await self._in_thread(work)
+
+    async def _parse_with_from(self, raw: bytes) -> tuple[Parsed, Mailbox]:
+        """``_parse`` and the strict From (``SenderRefused`` if it is not one mailbox)."""
+        return await self._parse(raw, lambda parsed: parse_from(parsed.from_values))
 
     @staticmethod
     async def _in_thread(fn: Callable[[], T]) -> T:
