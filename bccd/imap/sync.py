@@ -44,7 +44,6 @@ skipped. IMAP errors surface as :class:`~bccd.imap.client.ImapFailure`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -344,77 +343,56 @@ async def sync_folder(
 
     # the next group's bodies are fetched (IMAP thread, server) while this group is ingested
     order = FilingOrder()
-
-    def start(group: list[_Meta], bodies: dict[int, dict[bytes, Any]]) -> _InFlight:
-        """The group's messages ingested concurrently (their commits share the database's
-        group commits), filed in UID order across groups (``order``)."""
-        pending: dict[int, asyncio.Future[Outcome]] = {}
-        for m in group:
-            raw = bodies.get(m.uid, {}).get(b"BODY[]") if not m.skip else None
-            if raw is not None:
-                origin = ImapOrigin(
-                    account_id=account.id,
-                    folder=folder,
-                    uidvalidity=sel.uidvalidity,
-                    uid=m.uid,
-                    gm_thrid=m.thrid,
-                    gm_labels=m.labels,
-                )
-                pending[m.uid] = asyncio.ensure_future(
-                    _ingest(sink, raw, account, origin, order.take()))
-        return group, pending
-
-    async def settle(group: list[_Meta], pending: dict[int, asyncio.Future[Outcome]]) -> None:
-        """Outcomes taken in UID order, so the mark only passes a UID whose ingest returned."""
-        nonlocal done
-        if pending:
-            await asyncio.wait(pending.values())
-        high = res.last_uid
-        for m in group:
-            task = pending.get(m.uid)
-            if task is None:
-                res.skipped += 1
-                if not m.skip:
-                    log.warning("imap_message_vanished", account=account.id, folder=folder,
-                                uid=m.uid)
-            else:
-                try:
-                    outcome = task.result()
-                except IngestDeferred:
-                    await advance(high)
-                    raise
-                _count(res, outcome, account, folder, m.uid)
-            high = m.uid
-            done += 1
-            if progress is not None:
-                progress(folder, done, len(uids))
-        await advance(high)
-
-    # Two groups in flight: the next group is parsed while the one before is still being
-    # filed and committed (the commit's fsync, SQLite's own work, without the GIL).
-    inflight: collections.deque[_InFlight] = collections.deque()
     ahead: asyncio.Future[Any] = asyncio.ensure_future(fetch_next())
     try:
         while (item := await ahead) is not None:
             ahead = asyncio.ensure_future(fetch_next())
-            inflight.append(start(*item))
-            if len(inflight) > 1:
-                await settle(*inflight.popleft())
-        while inflight:
-            await settle(*inflight.popleft())
+            group, bodies = item
+            # the group's messages are ingested concurrently (their commits share the
+            # database's group commits) and filed in UID order (``order``); outcomes are
+            # then taken in UID order, so the mark still only passes a UID whose ingest
+            # returned
+            pending: dict[int, asyncio.Future[Outcome]] = {}
+            for m in group:
+                raw = bodies.get(m.uid, {}).get(b"BODY[]") if not m.skip else None
+                if raw is not None:
+                    origin = ImapOrigin(
+                        account_id=account.id,
+                        folder=folder,
+                        uidvalidity=sel.uidvalidity,
+                        uid=m.uid,
+                        gm_thrid=m.thrid,
+                        gm_labels=m.labels,
+                    )
+                    pending[m.uid] = asyncio.ensure_future(
+                        _ingest(sink, raw, account, origin, order.take()))
+            if pending:
+                await asyncio.wait(pending.values())
+            high = res.last_uid
+            for m in group:
+                task = pending.get(m.uid)
+                if task is None:
+                    res.skipped += 1
+                    if not m.skip:
+                        log.warning("imap_message_vanished", account=account.id, folder=folder,
+                                    uid=m.uid)
+                else:
+                    try:
+                        outcome = task.result()
+                    except IngestDeferred:
+                        await advance(high)
+                        raise
+                    _count(res, outcome, account, folder, m.uid)
+                high = m.uid
+                done += 1
+                if progress is not None:
+                    progress(folder, done, len(uids))
+            await advance(high)
     finally:
         if not ahead.done():
             ahead.cancel()
             with contextlib.suppress(BaseException):
                 await ahead
-        # a group still in flight after a failure or a cancellation is cancelled and
-        # waited for: the mark stays before it, so the next sync fetches it again (a copy
-        # that was committed all the same is then a duplicate)
-        left = [t for _, pending in inflight for t in pending.values()]
-        for t in left:
-            t.cancel()
-        if left:
-            await asyncio.wait(left)
         await groups.aclose()
     if baseline > res.last_uid:
         await advance(baseline)
@@ -458,9 +436,6 @@ def _count(res: FolderResult, outcome: Outcome, account: AccountConfig, folder: 
             disposition=str(d),
             reason=outcome.reason,
         )
-
-
-_InFlight = tuple[list[_Meta], dict[int, asyncio.Future[Outcome]]]
 
 
 def _groups(metas: list[_Meta], max_count: int) -> list[list[_Meta]]:
