@@ -67,10 +67,17 @@ class Writer:
                 while not self.pending:
                     self.cv.wait()
                 group, self.pending = self.pending, []
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO message (message_id, sender, recipients, subject, raw) "
-                           "VALUES (?, ?, ?, ?, ?)", [row for row, _ in group])
-            db.execute("COMMIT")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT INTO message (message_id, sender, recipients, subject, "
+                               "raw) VALUES (?, ?, ?, ?, ?)", [row for row, _ in group])
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:  # the group's clients hear it (not a hang)
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                for _, fut in group:
+                    self.loop.call_soon_threadsafe(fut.set_exception, exc)
+                continue
             for _, fut in group:
                 self.loop.call_soon_threadsafe(fut.set_result, None)
 
