@@ -30,13 +30,14 @@ import sqlite3
 import sys
 import threading
 from email import policy
+from pathlib import Path
 from typing import Any
 
 import dkim
 import spf
-from aiosmtpd.smtp import SMTP
 
 import bccd.auth.authenticator  # noqa: F401 - the helpers bccd installs into dkimpy
+from bench.sink import protocol
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS message (id INTEGER PRIMARY KEY, message_id TEXT, "
           "sender TEXT, recipients TEXT, subject TEXT, raw BLOB)")
@@ -110,16 +111,13 @@ async def serve(port: int, path: str, dns: dict[str, str]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
-    server = await loop.create_server(
-        lambda: SMTP(handler, data_size_limit=25 * 1024 * 1024, enable_SMTPUTF8=True,
-                     hostname="floor", loop=loop),
-        sock=sock)
+    server = await loop.create_server(lambda: protocol(handler, "floor", loop), sock=sock)
     async with server:
         await server.serve_forever()
 
 
 def main(port: int, path: str, dns_json: str, processes: int) -> None:
-    dns: dict[str, str] = json.loads(open(dns_json).read())  # noqa: SIM115
+    dns: dict[str, str] = json.loads(Path(dns_json).read_text())
     spf.DNSLookup = lambda name, qtype, strict=True, timeout=None: (
         [((name, qtype), [dns[name].encode()])] if qtype == "TXT" and name in dns else [])
     db = sqlite3.connect(path, isolation_level=None)

@@ -18,12 +18,16 @@ class Sink:
         return "250 2.0.0 OK"
 
 
+def protocol(handler: Any, hostname: str, loop: asyncio.AbstractEventLoop) -> SMTP:
+    """aiosmtpd's protocol with the settings every baseline server here uses."""
+    return SMTP(handler, data_size_limit=25 * 1024 * 1024, enable_SMTPUTF8=True,
+                hostname=hostname, loop=loop)
+
+
 async def main(port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(Sink(), data_size_limit=25 * 1024 * 1024, enable_SMTPUTF8=True,
-                     hostname="sink", loop=loop),
-        host="127.0.0.1", port=port)
+    server = await loop.create_server(lambda: protocol(Sink(), "sink", loop),
+                                      host="127.0.0.1", port=port)
     async with server:
         await server.serve_forever()
 
