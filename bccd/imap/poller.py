@@ -181,23 +181,36 @@ async def sync_once(
 
 
 class _Lease:
-    """This instance's hold on one account (module docstring)."""
+    """This instance's hold on one account (module docstring).
+
+    A claim's database work runs in a worker thread, and cancelling the task that awaits
+    it (a renewal cut short by the session's end) does not stop that thread. So a release
+    must win over every claim made before it: ``release`` bumps ``_generation`` on the
+    loop before its thread starts, and a claim whose thread sees a newer generation than
+    the one it was made in claims nothing. The check and the claim run under ``_lock``,
+    as does the release, so the two never interleave."""
 
     def __init__(self, db: Database, account_id: int, owner: str, seconds: float) -> None:
         self.db, self.account_id, self.owner, self.seconds = db, account_id, owner, seconds
+        self._lock = threading.Lock()
+        self._generation = 0
 
-    def _claim(self) -> bool:
-        with self.db.transaction() as session:
-            return claim_lease(session, self.account_id, self.owner, seconds=self.seconds)
+    def _claim(self, generation: int) -> bool:
+        with self._lock:
+            if generation != self._generation:  # released since this claim was made
+                return False
+            with self.db.transaction() as session:
+                return claim_lease(session, self.account_id, self.owner, seconds=self.seconds)
 
     def _release(self) -> None:
-        with self.db.transaction() as session:
+        with self._lock, self.db.transaction() as session:
             release_lease(session, self.account_id, self.owner)
 
     async def claim(self) -> bool:
-        return await self.db.run(self._claim)
+        return await self.db.run(self._claim, self._generation)
 
     async def release(self) -> None:
+        self._generation += 1
         try:
             await self.db.run(self._release)
         except Exception as exc:  # it runs out by itself
@@ -238,7 +251,12 @@ async def _account_loop(
         if due.wait > 0:
             await _wait(stop, min(due.wait, ACCOUNT_REFRESH))
             continue
-        if not await lease.claim():
+        try:
+            claimed = await lease.claim()
+        except asyncio.CancelledError:  # its thread may still claim: release wins (_Lease)
+            await asyncio.shield(lease.release())
+            raise
+        if not claimed:
             if not elsewhere:
                 log.info("imap_account_synced_elsewhere", account=account_id)
                 elsewhere = True

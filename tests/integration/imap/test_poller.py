@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from bccd.config import Settings
-from bccd.imap.poller import run_poller
+from bccd.imap.poller import _Lease, run_poller
 from bccd.imap.sync import IngestSink
 from bccd.store.db import Database
 from bccd.store.models import ImapAccount
@@ -186,3 +187,43 @@ async def test_two_instances_sync_an_account_one_at_a_time(
             await asyncio.wait_for(task, 10)
             other.dispose()
     assert _lease(db, account) == (None, None)  # both stopped: released
+
+
+@BOTH_ENGINES
+async def test_a_renewal_in_flight_when_the_session_ends_does_not_retake_the_released_lease(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    db: Database,
+    database_url: str,
+) -> None:
+    """A renewal's thread outlives the task cancelled at the session's end; the release
+    made after it must still leave the lease free (CI once found it held after a stop)."""
+    user = dovecot.add_user(f"renewal-{database_url.split(':')[0].split('+')[0]}", "pw")
+    account = add_account(dovecot, user)
+    entered, gate, finished = threading.Event(), threading.Event(), threading.Event()
+    claimed: list[bool] = []
+
+    class SlowRenewal(_Lease):
+        def _claim(self, generation: int) -> bool:
+            entered.set()
+            gate.wait(10)
+            try:
+                claimed.append(super()._claim(generation))
+                return claimed[-1]
+            finally:
+                finished.set()
+
+    assert await _Lease(db, account, "me", 60).claim()
+    lease = SlowRenewal(db, account, "me", 60)
+    renewal = asyncio.create_task(lease.claim())
+    assert await asyncio.to_thread(entered.wait, 10)
+    renewal.cancel()  # the session ends while the renewal's thread is at work
+    release = asyncio.create_task(lease.release())
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.wait_for(release, 10)
+    assert await asyncio.to_thread(finished.wait, 10)
+    assert claimed == [False]  # the renewal saw the release and claimed nothing
+    assert _lease(db, account) == (None, None)
+    assert await lease.claim()  # the next session claims as usual
+    assert _lease(db, account)[0] == "me"
