@@ -1,4 +1,4 @@
-"""``bccd user create|list|show|set|rotate-address|disable|delete``."""
+"""``bccd user create|list|show|set|rotate-address|disable|enable|delete``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     d = s.add_parser("disable", parents=[common], help="disable a user")
     d.add_argument("email")
     d.set_defaults(handler=disable)
+    en = s.add_parser("enable", parents=[common],
+                      help="undo disable: mail and IMAP sync resume; prints a new API token")
+    en.add_argument("email")
+    en.set_defaults(handler=enable)
     de = s.add_parser("delete", parents=[common], help="disable a user and delete their mail")
     de.add_argument("email")
     de.add_argument("--dry-run", action="store_true", help="only report what would be removed")
@@ -90,6 +94,11 @@ def rotate(ctx: Context, args: argparse.Namespace) -> Any:
 def disable(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
         return offboard.disable_user(s, accounts.get_user(s, args.email))
+
+
+def enable(ctx: Context, args: argparse.Namespace) -> Any:
+    with ctx.database().transaction() as s:
+        return offboard.enable_user(s, accounts.get_user(s, args.email))
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:

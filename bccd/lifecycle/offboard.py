@@ -1,9 +1,10 @@
-"""Offboarding: ``user disable``, ``user delete EMAIL``, ``company delete SLUG``.
+"""Offboarding: ``user disable``, ``user enable``, ``user delete EMAIL``, ``company delete SLUG``.
 
 ``disable_user(session, user)`` — in the caller's transaction: the user's Smart Bcc
 address (and pinned deal/lead/project addresses, when they are the sender) answer
 ``550 5.1.1`` (``bccd.ingest.recipients``), their API token stops working
 (``accounts.user_by_api_token``), their IMAP accounts get ``state = 'disabled'``.
+``enable_user(session, user)`` undoes it, with a new API token (see its docstring).
 
 ``delete_user(db, blobs, email, grace=…)`` / ``delete_company(db, blobs, slug, grace=…)``
 → :class:`Removal`. Each runs two transactions:
@@ -33,6 +34,7 @@ from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bccd import accounts
+from bccd.errors import Conflict
 from bccd.lifecycle import blobgc, cascade
 from bccd.log import get_logger
 from bccd.store.blobs import BlobStore
@@ -48,6 +50,7 @@ from bccd.store.models import (
 )
 
 log = get_logger("bccd.lifecycle")
+USER_DISABLED = "user disabled"  # an IMAP account's state_reason when ``disable_user`` stopped it
 
 
 @dataclass(slots=True)
@@ -81,12 +84,34 @@ def disable_user(session: Session, user: User) -> dict[str, Any]:
     user.disabled = True
     paused = session.execute(
         update(ImapAccount).where(ImapAccount.user_id == user.id, ImapAccount.state != "disabled")
-        .values(state="disabled", state_reason="user disabled")
+        .values(state="disabled", state_reason=USER_DISABLED)
     )
     session.flush()
     n = int(getattr(paused, "rowcount", 0) or 0)
     log.info("user_disabled", user=user.id, imap_accounts=n)
     return {"email": user.email, "disabled": True, "imap_accounts_disabled": n}
+
+
+def enable_user(session: Session, user: User) -> dict[str, Any]:
+    """Undo ``disable_user``: the user's addresses accept mail again and the IMAP accounts
+    that the disable stopped sync again (an account paused for its own reason stays so).
+    The API token the user had stays dead: a new one is issued and returned, once, so a
+    token that left with the person (or leaked meanwhile) does not come back to life;
+    Mail-page sessions bound to the old token end with it. Enabling a user who is not
+    disabled is refused (``Conflict``) rather than rotating a working token."""
+    if not user.disabled:
+        raise Conflict(f"user {user.email} is not disabled")
+    user.disabled = False
+    token = accounts.replace_api_token(user)
+    resumed = session.execute(
+        update(ImapAccount).where(ImapAccount.user_id == user.id, ImapAccount.state == "disabled",
+                                  ImapAccount.state_reason == USER_DISABLED)
+        .values(state="active", state_reason="", failures=0, next_attempt_at=None)
+    )
+    session.flush()
+    n = int(getattr(resumed, "rowcount", 0) or 0)
+    log.info("user_enabled", user=user.id, imap_accounts=n)
+    return {"email": user.email, "disabled": False, "api_token": token, "imap_accounts_enabled": n}
 
 
 def user_addresses(session: Session, user_ids: list[int]) -> set[str]:

@@ -42,14 +42,18 @@ def _listing(srv: BccdServer, email: str) -> list[dict]:
     return [srv.cli("mail", "show", str(t["thread_id"])) for t in srv.cli("mail", "list", email)]
 
 
+def _alice_with_a_deal(srv: BccdServer, name: str) -> tuple[dict, str, dict, str]:
+    """A user alice, a client bob, a deal with him: (alice, bob, deal, alice's From)."""
+    w = World(srv, name)
+    alice = w.user("alice")
+    bob = f"bob@client-{w.slug}.test"
+    return alice, bob, w.deal("Renewal", w.person("Bob", bob)), f"Alice <{alice['email']}>"
+
+
 def test_a_disabled_user_gets_550_5_1_1_on_their_own_and_on_a_pinned_address(
         lc_srv: BccdServer, monkeypatch: pytest.MonkeyPatch) -> None:
     srv = lc_srv
-    w = World(srv, "disable")
-    alice = w.user("alice")
-    bob = f"bob@client-{w.slug}.test"
-    deal = w.deal("Renewal", w.person("Bob", bob))
-    frm = f"Alice <{alice['email']}>"
+    alice, bob, deal, frm = _alice_with_a_deal(srv, "disable")
     assert mail(srv, alice["bcc_address"], frm=frm, to=bob, subject="before") == 250
     assert mail(srv, deal["bcc_address"], frm=frm, to=bob, subject="pinned before") == 250
     account = _imap_add(srv, alice["email"], monkeypatch)
@@ -81,6 +85,55 @@ def test_a_disabled_users_api_token_stops_working(function_db: Database) -> None
         offboard.disable_user(s, user)
     with function_db.read() as s:
         assert accounts.user_by_api_token(s, token) is None
+
+
+def test_an_enabled_user_gets_mail_again_and_their_imap_accounts_back(
+        lc_srv: BccdServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = lc_srv
+    alice, bob, deal, frm = _alice_with_a_deal(srv, "enable")
+    account = _imap_add(srv, alice["email"], monkeypatch)
+    srv.cli("user", "disable", alice["email"])
+    assert mail(srv, deal["bcc_address"], frm=frm, to=bob, subject="while disabled") == 550
+
+    out = srv.cli("user", "enable", alice["email"])
+    assert out["email"] == alice["email"] and out["disabled"] is False
+    assert out["imap_accounts_enabled"] == 1
+    assert out["api_token"].startswith("bccd_") and out["api_token"] != alice["api_token"]
+    assert mail(srv, alice["bcc_address"], frm=frm, to=bob, subject="back") == 250
+    assert mail(srv, deal["bcc_address"], frm=frm, to=bob, subject="pinned back") == 250
+    [acct] = [a for a in srv.cli("imap", "list") if a["id"] == account]
+    assert acct["state"] == "active"
+    assert sorted(t["subject"] for t in srv.cli("mail", "list", alice["email"])) == [
+        "back", "pinned back"]
+    assert srv.cli("user", "show", alice["email"])["disabled"] is False
+
+
+def test_enabling_a_user_who_is_not_disabled_is_an_error_and_keeps_their_token(
+        lc_srv: BccdServer) -> None:
+    w = World(lc_srv, "enable-active")
+    alice = w.user("alice")
+    with pytest.raises(CliError) as err:
+        lc_srv.cli("user", "enable", alice["email"])
+    assert err.value.code == 1 and f"user {alice['email']} is not disabled" in err.value.stderr
+    with pytest.raises(CliError) as err:
+        lc_srv.cli("user", "enable", f"nobody@{w.slug}.test")
+    assert err.value.code == 1 and "no user" in err.value.stderr
+
+
+def test_enabling_gives_a_new_api_token_the_old_one_stays_dead(function_db: Database) -> None:
+    """A token that leaked while the user was away (or with the person who left) must
+    not come back to life: enabling issues a new one, shown once."""
+    with function_db.transaction() as s:
+        company = accounts.create_company(s, "Acme", "acme")
+        old = accounts.create_user(s, "alice@acme.test", company).api_token
+    with function_db.transaction() as s:
+        offboard.disable_user(s, accounts.get_user(s, "alice@acme.test"))
+    with function_db.transaction() as s:
+        new = offboard.enable_user(s, accounts.get_user(s, "alice@acme.test"))["api_token"]
+    with function_db.read() as s:
+        assert accounts.user_by_api_token(s, old) is None
+        user = accounts.user_by_api_token(s, new)
+        assert user is not None and user.email == "alice@acme.test"
 
 
 def test_deleting_a_user_leaves_nothing_of_them_and_keeps_their_colleagues_mail(
