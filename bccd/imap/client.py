@@ -416,12 +416,15 @@ async def connect(
     account: AccountConfig,
     auth: Auth,
     *,
-    on_refresh: Callable[[Auth], Any] | None = None,
+    keep: Callable[[OAuth2Auth], None] | None = None,
 ) -> AsyncImap:
-    """Refresh OAuth if due (``on_refresh`` stores the result), connect, log in.
+    """Refresh OAuth if due (``keep`` stores the result), connect, log in.
 
-    ``on_refresh``'s result is awaited if it returns an awaitable. With OAuth, a refused cached
-    access token is refreshed once and the login retried.
+    ``keep`` (blocking) runs in the same worker-thread job as the refresh: cancelling this
+    coroutine (shutdown, a doctor's timeout) while the token endpoint answers must not
+    lose a *rotated* refresh token, which the provider may already have revoked the old
+    one for. With OAuth, a refused cached access token is refreshed once and the login
+    retried.
     """
     executor = new_executor(account.id)
 
@@ -434,26 +437,24 @@ async def connect(
             work.add_done_callback(_close_orphan)
             raise
 
-    async def store(new: Auth) -> None:
-        if on_refresh is not None:
-            res = on_refresh(new)
-            if asyncio.iscoroutine(res):
-                await res
+    def refresh(old: OAuth2Auth) -> OAuth2Auth:
+        new = refresh_oauth(old)
+        if keep is not None:
+            keep(new)
+        return new
 
     try:
         refreshed = False
         if isinstance(auth, OAuth2Auth) and needs_refresh(auth):
-            auth = await run(refresh_oauth, auth)
+            auth = await run(refresh, auth)
             refreshed = True
-            await store(auth)
             log.info("imap_oauth_refreshed", account=account.id)
         try:
             conn = await run(open_connection, account, auth)
         except AuthFailure:
             if not isinstance(auth, OAuth2Auth) or refreshed:
                 raise
-            auth = await run(refresh_oauth, auth)
-            await store(auth)
+            auth = await run(refresh, auth)
             log.info("imap_oauth_refreshed", account=account.id, after="login_refused")
             conn = await run(open_connection, account, auth)
     except BaseException:
@@ -488,10 +489,10 @@ async def connect_account(db: Database, box: SecretBox, account_id: int) -> tupl
                 save_auth(session, box, account_id, auth)
             return account_config(row), auth
 
-    def save(new: Auth) -> None:
+    def save(new: OAuth2Auth) -> None:  # in the refresh's thread (``connect``)
         with db.transaction() as session:
             save_auth(session, box, account_id, new)
 
     account, auth = await db.run(load)
-    imap = await connect(account, auth, on_refresh=lambda new: db.run(save, new))
+    imap = await connect(account, auth, keep=save)
     return account, imap

@@ -7,8 +7,12 @@
   (``introspection_mode = post``): ``{"active": true, "username": …}`` for a live token,
   ``{"active": false}`` otherwise.
 
-``grant(user)`` returns a refresh token for that user; ``expire_all()`` makes every issued
-access token dead (as if it expired early), ``revoke(refresh_token)`` kills a grant.
+``grant(user)`` returns a refresh token for that user (``rotate=True``: every refresh
+issues a new refresh token and revokes the one used, as providers with refresh-token
+rotation do); ``expire_all()`` makes every issued access token dead (as if it expired
+early), ``revoke(refresh_token)`` kills a grant, ``hold(refresh_token)`` makes the next
+refresh with it wait (returns ``(entered, gate)``: set when the request has arrived; set
+it to let the answer go).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class OAuthServer:
         self.grants: dict[str, str] = {}  # refresh token → user
         self.tokens: dict[str, tuple[str, float]] = {}  # access token → (user, expires_at)
         self.refreshes = 0
+        self.rotating: set[str] = set()  # refresh tokens whose use rotates them
+        self.held: dict[str, tuple[threading.Event, threading.Event]] = {}
         self.introspections = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -100,11 +106,19 @@ class OAuthServer:
 
     # ------------------------------------------------------------ grants
 
-    def grant(self, user: str) -> str:
+    def grant(self, user: str, *, rotate: bool = False) -> str:
         token = "rt-" + secrets.token_urlsafe(16)
         with self._lock:
             self.grants[token] = user
+            if rotate:
+                self.rotating.add(token)
         return token
+
+    def hold(self, refresh_token: str) -> tuple[threading.Event, threading.Event]:
+        entered, gate = threading.Event(), threading.Event()
+        with self._lock:
+            self.held[refresh_token] = (entered, gate)
+        return entered, gate
 
     def revoke(self, refresh_token: str) -> None:
         with self._lock:
@@ -121,14 +135,28 @@ class OAuthServer:
             return 401, {"error": "invalid_client"}
         if form.get("grant_type") != "refresh_token":
             return 400, {"error": "unsupported_grant_type"}
+        used = form.get("refresh_token", "")
         with self._lock:
-            user = self.grants.get(form.get("refresh_token", ""))
+            held = self.held.pop(used, None)
+        if held is not None:
+            held[0].set()
+            held[1].wait(30)
+        with self._lock:
+            user = self.grants.get(used)
             if user is None:
                 return 400, {"error": "invalid_grant"}
             access = "at-" + secrets.token_urlsafe(16)
             self.tokens[access] = (user, time.time() + self.ttl)
             self.refreshes += 1
-        return 200, {"access_token": access, "token_type": "Bearer", "expires_in": int(self.ttl)}
+            body = {"access_token": access, "token_type": "Bearer", "expires_in": int(self.ttl)}
+            if used in self.rotating:
+                new = "rt-" + secrets.token_urlsafe(16)
+                del self.grants[used]
+                self.rotating.discard(used)
+                self.grants[new] = user
+                self.rotating.add(new)
+                body["refresh_token"] = new
+        return 200, body
 
     def _introspect(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self._lock:

@@ -18,7 +18,7 @@ from bccd.imap.sync import IngestSink
 from bccd.store.db import Database
 from bccd.store.models import ImapAccount
 from tests.integration.imap.conftest import USER_EMAIL, BccdUser
-from tests.integration.imap.helpers import make_message, stored
+from tests.integration.imap.helpers import make_message, stored, wait_for
 from tests.support.dovecot import Dovecot
 from tests.support.oauth import OAuthServer
 
@@ -166,3 +166,41 @@ async def test_revoked_refresh_token_pauses_account(
         row = s.get(ImapAccount, account)
         assert row is not None and row.state == "paused" and row.state_reason == result.error
         assert refresh_token not in row.state_reason
+
+
+async def test_a_rotated_refresh_token_is_kept_when_the_connect_is_cancelled_mid_refresh(
+    dovecot_oauth: Dovecot,
+    oauth_server: OAuthServer,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    bccd_user: BccdUser,
+    box: SecretBox,
+) -> None:
+    """With refresh-token rotation the old token dies on use: if the connect is cancelled
+    (shutdown, ``doctor``'s timeout) while the token endpoint answers, the new refresh
+    token must still be stored, or the account is locked out until re-authorized."""
+    import asyncio
+
+    from bccd.imap.client import connect_account
+
+    user = dovecot_oauth.add_user("oauth-rotating", "unused")
+    dovecot_oauth.append(user, make_message(BOB, USER_EMAIL, message_id="<rot1@x.test>"))
+    first = oauth_server.grant(user, rotate=True)
+    account = add_account(dovecot_oauth, user, auth=accounts.OAuth2Auth(
+        token_url=oauth_server.token_url, client_id=oauth_server.client_id,
+        client_secret=oauth_server.client_secret, refresh_token=first))
+    entered, gate = oauth_server.hold(first)
+    connecting = asyncio.create_task(connect_account(db, box, account))
+    assert await asyncio.to_thread(entered.wait, 10)
+    connecting.cancel()  # the endpoint has the request: the old token is about to die
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    gate.set()
+    await wait_for(lambda: _auth(db, box, account).refresh_token != first, timeout=10)
+    assert first not in oauth_server.grants  # rotated away: only the stored one works now
+    assert _auth(db, box, account).refresh_token in oauth_server.grants
+
+    [result] = await sync_once(settings, db, sink, account_ids=[account])
+    assert result.error is None and result.stored == 1
