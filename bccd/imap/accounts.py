@@ -336,13 +336,14 @@ def mark_failure(
     poll_interval: int,
     now: dt.datetime | None = None,
 ) -> dt.datetime | None:
-    """Pause the account with ``reason``; returns when it will be tried again."""
+    """Pause the account with ``reason``; returns when it will be tried again. A disabled
+    account (its user was disabled while this session ended) is left as it is."""
     row = session.get(ImapAccount, account_id)
-    if row is None:
+    if row is None or row.state == "disabled":
         return None
     now = now or utcnow()
     row.failures = (row.failures or 0) + 1
-    row.state = "paused" if row.state != "disabled" else "disabled"
+    row.state = "paused"
     row.state_reason = reason[:REASON_MAX]
     row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(row.failures, poll_interval))
     return row.next_attempt_at
@@ -369,11 +370,15 @@ def release_lease(session: Session, account_id: int, owner: str) -> None:
 
 
 def mark_success(session: Session, account_id: int, *, now: dt.datetime | None = None) -> None:
+    """The account synced: active again, failures forgotten. A disabled account keeps its
+    state and reason (``user enable`` looks for it); only ``last_sync_at`` moves."""
     row = session.get(ImapAccount, account_id)
     if row is None:
         return
-    row.state = "active" if row.state != "disabled" else "disabled"
+    row.last_sync_at = now or utcnow()
+    if row.state == "disabled":
+        return
+    row.state = "active"
     row.state_reason = ""
     row.failures = 0
     row.next_attempt_at = None
-    row.last_sync_at = now or utcnow()

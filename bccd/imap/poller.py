@@ -102,6 +102,9 @@ async def _record_failure(settings: Settings, db: Database, account_id: int, rea
             return mark_failure(session, account_id, reason, poll_interval=settings.imap.poll_interval)
 
     retry_at = await db.run(write)
+    if retry_at is None:  # disabled or removed meanwhile: nothing to pause or retry
+        log.info("imap_account_session_ended", account=account_id, reason=reason)
+        return
     log.warning("imap_account_paused", account=account_id, reason=reason, retry_at=retry_at)
 
 
@@ -180,6 +183,20 @@ async def sync_once(
     return results
 
 
+async def _settled(fut: asyncio.Future[None]) -> None:
+    """Wait for ``fut`` to finish even if this task is cancelled meanwhile (a cancel that
+    arrives while a session ends, at shutdown), then pass the cancel on: whoever awaits
+    the poller sees the lease released."""
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class _Lease:
     """This instance's hold on one account (module docstring).
 
@@ -203,18 +220,20 @@ class _Lease:
                 return claim_lease(session, self.account_id, self.owner, seconds=self.seconds)
 
     def _release(self) -> None:
-        with self._lock, self.db.transaction() as session:
-            release_lease(session, self.account_id, self.owner)
+        try:
+            with self._lock, self.db.transaction() as session:
+                release_lease(session, self.account_id, self.owner)
+        except Exception as exc:  # it runs out by itself
+            log.warning("imap_lease_release_failed", account=self.account_id, error=str(exc))
 
     async def claim(self) -> bool:
         return await self.db.run(self._claim, self._generation)
 
-    async def release(self) -> None:
+    def release(self) -> asyncio.Future[None]:
+        """Give the lease up. Submitted at once, before anything that a second cancel
+        (shutdown) could interrupt; await it through ``asyncio.shield``."""
         self._generation += 1
-        try:
-            await self.db.run(self._release)
-        except Exception as exc:  # it runs out by itself
-            log.warning("imap_lease_release_failed", account=self.account_id, error=str(exc))
+        return self.db.run_soon(self._release)
 
     async def keep(self, lost: threading.Event) -> None:
         """Renew every third of the lease; on failure set ``lost`` and return."""
@@ -254,7 +273,7 @@ async def _account_loop(
         try:
             claimed = await lease.claim()
         except asyncio.CancelledError:  # its thread may still claim: release wins (_Lease)
-            await asyncio.shield(lease.release())
+            lease.release()
             raise
         if not claimed:
             if not elsewhere:
@@ -292,9 +311,12 @@ async def _account_loop(
             await _record_failure(settings, db, account_id, _failure_reason(exc, account_id))
         finally:
             keeper.cancel()
-            if imap is not None:
-                await imap.close()
-            await asyncio.shield(lease.release())  # only if still ours
+            released = lease.release()  # only if still ours; submitted before the LOGOUT,
+            try:  # which a hung server (or a second cancel at shutdown) may cut short
+                if imap is not None:
+                    await imap.close()
+            finally:
+                await _settled(released)
 
 
 def instance_id() -> str:
@@ -309,6 +331,7 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
     box = SecretBox(settings.secret_keys)
     owner = owner or instance_id()
     tasks: dict[int, asyncio.Task[None]] = {}
+    ending: dict[int, asyncio.Task[None]] = {}  # cancelled, still closing (LOGOUT, release)
     cancels: dict[int, threading.Event] = {}
     refresh = min(ACCOUNT_REFRESH, float(settings.imap.poll_interval) or 1.0)
 
@@ -331,14 +354,19 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
                 if task.done() or account_id not in wanted:
                     cancels.pop(account_id).set()
                     task.cancel()
-                    del tasks[account_id]
+                    ending[account_id] = tasks.pop(account_id)
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         log.error(
                             "imap_account_task_failed",
                             account=account_id,
                             exc_info=task.exception(),
                         )
-            for account_id in sorted(wanted - tasks.keys()):
+            for account_id, task in list(ending.items()):
+                if task.done():
+                    del ending[account_id]
+            # an account whose last task is still ending starts again once it has: the
+            # same owner's new claim must not be released by the old task's release
+            for account_id in sorted(wanted - tasks.keys() - ending.keys()):
                 cancels[account_id] = threading.Event()
                 tasks[account_id] = asyncio.create_task(
                     _account_loop(settings, db, sink, box, account_id, stop, cancels[account_id],
@@ -351,5 +379,5 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
             ev.set()
         for task in tasks.values():
             task.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks.values(), *ending.values(), return_exceptions=True)
         log.info("imap_poller_stopped")

@@ -335,6 +335,13 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    def run_soon(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """``run``, submitted to the worker threads now: it runs even if the caller is
+        cancelled before awaiting it (await it through ``asyncio.shield``); ``dispose``
+        waits for it."""
+        work = self._executor.submit(functools.partial(fn, *args, **kwargs))
+        return asyncio.wrap_future(work, loop=asyncio.get_running_loop())
+
     def _group_writer(self) -> GroupWriter:
         if self._writer is None:
             with self._writer_lock:

@@ -218,7 +218,7 @@ async def test_a_renewal_in_flight_when_the_session_ends_does_not_retake_the_rel
     renewal = asyncio.create_task(lease.claim())
     assert await asyncio.to_thread(entered.wait, 10)
     renewal.cancel()  # the session ends while the renewal's thread is at work
-    release = asyncio.create_task(lease.release())
+    release = lease.release()
     await asyncio.sleep(0.05)
     gate.set()
     await asyncio.wait_for(release, 10)
@@ -227,3 +227,110 @@ async def test_a_renewal_in_flight_when_the_session_ends_does_not_retake_the_rel
     assert _lease(db, account) == (None, None)
     assert await lease.claim()  # the next session claims as usual
     assert _lease(db, account)[0] == "me"
+
+
+def _stand_in_sessions(monkeypatch: pytest.MonkeyPatch, close: Callable[[], Any]) -> list[int]:
+    """Fault injection for the poller: every connect returns a stand-in session (no
+    IDLE, nothing to sync) whose LOGOUT is ``await close()``; returns the connects made."""
+    import bccd.imap.poller as poller
+
+    connects: list[int] = []
+
+    class StandIn:
+        def has(self, capability: str) -> bool:
+            return False
+
+        async def close(self) -> None:
+            await close()
+
+    async def connect(db: Database, box: Any, account_id: int) -> tuple[None, StandIn]:
+        connects.append(account_id)
+        return None, StandIn()
+
+    async def sync(*args: Any) -> Any:
+        return type("Result", (), {"stored": 0})()
+
+    monkeypatch.setattr(poller, "connect_account", connect)
+    monkeypatch.setattr(poller, "sync_account", sync)
+    return connects
+
+
+@BOTH_ENGINES
+async def test_the_lease_is_released_when_shutdown_cuts_a_hung_logout_short(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At shutdown the poller is cancelled once, then (after ``serve``'s grace) again: an
+    account whose server hangs on LOGOUT must still give its lease up, or no instance
+    syncs it until the lease runs out. The hung server is simulated (fault injection):
+    the session is a stand-in whose ``close`` never returns."""
+    user = dovecot.add_user(f"hung-{database_url.split(':')[0].split('+')[0]}", "pw")
+    account = add_account(dovecot, user)
+    closing = asyncio.Event()
+
+    async def hung() -> None:
+        closing.set()
+        await asyncio.Event().wait()  # the server never answers LOGOUT
+
+    _stand_in_sessions(monkeypatch, hung)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_poller(settings, db, sink, stop, owner="me"))
+    await wait_for(lambda: _lease(db, account)[0] == "me")
+    stop.set()  # the first cancel: the account's session ends and says LOGOUT …
+    await asyncio.wait_for(closing.wait(), 10)
+    task.cancel()  # … which hangs: shutdown's grace is over, the poller is cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert _lease(db, account) == (None, None)
+
+
+@BOTH_ENGINES
+async def test_a_disabled_then_enabled_account_restarts_only_after_its_old_session_ended(
+    dovecot: Dovecot,
+    add_account: Callable[..., int],
+    settings: Settings,
+    db: Database,
+    sink: IngestSink,
+    bccd_user: BccdUser,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The old session's lease release must not free the new session's lease (same
+    owner): the poller starts the account again only once its old task has ended. The
+    old session's LOGOUT is held (fault injection, as above) while the user is enabled."""
+    from bccd import accounts
+    from bccd.lifecycle import offboard
+
+    user = dovecot.add_user(f"cycle-{database_url.split(':')[0].split('+')[0]}", "pw")
+    account = add_account(dovecot, user)
+    logout = asyncio.Event()
+    connects = _stand_in_sessions(monkeypatch, logout.wait)
+
+    def set_disabled(disabled: bool) -> None:
+        with db.transaction() as s:
+            u = accounts.get_user(s, bccd_user.email)
+            (offboard.disable_user if disabled else offboard.enable_user)(s, u)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_poller(settings, db, sink, stop, owner="me"))
+    try:
+        await wait_for(lambda: _lease(db, account)[0] == "me")
+        set_disabled(True)
+        await asyncio.sleep(2.5)  # the poller (every poll_interval = 1 s) ends the session
+        set_disabled(False)
+        await asyncio.sleep(2.5)  # … and sees the account wanted again: not while it ends
+        assert connects == [account]
+        logout.set()
+        await wait_for(lambda: len(connects) == 2)
+        await asyncio.sleep(1)  # whatever the old session released, it did so before
+        assert _lease(db, account)[0] == "me"
+    finally:
+        logout.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert _lease(db, account) == (None, None)

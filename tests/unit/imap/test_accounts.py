@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from bccd import accounts as users
 from bccd.crypto import SecretBox
@@ -143,6 +144,26 @@ def test_failure_pauses_with_backoff_and_success_resets(db: Database) -> None:
         assert (row.state, row.state_reason, row.failures, row.next_attempt_at) == ("active", "", 0, None)
         assert row.last_sync_at == now + dt.timedelta(seconds=5)
         assert accounts.syncable_account_ids(s) == [account_id]
+
+
+def test_a_late_sync_outcome_leaves_a_disabled_account_and_its_reason_alone(db: Database) -> None:
+    """A session still ending when its user was disabled reports success or failure
+    afterwards: the account stays disabled, with the reason ``user enable`` looks for."""
+    account_id = _add(db)
+    with db.transaction() as s:
+        s.execute(update(ImapAccount).where(ImapAccount.id == account_id)
+                  .values(state="disabled", state_reason="user disabled"))
+    now = utcnow()
+    with db.transaction() as s:
+        accounts.mark_success(s, account_id, now=now)
+        assert accounts.mark_failure(s, account_id, "login refused", poll_interval=60) is None
+    with db.read() as s:
+        row = s.get(ImapAccount, account_id)
+        assert row is not None
+        assert (row.state, row.state_reason, row.failures, row.next_attempt_at) == (
+            "disabled", "user disabled", 0, None)
+        assert row.last_sync_at == now
+        assert accounts.syncable_account_ids(s) == []
 
 
 def test_backoff_is_capped() -> None:
