@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -345,7 +346,9 @@ def list_copies(session: Session, user_id: int) -> list[HeldCopy]:
 
 
 def purge_expired(db: Database, retention_seconds: int, *, now: dt.datetime | None = None,
-                  batch: int = 500) -> int:
-    """Delete copies received more than ``retention_seconds`` ago; returns how many."""
+                  batch: int = 500, stop: threading.Event | None = None) -> int:
+    """Delete copies received more than ``retention_seconds`` ago; returns how many
+    (``stop``: end between batches)."""
     cutoff = (now or utcnow()) - dt.timedelta(seconds=retention_seconds)
-    return delete_older_than(db, Quarantined, Quarantined.created_at, cutoff, batch=batch)
+    return delete_older_than(db, Quarantined, Quarantined.created_at, cutoff, batch=batch,
+                             stop=stop)

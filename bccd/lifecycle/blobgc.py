@@ -52,6 +52,7 @@ import contextlib
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -89,6 +90,7 @@ class GcReport:
     young: int = 0          # written within the grace period: kept for a later pass
     missing: int = 0        # already gone
     held: bool = False      # a backup hold stopped the pass
+    stopped: bool = False   # the server is stopping: the pass ended between batches
     recovered: int = 0      # files of an interrupted pass put back
     stale_temp: int = 0     # temporary files of crashed writes removed
 
@@ -164,11 +166,16 @@ def _put_back(trash: Path, target: Path) -> None:
         os.replace(trash, target)
 
 
-def _old_candidates(blobs: BlobStore, grace: float, now: float, report: GcReport) -> list[str]:
+def _old_candidates(blobs: BlobStore, grace: float, now: float, report: GcReport,
+                    stop: threading.Event | None) -> list[str]:
     """Walk the blob directory: put back interrupted passes' files, drop stale temporary
-    files, and return the digests of blobs older than ``grace``."""
+    files, and return the digests of blobs older than ``grace`` (those found before
+    ``stop`` is set)."""
     out = []
     for leaf in _leaf_dirs(blobs.root):
+        if stop is not None and stop.is_set():
+            report.stopped = True
+            break
         with contextlib.suppress(FileNotFoundError):
             for e in os.scandir(leaf):
                 name = e.name
@@ -199,13 +206,15 @@ def _old_candidates(blobs: BlobStore, grace: float, now: float, report: GcReport
 
 def collect(db: Database, blobs: BlobStore, *, grace: float,
             candidates: Iterable[str] | None = None, clock: Callable[[], float] = time.time,
-            pause: Pause | None = None) -> GcReport:
+            pause: Pause | None = None, stop: threading.Event | None = None) -> GcReport:
     """Delete unreferenced blobs last written more than ``grace`` seconds ago (see the
-    module docstring for the protocol); ``candidates`` limits the pass to those digests."""
+    module docstring for the protocol); ``candidates`` limits the pass to those digests.
+    ``stop`` (the server stopping) ends the pass between directories and between batches:
+    what is left is kept for the next pass, nothing is half done."""
     report = GcReport()
     now = clock()
     if candidates is None:
-        todo = _old_candidates(blobs, grace, now, report)
+        todo = _old_candidates(blobs, grace, now, report, stop)
     else:
         todo = []
         for d in sorted(set(candidates)):
@@ -221,6 +230,10 @@ def collect(db: Database, blobs: BlobStore, *, grace: float,
                 todo.append(d)
     parts = list(chunks(todo))
     for i, part in enumerate(parts):
+        if stop is not None and stop.is_set():
+            report.stopped = True
+            report.young += sum(len(p) for p in parts[i:])
+            break
         _collect_batch(db, blobs, list(part), grace, clock, pause, report)
         if report.held:  # nothing more this pass: the rest is kept for the next one
             report.young += sum(len(p) for p in parts[i + 1:])

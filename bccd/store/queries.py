@@ -16,6 +16,7 @@ its last value — the answer is the same) is a statement compiled once per size
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,11 +106,13 @@ class FixedIn:
         return stmt, {name: values[i] if i < n else last for i, name in enumerate(names)}
 
 
-def delete_older_than(db: Database, model: Any, created: Any, cutoff: dt.datetime, *, batch: int) -> int:
+def delete_older_than(db: Database, model: Any, created: Any, cutoff: dt.datetime, *, batch: int,
+                      stop: threading.Event | None = None) -> int:
     """Delete ``model`` rows whose ``created`` column is before ``cutoff``, ``batch`` rows per
-    transaction (a long purge never holds the writer for long); returns how many."""
+    transaction (a long purge never holds the writer for long); returns how many. ``stop``
+    ends it between batches (the rest goes in the next pass)."""
     total = 0
-    while True:
+    while not (stop is not None and stop.is_set()):
         with db.transaction() as s:
             ids = list(s.scalars(select(model.id).where(created < cutoff)
                                  .order_by(model.id).limit(batch)))
@@ -117,4 +120,5 @@ def delete_older_than(db: Database, model: Any, created: Any, cutoff: dt.datetim
                 s.execute(delete(model).where(model.id.in_(ids)))
         total += len(ids)
         if len(ids) < batch:
-            return total
+            break
+    return total

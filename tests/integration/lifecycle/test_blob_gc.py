@@ -193,3 +193,43 @@ def test_ingests_racing_the_collector_on_the_same_attachment_never_lose_a_refere
     assert failures == []
     assert deleted[0] > 0, "the collector never deleted anything: the race was not exercised"
     assert _leftovers(blob_root) == []
+
+
+def test_a_stopping_server_ends_a_gc_pass_between_batches_and_the_next_pass_finishes(
+        function_db: Database, blob_root: Path) -> None:
+    """``stop`` (set when ``bccd serve`` stops) must not wait for a whole sweep of a big
+    blob store: the batch under way finishes, the rest is left for the next pass."""
+    from bccd.lifecycle.cascade import CHUNK
+
+    blobs = BlobStore(blob_root)
+    digests = [blobs.put(b"orphan %d" % i) for i in range(CHUNK + 7)]
+    for d in digests:
+        _age(blobs, d)
+    stop = threading.Event()
+
+    def stopping(step: str, digest: str) -> None:
+        stop.set()  # the server stops while the first batch is under way
+
+    report = blobgc.collect(function_db, blobs, grace=60, pause=stopping, stop=stop)
+    assert report.stopped and (report.deleted, report.deferred) == (CHUNK, 7)
+    assert sum(blobs.path(d).exists() for d in digests) == 7
+    assert _leftovers(blob_root) == []
+    again = blobgc.collect(function_db, blobs, grace=60)
+    assert not again.stopped and again.deleted == 7
+    assert not any(blobs.path(d).exists() for d in digests)
+
+
+def test_a_stopping_server_ends_a_purge_between_batches(function_db: Database) -> None:
+    import datetime as dt
+
+    from bccd.lifecycle import retention
+    from bccd.store.models import Rejection
+
+    with function_db.transaction() as s:
+        s.add_all(Rejection(recipient=f"acme+x{i}@bcc.test", mail_from="m@evil.test",
+                            code="550 5.7.1", reason="no") for i in range(5))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    stop = threading.Event()
+    stop.set()
+    assert retention.purge_rejections(function_db, 0, now=later, batch=2, stop=stop) == 0
+    assert retention.purge_rejections(function_db, 0, now=later, batch=2) == 5
