@@ -41,3 +41,26 @@ async def test_a_connection_opened_for_a_cancelled_connect_is_closed(
     gate.set()
     await wait_for(lambda: bool(opened))  # logged in, for nobody
     await wait_for(lambda: opened[0].client.socket().fileno() == -1)
+
+
+async def test_a_logout_whose_caller_is_cancelled_still_closes_the_connection(
+        dovecot: Dovecot, imap_user: str) -> None:
+    """The LOGOUT waits behind an IDLE in the session's thread; the poller stopping
+    cancels the close meanwhile. The LOGOUT must still run once the IDLE ends."""
+    account = AccountConfig(
+        id=1, user_id=1, host="127.0.0.1", port=dovecot.ssl_port, security="ssl",
+        username=imap_user, auth_kind="password", ca_file=dovecot.ca_file, folders=(),
+        on_archive="none", state="active")
+    imap = await client.connect(account, PasswordAuth(dovecot.users[imap_user]))
+    await imap.select("INBOX", readonly=True)
+    stop_idle = threading.Event()
+    idle = asyncio.create_task(imap.idle_wait(30, stop_idle))
+    await asyncio.sleep(0.2)  # IDLE under way in the session's thread
+    closing = asyncio.create_task(imap.close())
+    await asyncio.sleep(0.1)
+    closing.cancel()  # a second cancel at shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    stop_idle.set()
+    assert await asyncio.wait_for(idle, 10) is False
+    await wait_for(lambda: imap.conn.client.socket().fileno() == -1)
