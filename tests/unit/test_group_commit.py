@@ -28,7 +28,10 @@ def db(db_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def _company(s: Session, slug: str, gate: threading.Event | None = None) -> str:
+def _company(s: Session, slug: str, gate: threading.Event | None = None,
+             entered: threading.Event | None = None) -> str:
+    if entered is not None:
+        entered.set()
     if gate is not None:
         gate.wait(10)  # holds the writer: what arrives meanwhile forms one group
     s.add(Company(slug=slug, name=slug))
@@ -48,12 +51,12 @@ def _slugs(db: Database) -> list[str]:
 
 
 async def _group(db: Database, *requests: tuple) -> list[object]:
-    """The first request holds the writer until every other one is queued."""
-    gate = threading.Event()
-    first = asyncio.ensure_future(db.write(_company, "gate", gate))
-    await asyncio.sleep(0.1)
-    rest = [asyncio.ensure_future(db.write(fn, slug)) for fn, slug in requests]
-    await asyncio.sleep(0.1)
+    """The first request holds the writer until every other one is queued (``submit``
+    queues before it returns): no sleeps, so a stalled machine cannot change the groups."""
+    gate, entered = threading.Event(), threading.Event()
+    first = db.submit(_company, "gate", gate, entered)
+    assert await asyncio.to_thread(entered.wait, 10)
+    rest = [db.submit(fn, slug) for fn, slug in requests]
     gate.set()
     return await asyncio.gather(first, *rest, return_exceptions=True)
 

@@ -308,8 +308,13 @@ async def test_a_disabled_then_enabled_account_restarts_only_after_its_old_sessi
 
     user = dovecot.add_user(f"cycle-{database_url.split(':')[0].split('+')[0]}", "pw")
     account = add_account(dovecot, user)
-    logout = asyncio.Event()
-    connects = _stand_in_sessions(monkeypatch, logout.wait)
+    logout, closing = asyncio.Event(), asyncio.Event()
+
+    async def held_logout() -> None:
+        closing.set()
+        await logout.wait()
+
+    connects = _stand_in_sessions(monkeypatch, held_logout)
 
     def set_disabled(disabled: bool) -> None:
         with db.transaction() as s:
@@ -321,7 +326,7 @@ async def test_a_disabled_then_enabled_account_restarts_only_after_its_old_sessi
     try:
         await wait_for(lambda: _lease(db, account)[0] == "me")
         set_disabled(True)
-        await asyncio.sleep(2.5)  # the poller (every poll_interval = 1 s) ends the session
+        await asyncio.wait_for(closing.wait(), 30)  # the poller ended the session: LOGOUT
         set_disabled(False)
         await asyncio.sleep(2.5)  # … and sees the account wanted again: not while it ends
         assert connects == [account]

@@ -155,7 +155,7 @@ def test_ingests_racing_the_collector_on_the_same_attachment_never_lose_a_refere
     grace = 0.25
     stop = threading.Event()
     failures: list[str] = []
-    deleted = [0]
+    deleted, checked_rounds = [0], [0]
 
     def slow_disk(step: str, _d: str) -> None:
         time.sleep(0.01)  # widen every window between the collector's steps
@@ -168,10 +168,16 @@ def test_ingests_racing_the_collector_on_the_same_attachment_never_lose_a_refere
         rnd = random.Random(seed)
         while not stop.is_set():
             data = rnd.choice(contents)
+            put_at = time.time()
             digest = blobs.put(data)
             time.sleep(rnd.uniform(0, 0.03))          # filing takes a while (< grace)
             att = _reference(db, mid, digest)
-            for when in ("right after its commit", "while referenced"):
+            # the protocol's assumption: the reference commits within ``grace`` of the put
+            # (module docstring); a loaded machine may stall a writer past it, and then
+            # the blob may rightly be gone: no verdict on such a round
+            checked = time.time() - put_at < grace
+            checked_rounds[0] += checked
+            for when in ("right after its commit", "while referenced") if checked else ():
                 try:
                     if blobs.get(digest) != data:
                         failures.append(f"{digest} damaged {when}")
@@ -192,6 +198,7 @@ def test_ingests_racing_the_collector_on_the_same_attachment_never_lose_a_refere
         t.join(30)
     assert failures == []
     assert deleted[0] > 0, "the collector never deleted anything: the race was not exercised"
+    assert checked_rounds[0] > 0, "no round filed within the grace period: nothing was checked"
     assert _leftovers(blob_root) == []
 
 
