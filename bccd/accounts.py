@@ -74,13 +74,6 @@ def new_api_token() -> str:
     return "bccd_" + secrets.token_urlsafe(32)
 
 
-def replace_api_token(user: User) -> str:
-    """Give ``user`` a new API token (the old one stops working); returned once."""
-    token = new_api_token()
-    user.api_token_hash = hash_token(token)
-    return token
-
-
 def create_user(
     session: Session, email: str, company: Company, *, name: str = "", admin: bool = False
 ) -> NewUser:

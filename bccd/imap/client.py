@@ -396,7 +396,10 @@ class AsyncImap:
         """LOGOUT, queued behind the work still running in the session's thread (an IDLE
         ends within 1 s of its cancel). Queued at once and not withdrawn if the caller is
         cancelled meanwhile (a stop): the socket is always closed, never left to the GC."""
-        work = self._executor.submit(self.conn.logout)
+        try:
+            work = self._executor.submit(self.conn.logout)
+        except RuntimeError:  # closed already
+            return
         self._executor.shutdown(wait=False)
         with contextlib.suppress(Exception):
             await asyncio.shield(asyncio.wrap_future(work))

@@ -17,7 +17,12 @@ conditional UPDATE, so of two instances claiming at once one wins). The holder r
 every third of the lease while connected and releases it when the session ends (stop,
 failure, renewal); an instance that dies loses it when it runs out. An instance that
 finds the lease taken checks again after half a lease. A renewal that fails (this
-instance stalled past its lease and another took over) ends the session at once.
+instance stalled past its lease and another took over) ends the session at once. The
+release is submitted before the LOGOUT and awaited to its end even through a second
+cancel (shutdown's grace running out), and it wins over a renewal still in flight
+(``_Lease``). An account whose task is cancelled (its user disabled, the account
+removed) starts again only once that task has ended, so the old session's release
+cannot free the new session's lease (same owner).
 ``sync_once`` (the CLI's one pass) does not wait for leases: a second sync of the same
 account is safe (dedup, monotonic marks), only wasteful.
 
@@ -273,7 +278,7 @@ async def _account_loop(
         try:
             claimed = await lease.claim()
         except asyncio.CancelledError:  # its thread may still claim: release wins (_Lease)
-            lease.release()
+            await _settled(lease.release())
             raise
         if not claimed:
             if not elsewhere:

@@ -87,7 +87,7 @@ class GcReport:
     deleted: int = 0
     freed_bytes: int = 0
     referenced: int = 0     # still used by a message: kept
-    young: int = 0          # written within the grace period: kept for a later pass
+    young: int = 0          # within the grace period, or left by a hold or a stop: a later pass
     missing: int = 0        # already gone
     held: bool = False      # a backup hold stopped the pass
     stopped: bool = False   # the server is stopping: the pass ended between batches
@@ -96,7 +96,8 @@ class GcReport:
 
     @property
     def deferred(self) -> int:
-        """Unreferenced blobs kept for now (young, or a backup hold): a later pass deletes them."""
+        """Unreferenced blobs kept for now (young, a backup hold, or the server stopping
+        mid-pass): a later pass deletes them."""
         return self.young
 
     def as_dict(self) -> dict[str, Any]:
@@ -238,7 +239,7 @@ def collect(db: Database, blobs: BlobStore, *, grace: float,
         if report.held:  # nothing more this pass: the rest is kept for the next one
             report.young += sum(len(p) for p in parts[i + 1:])
             break
-    if report.deleted or report.held or report.recovered:
+    if report.deleted or report.held or report.recovered or report.stopped:
         log.info("blob_gc", **report.as_dict())
     return report
 

@@ -34,6 +34,7 @@ from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bccd import accounts
+from bccd.addresses import hash_token
 from bccd.errors import Conflict
 from bccd.lifecycle import blobgc, cascade
 from bccd.log import get_logger
@@ -93,19 +94,21 @@ def disable_user(session: Session, user: User) -> dict[str, Any]:
 
 
 def enable_user(session: Session, user: User) -> dict[str, Any]:
-    """Undo ``disable_user``: the user's addresses accept mail again and the IMAP accounts
-    that the disable stopped sync again (an account paused for its own reason stays so).
+    """Undo ``disable_user``: the user's addresses accept mail again and their disabled
+    IMAP accounts sync again (only ``disable_user`` ever sets ``state = 'disabled'``).
     The API token the user had stays dead: a new one is issued and returned, once, so a
     token that left with the person (or leaked meanwhile) does not come back to life;
     Mail-page sessions bound to the old token end with it. Enabling a user who is not
-    disabled is refused (``Conflict``) rather than rotating a working token."""
-    if not user.disabled:
+    disabled is refused (``Conflict``) rather than rotating a working token; the change
+    is one conditional UPDATE, so of two enables at once exactly one issues a token."""
+    token = accounts.new_api_token()
+    enabled = session.execute(
+        update(User).where(User.id == user.id, User.disabled.is_(True))
+        .values(disabled=False, api_token_hash=hash_token(token)))
+    if int(getattr(enabled, "rowcount", 0) or 0) != 1:
         raise Conflict(f"user {user.email} is not disabled")
-    user.disabled = False
-    token = accounts.replace_api_token(user)
     resumed = session.execute(
-        update(ImapAccount).where(ImapAccount.user_id == user.id, ImapAccount.state == "disabled",
-                                  ImapAccount.state_reason == USER_DISABLED)
+        update(ImapAccount).where(ImapAccount.user_id == user.id, ImapAccount.state == "disabled")
         .values(state="active", state_reason="", failures=0, next_attempt_at=None)
     )
     session.flush()

@@ -123,17 +123,30 @@ def test_enabling_a_user_who_is_not_disabled_is_an_error_and_keeps_their_token(
 def test_enabling_gives_a_new_api_token_the_old_one_stays_dead(function_db: Database) -> None:
     """A token that leaked while the user was away (or with the person who left) must
     not come back to life: enabling issues a new one, shown once."""
+    from sqlalchemy import update
+
+    from bccd.crypto import SecretBox
+    from bccd.imap import accounts as imap_accounts
+    from bccd.store.models import ImapAccount
+
     with function_db.transaction() as s:
         company = accounts.create_company(s, "Acme", "acme")
         old = accounts.create_user(s, "alice@acme.test", company).api_token
+        imap = imap_accounts.add_account(
+            s, SecretBox(["k"]), user_email="alice@acme.test", host="imap.example",
+            username="alice", auth=imap_accounts.PasswordAuth("pw")).id
     with function_db.transaction() as s:
         offboard.disable_user(s, accounts.get_user(s, "alice@acme.test"))
+        # a late sync outcome under an older version cleared the reason: still resumed
+        s.execute(update(ImapAccount).where(ImapAccount.id == imap).values(state_reason=""))
     with function_db.transaction() as s:
-        new = offboard.enable_user(s, accounts.get_user(s, "alice@acme.test"))["api_token"]
+        out = offboard.enable_user(s, accounts.get_user(s, "alice@acme.test"))
+    assert out["imap_accounts_enabled"] == 1
     with function_db.read() as s:
         assert accounts.user_by_api_token(s, old) is None
-        user = accounts.user_by_api_token(s, new)
+        user = accounts.user_by_api_token(s, out["api_token"])
         assert user is not None and user.email == "alice@acme.test"
+        assert imap_accounts.syncable_account_ids(s) == [imap]
 
 
 def test_deleting_a_user_leaves_nothing_of_them_and_keeps_their_colleagues_mail(
