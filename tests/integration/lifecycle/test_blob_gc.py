@@ -256,3 +256,34 @@ def test_a_stopping_server_ends_a_purge_between_batches(function_db: Database) -
     with function_db.read() as s:
         assert s.scalar(select(func.count()).select_from(Rejection)) == 3
     assert retention.purge_rejections(function_db, 0, now=later, batch=2) == 3
+
+
+async def test_the_lifecycle_worker_tells_a_pass_under_way_that_the_server_stops(
+        function_db: Database, tmp_path: Path, monkeypatch) -> None:
+    """``bccd serve`` stopping sets the pass's ``stop`` at once (the pass runs in a
+    database thread and would otherwise run to its end before the stop completes)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from bccd.config import Settings
+    from bccd.lifecycle import retention, worker
+
+    started, seen = threading.Event(), []
+
+    def long_pass(db: Database, blobs: BlobStore, settings: Settings, *,
+                  stop: threading.Event) -> retention.RetentionReport:
+        started.set()
+        seen.append(stop.wait(10))  # a sweep of a big store: batch after batch
+        return retention.RetentionReport(0, 0, blobgc.GcReport(stopped=True))
+
+    monkeypatch.setattr(retention, "run_once", long_pass)
+    settings = Settings.model_validate({
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "security": {"secret_key": "k"}, "retention": {"interval": 1}})
+    services = SimpleNamespace(settings=settings, db=function_db, blobs=BlobStore(tmp_path / "b"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.lifecycle_worker(services, stop))  # type: ignore[arg-type]
+    assert await asyncio.to_thread(started.wait, 10)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert seen == [True]
