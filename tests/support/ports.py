@@ -8,21 +8,25 @@ server then fails to bind while the test, finding the port open, talks to somebo
 else's server. Polling such a port can even connect a socket to itself.
 
 So ``free_port()`` hands out ports *below* the ephemeral range, from a block of its own
-for each xdist worker (``PYTEST_XDIST_WORKER`` = ``gwN``), in order from a random start,
-each checked bindable first. Nobody else allocates there, so a port stays ours until the
-server that got it binds it."""
+for each xdist worker (``PYTEST_XDIST_WORKER`` = ``gwN``; locked, so a second suite
+running at the same time takes other blocks), in order from a random start, each checked
+bindable first. Nobody else allocates there, so a port stays ours until the server that
+got it binds it."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import random
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 BLOCK = 2000
 FLOOR = 10000
@@ -35,11 +39,27 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+_held: list[IO[bytes]] = []  # the lock on our block, kept for the life of the process
+
+
 def _block() -> range:
+    """This process's block: the first one from its worker's own that no other process
+    holds (an exclusive ``flock`` on a file per block, released when the process ends),
+    so two suites running at once on one machine do not share ports either."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
     blocks = max(1, (_ephemeral_low() - FLOOR) // BLOCK)
-    start = FLOOR + (index % blocks) * BLOCK
+    for i in range(blocks):
+        start = FLOOR + ((index + i) % blocks) * BLOCK
+        lock = open(Path(tempfile.gettempdir()) / f"bccd-test-ports-{start}.lock", "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        _held.append(lock)
+        return range(start, start + BLOCK)
+    start = FLOOR + (index % blocks) * BLOCK  # every block taken: share, as before
     return range(start, start + BLOCK)
 
 
