@@ -233,12 +233,10 @@ def collect(db: Database, blobs: BlobStore, *, grace: float,
     for i, part in enumerate(parts):
         if stop is not None and stop.is_set():
             report.stopped = True
+        if report.held or report.stopped:  # nothing more this pass: the rest waits for the next
             report.young += sum(len(p) for p in parts[i:])
             break
         _collect_batch(db, blobs, list(part), grace, clock, pause, report)
-        if report.held:  # nothing more this pass: the rest is kept for the next one
-            report.young += sum(len(p) for p in parts[i + 1:])
-            break
     if report.deleted or report.held or report.recovered or report.stopped:
         log.info("blob_gc", **report.as_dict())
     return report
