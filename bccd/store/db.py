@@ -332,8 +332,7 @@ class Database:
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking database work in the database worker threads."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await self.run_soon(fn, *args, **kwargs)
 
     def run_soon(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """``run``, submitted to the worker threads now: it runs even if the caller is
