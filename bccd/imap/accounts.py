@@ -370,8 +370,9 @@ def release_lease(session: Session, account_id: int, owner: str) -> None:
 
 
 def mark_success(session: Session, account_id: int, *, now: dt.datetime | None = None) -> None:
-    """The account synced: active again, failures forgotten. A disabled account keeps its
-    state and reason (``user enable`` looks for it); only ``last_sync_at`` moves."""
+    """The account synced: active again, failures forgotten. A disabled account (its user
+    was disabled while this session ended) keeps its state and reason; only
+    ``last_sync_at`` moves."""
     row = session.get(ImapAccount, account_id)
     if row is None:
         return

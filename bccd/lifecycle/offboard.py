@@ -51,7 +51,6 @@ from bccd.store.models import (
 )
 
 log = get_logger("bccd.lifecycle")
-USER_DISABLED = "user disabled"  # an IMAP account's state_reason when ``disable_user`` stopped it
 
 
 @dataclass(slots=True)
@@ -85,7 +84,7 @@ def disable_user(session: Session, user: User) -> dict[str, Any]:
     user.disabled = True
     paused = session.execute(
         update(ImapAccount).where(ImapAccount.user_id == user.id, ImapAccount.state != "disabled")
-        .values(state="disabled", state_reason=USER_DISABLED)
+        .values(state="disabled", state_reason="user disabled")
     )
     session.flush()
     n = int(getattr(paused, "rowcount", 0) or 0)
