@@ -18,6 +18,14 @@ from dataclasses import dataclass
 import idna
 
 
+@dataclass(frozen=True, slots=True)
+class Addr:
+    """A mailbox as bccd keeps it: the normalized address and its display name."""
+
+    email: str   # normalized
+    name: str
+
+
 class AddressError(ValueError):
     """An address or domain that is not acceptable; the message says why."""
 

@@ -30,6 +30,8 @@ from pydantic import (
     field_validator,
 )
 
+from bccd.addresses import AddressError, normalize_domain
+
 ENV_PREFIX = "BCCD_"
 
 
@@ -145,8 +147,6 @@ class SmtpSettings(_Section):
     @field_validator("bcc_domain")
     @classmethod
     def _domain(cls, v: str) -> str:
-        from bccd.addresses import AddressError, normalize_domain
-
         try:
             return normalize_domain(v)
         except AddressError as exc:

@@ -32,6 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from bccd.config import SECRET_KEY_FILE, Settings, ensure_secret_key
+from bccd.crypto import SecretBox
+from bccd.imap.client import connect_account
+from bccd.mailboxes import accounts
+from bccd.smtp.server import tls_context
+from bccd.store.db import Database
+from bccd.store.migrate import check_current
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DEV_SUFFIXES = (".localhost", ".test", ".example", ".invalid", ".local")
@@ -103,8 +109,6 @@ def check_database(settings: Settings) -> list[Finding]:
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from bccd.store.db import Database
-    from bccd.store.migrate import check_current
 
     url = settings.database_url
     u = make_url(url)
@@ -223,7 +227,6 @@ def _resolves(r: Any, host: str) -> bool:
 def check_tls(settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
     from cryptography import x509
 
-    from bccd.smtp.server import tls_context
 
     if not settings.smtp.tls_cert:
         return [Finding("tls", WARN, "no certificate: STARTTLS is off, mail reaches bccd in clear text",
@@ -261,14 +264,6 @@ def check_tls(settings: Settings, now: dt.datetime | None = None) -> list[Findin
 
 # -- 6. IMAP accounts ------------------------------------------------------------------------
 def check_imap(settings: Settings) -> list[Finding]:
-    try:
-        from bccd.crypto import SecretBox
-        from bccd.imap import accounts
-        from bccd.imap.client import connect_account
-    except ImportError:
-        return []
-    from bccd.store.db import Database
-
     try:
         db = Database(settings.database_url, pool_size=2)
     except Exception:

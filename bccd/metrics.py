@@ -6,15 +6,15 @@ process metrics are exported as ``bccd_process_*``.
 
 Who feeds what:
 
-- ``record_outcomes(outcomes, source)`` — called once per ingested message by
-  ``Pipeline._record`` (every SMTP outcome) and by the ``instrument`` wrapper for IMAP:
-  ``bccd_messages_accepted_total{source, outcome}`` (stored, duplicate, quarantined,
-  dropped) and ``bccd_messages_refused_total{source, code}`` (the reply, e.g.
-  ``550 5.7.26``; 4xx codes are temporary refusals). Labels come from closed sets (the
-  disposition enum and the reply catalogue) — never free text, so cardinality is bounded.
-- ``instrument(pipeline)`` wraps ``Pipeline.ingest`` / ``ingest_imap`` once at start-up
-  to time them: ``bccd_ingest_seconds{source}`` (histogram, end-to-end per message:
-  parse, authenticity, commit).
+- ``count_copies(source, [(disposition, code), …])`` — the ingest pipeline, once per
+  message: ``bccd_messages_accepted_total{source, outcome}`` (stored, duplicate,
+  quarantined, dropped) and ``bccd_messages_refused_total{source, code}`` (the reply,
+  e.g. ``550 5.7.26``; 4xx codes are temporary refusals). Labels come from closed sets
+  (the disposition enum and the reply catalogue) — never free text, so cardinality is
+  bounded.
+- ``observe_ingest(source, seconds)`` — the pipeline times every message:
+  ``bccd_ingest_seconds{source}`` (histogram, end-to-end per message: parse,
+  authenticity, commit).
 - ``webhook_delivered(result)`` — ``bccd_webhook_deliveries_total{result}`` (ok, failed).
 - ``collect_db(db)`` (blocking; ``/metrics`` runs it through ``Database.run`` before each
   scrape) refreshes the gauges read from the database: ``bccd_imap_accounts{state}``
@@ -34,12 +34,10 @@ live on in the files).
 
 from __future__ import annotations
 
-import functools
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -56,8 +54,6 @@ from sqlalchemy import func, select
 from bccd.store.models import ImapAccount, OutboxJob, utcnow
 
 if TYPE_CHECKING:
-    from bccd.ingest.outcome import Outcome
-    from bccd.ingest.pipeline import Pipeline
     from bccd.store.db import Database
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -120,42 +116,18 @@ def use_multiprocess(path: Path) -> None:
     _define()
 
 
-T = TypeVar("T")
-
-
-def record_outcomes(outcomes: Iterable[Outcome], source: str = "bcc") -> None:
-    for o in outcomes:
-        kind = o.disposition.value
-        if kind in ACCEPTED_OUTCOMES:
-            ACCEPTED.labels(source, kind).inc()
+def count_copies(source: str, copies: Iterable[tuple[str, str]]) -> None:
+    """Count copies by (disposition, reply code): accepted ones by disposition, refused
+    (and temporarily refused) ones by code."""
+    for disposition, code in copies:
+        if disposition in ACCEPTED_OUTCOMES:
+            ACCEPTED.labels(source, disposition).inc()
         else:
-            REFUSED.labels(source, f"{o.reply.code} {o.reply.enhanced}".strip()).inc()
+            REFUSED.labels(source, code).inc()
 
 
-def _timed(fn: Callable[..., Awaitable[T]], source: str, *,
-           count: bool = False) -> Callable[..., Awaitable[T]]:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
-        start = time.monotonic()
-        try:
-            result = await fn(*args, **kwargs)
-        finally:
-            INGEST_SECONDS.labels(source).observe(time.monotonic() - start)
-        if count:
-            record_outcomes([result], source)  # type: ignore[list-item]
-        return result
-
-    return wrapper
-
-
-def instrument(pipeline: Pipeline) -> None:
-    """Time the pipeline's entry points (once per process, at start-up)."""
-    if getattr(pipeline, "_bccd_instrumented", False):
-        return
-    pipeline.ingest = _timed(pipeline.ingest, "bcc")  # type: ignore[method-assign,assignment]
-    pipeline.ingest_imap = _timed(  # type: ignore[method-assign,assignment]
-        pipeline.ingest_imap, "imap", count=True)
-    pipeline._bccd_instrumented = True  # type: ignore[attr-defined]
+def observe_ingest(source: str, seconds: float) -> None:
+    INGEST_SECONDS.labels(source).observe(seconds)
 
 
 def webhook_delivered(ok: bool) -> None:

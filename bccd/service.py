@@ -1,78 +1,79 @@
 """``bccd serve``: SMTP, HTTP and background workers in one process, one event loop.
 
-``Services`` holds what the parts share (settings, database, blob store, pipeline) and is
-passed in explicitly — there is no global. ``run(settings)`` starts everything, waits for
-SIGTERM/SIGINT, then drains: new SMTP connections get 421 4.3.2, in-flight transactions
-get up to ``smtp.timeout`` to finish, workers stop. SIGHUP reloads the STARTTLS
-certificate. Listening sockets passed in by systemd socket activation (``LISTEN_FDS``,
-see ``bccd.systemd``) are used instead of binding ``smtp.listen``/``http.listen``.
+This is the composition root: the one place that knows every part. ``run(settings, db)``
+builds the pipeline (``build_pipeline``), the ``Services`` the parts share
+(``bccd.runtime``), the HTTP app, the outbox handler table and the workers of
+``WORKERS``; starts everything; waits for SIGTERM/SIGINT; then drains: new SMTP
+connections get 421 4.3.2, in-flight transactions get up to ``smtp.timeout`` to finish,
+workers stop. SIGHUP reloads the STARTTLS certificate. Listening sockets passed in by
+systemd socket activation (``LISTEN_FDS``, see ``bccd.systemd``) are used instead of
+binding ``smtp.listen``/``http.listen``. ``run_smtp_worker`` is the life of one extra SMTP
+process (``smtp.workers``, ``bccd.smtp.workers``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import signal
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+import socket
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import uvicorn
 
 from bccd.config import Settings
-from bccd.ingest.pipeline import Pipeline
+from bccd.errors import BccdError
+from bccd.imap.poller import run_poller
+from bccd.imap.writeback import run_writeback
+from bccd.ingest import holding
+from bccd.ingest.pipeline import build_pipeline
+from bccd.lifecycle.worker import lifecycle_worker
 from bccd.log import get_logger
-from bccd.store.blobs import BlobStore
+from bccd.notify import jobs, outbound, webhooks
+from bccd.notify.worker import outbox_cleanup_worker, outbox_worker
+from bccd.quarantine.hold import RELEASE_KIND
+from bccd.runtime import Services
+from bccd.smtp.server import SmtpService
+from bccd.smtp.workers import WorkerPool
+from bccd.store import events
 from bccd.store.db import Database
-
-if TYPE_CHECKING:
-    from bccd.smtp.server import SmtpService
+from bccd.systemd import listen_sockets
+from bccd.web.app import create_app
 
 log = get_logger("bccd.serve")
 
-Worker = Callable[["Services", asyncio.Event], Coroutine[Any, Any, None]]
-RouteFactory = Callable[["Services"], list[Any]]
+Worker = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-class Services:
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.settings = settings
-        self.db = db
-        self.blobs = BlobStore(settings.blob_dir)
-        self.pipeline = Pipeline(settings, db, self.blobs, authenticator=build_authenticator(settings))
-        self.smtp: Any = None
-        self.http_routes: list[RouteFactory] = []
-        self.workers: list[Worker] = []
-
-    def smtp_listening(self) -> bool:
-        return bool(self.smtp and self.smtp.server and self.smtp.server.is_serving())
+def outbox_handlers(services: Services) -> Mapping[str, jobs.JobHandler]:
+    """The outbox's work, by job kind, each bound to what it needs."""
+    return {
+        outbound.MAIL_KIND: functools.partial(outbound.deliver_job, services.settings),
+        RELEASE_KIND: functools.partial(holding.release_job, services.pipeline),
+        events.KIND: functools.partial(webhooks.deliver_job, services.settings.webhooks),
+    }
 
 
-def build_authenticator(settings: Settings) -> object | None:
-    if settings.auth.mode == "off":
-        log.warning("auth_mode_off", detail="sender authenticity is NOT checked (auth.mode = off)")
-        return None
-    try:
-        from bccd.auth.authenticator import Authenticator
-        from bccd.auth.dns import Resolver, ResolverConfigError
-    except ImportError:  # pragma: no cover - authenticity module not installed
-        raise RuntimeError("auth.mode = dmarc needs bccd.auth.authenticator") from None
-    from bccd.config import ConfigError
+async def _outbox(services: Services, stop: asyncio.Event) -> None:
+    await outbox_worker(services.db, outbox_handlers(services), stop)
 
-    try:
-        resolver = Resolver.from_settings(settings.dns)
-    except ResolverConfigError as exc:
-        raise ConfigError(f"dns.nameservers: {exc}") from None
-    authserv_id = settings.authserv_id
-    try:
-        authenticator = Authenticator(
-            resolver,
-            authserv_id=authserv_id,
-            trusted_authserv_ids=settings.auth.trusted_authserv_ids,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"auth.authserv_id: {exc}") from None
-    log.info("auth_mode_dmarc", authserv_id=authenticator.authserv_id,
-             nameservers=resolver.nameservers,
-             resolver="configured" if settings.dns.nameservers else "system",
-             port=resolver.port, timeout=resolver.timeout)
-    return authenticator
+
+async def _outbox_cleanup(services: Services, stop: asyncio.Event) -> None:
+    await outbox_cleanup_worker(services.db, stop)
+
+
+async def _imap_poller(services: Services, stop: asyncio.Event) -> None:
+    await run_poller(services.settings, services.db, services.pipeline, stop)
+
+
+async def _imap_writeback(services: Services, stop: asyncio.Event) -> None:
+    await run_writeback(services.settings, services.db, stop)
+
+
+WORKERS: tuple[Worker, ...] = (_outbox, _outbox_cleanup, _imap_poller, _imap_writeback,
+                               lifecycle_worker)
 
 
 def install_signals(smtp: SmtpService, stop: asyncio.Event, *,
@@ -94,41 +95,19 @@ def install_signals(smtp: SmtpService, stop: asyncio.Event, *,
     loop.add_signal_handler(signal.SIGHUP, reload_tls)
 
 
-def _extensions(services: Services) -> None:
-    """Optional parts register their routes and workers here."""
-    import importlib
-
-    for name in ("bccd.web.routes", "bccd.notify.worker", "bccd.imap.service", "bccd.lifecycle.worker"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        mod.register(services)
-
-
 async def run(settings: Settings, db: Database, *, config_path: str | None = None) -> None:
-    import uvicorn
-
-    from bccd.smtp.server import SmtpService
-    from bccd.web.app import create_app
-
-    services = Services(settings, db)
-    _extensions(services)
-    smtp = SmtpService(settings, services.pipeline)
-    services.smtp = smtp
+    events.attach(db, settings)
+    pipeline = build_pipeline(settings, db)
+    smtp = SmtpService(settings, pipeline)
+    services = Services(settings, db, pipeline, smtp_listening=smtp.listening)
     stop = asyncio.Event()
-    pool: Any = None
+    pool: WorkerPool | None = None
 
     def forward_hup() -> None:
         if pool is not None:
             pool.signal(signal.SIGHUP)
 
     install_signals(smtp, stop, on_hup=forward_hup)
-    from bccd.errors import BccdError
-    from bccd.systemd import listen_sockets
-
     try:
         inherited = listen_sockets()
     except ValueError as exc:
@@ -137,8 +116,6 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     processes = settings.smtp.process_count
     await smtp.start(sock=smtp_sock, reuse_port=processes > 1 and smtp_sock is None)
     if processes > 1:
-        from bccd.smtp.workers import WorkerPool
-
         pool = WorkerPool(settings, config_path, processes - 1, smtp_sock)
         await pool.start()
     host, port = settings.http.host_port
@@ -148,8 +125,8 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     http_sock = inherited.get("http")
     http_task = asyncio.create_task(http._serve(sockets=[http_sock] if http_sock else None),
                                     name="http")
-    worker_tasks = [asyncio.create_task(w(services, stop), name=getattr(w, "__name__", "worker"))
-                    for w in services.workers]
+    worker_tasks = [asyncio.create_task(w(services, stop), name=w.__name__.lstrip("_"))
+                    for w in WORKERS]
     if http_sock is not None:
         name = http_sock.getsockname()
         log.info("http_listening", address=f"{name[0]}:{name[1]}", inherited=True)
@@ -163,7 +140,7 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     await smtp.stop(drain_seconds=float(settings.smtp.timeout))
     if pool is not None:
         await pool.stop()
-    await services.pipeline.drain()
+    await pipeline.drain()
     http.should_exit = True
     for t in worker_tasks:
         try:
@@ -177,3 +154,21 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     except TimeoutError:
         http_task.cancel()
     log.info("bccd_stopped")
+
+
+async def run_smtp_worker(settings: Settings, db: Database, index: int,
+                          inherited_fd: int | None) -> None:
+    """An SMTP worker's life: SMTP and the pipeline until SIGTERM/SIGINT, then drain."""
+    pipeline = build_pipeline(settings, db)
+    smtp = SmtpService(settings, pipeline)
+    stop = asyncio.Event()
+    install_signals(smtp, stop)
+    sock = None
+    if inherited_fd is not None:
+        sock = socket.socket(fileno=inherited_fd)
+        sock.setblocking(False)
+    await smtp.start(sock=sock, reuse_port=sock is None)
+    log.info("smtp_worker_ready", worker=index, pid=os.getpid())
+    await stop.wait()
+    await smtp.stop(drain_seconds=float(settings.smtp.timeout))
+    await pipeline.drain()

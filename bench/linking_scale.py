@@ -3,7 +3,7 @@ messages into a company with 1,000 and with 1,000,000 persons and prints the per
 rate of each and their ratio. Every lookup the linking layer makes is an indexed one, so
 the ratio should stay close to 1.
 
-Each message is filed through ``bccd.ingest.store.file_copy`` — dedup, blocklist,
+Each message is filed through ``bccd.ingest.filing.file_copy`` — dedup, blocklist,
 threading, person match (and creation of one unknown counterpart), the deal/lead/project
 rule and the participant rows, in one committed transaction — i.e. everything after
 parsing and authentication, which do not depend on the company's size. Persons (and one
@@ -30,10 +30,11 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bccd.addresses import Addr
 from bccd.auth.verdict import SKIPPED
-from bccd.ingest import store
+from bccd.ingest import filing
 from bccd.ingest.outcome import Disposition
-from bccd.ingest.parse import Addr, parse
+from bccd.ingest.parse import parse
 from bccd.ingest.types import Source
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
@@ -90,7 +91,7 @@ def populate(db: Database, persons: int) -> int:
                    .scalar_one())
 
 
-def workload(persons: int, messages: int, seed: int = 7) -> list[store.FileRequest]:
+def workload(persons: int, messages: int, seed: int = 7) -> list[filing.FileRequest]:
     rnd = random.Random(seed)
     out = []
     for m in range(messages):
@@ -101,7 +102,7 @@ def workload(persons: int, messages: int, seed: int = 7) -> list[store.FileReque
         raw = make_message(frm="Alice <alice@bench.test>", to=to, cc=cc, subject=f"Msg {m}",
                            message_id=f"<m{m}@bench.test>", in_reply_to=refs, references=refs)
         out.append(raw)
-    return [store.FileRequest(
+    return [filing.FileRequest(
         user_id=0, raw=raw, parsed=parse(raw, max_header_size=512 * 1024), source=Source.BCC,
         direction="outgoing", sender=Addr("alice@bench.test", "Alice"), auth=SKIPPED,
         bcc_domain=BCC_DOMAIN, raw_sha256=hashlib.sha256(raw).hexdigest()) for raw in out]
@@ -117,7 +118,7 @@ def measure(url: str, persons: int, messages: int, blob_dir: Path) -> tuple[floa
         reqs = [dataclasses.replace(r, user_id=user_id) for r in workload(persons, messages)]
         blobs = BlobStore(blob_dir)
         for r in reqs[:10]:  # warm caches and the connection pool
-            store.file_copy(db, blobs, r)
+            filing.file_copy(db, blobs, r)
         rest = reqs[10:]
         size = max(1, len(rest) // ROUNDS)
         best = float("inf")
@@ -125,7 +126,7 @@ def measure(url: str, persons: int, messages: int, blob_dir: Path) -> tuple[floa
             chunk = rest[i:i + size]
             t0 = time.perf_counter()
             for r in chunk:
-                out = store.file_copy(db, blobs, r)
+                out = filing.file_copy(db, blobs, r)
                 assert out.disposition is Disposition.STORED, out
             best = min(best, (time.perf_counter() - t0) / len(chunk))
         return 1 / best, setup

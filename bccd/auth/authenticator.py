@@ -2,7 +2,7 @@
 
 Contract:
 
-- ``Authenticator(resolver, authserv_id=..., trusted_authserv_ids=...)`` is cheap, holds no
+- ``DmarcAuthenticator(resolver, authserv_id=..., trusted_authserv_ids=...)`` is cheap, holds no
   per-message state and may be used from several threads at once.
 - ``evaluate(raw, header_from=..., client_ip=..., helo=..., mail_from=...)`` is blocking
   (DNS, RSA): run it in a worker thread. ``header_from`` is the already strictly parsed,
@@ -17,6 +17,9 @@ Contract:
   of a signature aligned with From, SPF of an aligned envelope domain, or the DMARC record
   when only relaxed alignment made the message pass. An unrelated DNS failure (e.g. SPF
   while an aligned DKIM signature already passed) is merely recorded.
+- ``build_authenticator(settings)`` → the ``Authenticator`` for ``auth.mode``: this
+  class on the configured resolver (``dmarc``), or one that says ``skipped`` (``off``,
+  logged as a warning). A bad ``dns`` section or authserv-id is a ``ConfigError``.
 - ARC is verified and recorded; it never changes the verdict. Incoming
   ``Authentication-Results`` claiming our authserv-id are ignored; those of trusted
   authserv-ids are reported in ``extra["trusted_results"]`` (see :meth:`trusted_results`).
@@ -31,13 +34,17 @@ from typing import Any
 from bccd.auth import dmarc as dmarc_mod
 from bccd.auth.arc import verify_arc
 from bccd.auth.dkim import MIN_KEY_BITS, SignatureResult, verify_message
-from bccd.auth.dns import Resolver
+from bccd.auth.dns import Resolver, ResolverConfigError
 from bccd.auth.results import build_header
 from bccd.auth.results import trusted_results as _trusted_results
 from bccd.auth.spf import SpfResult, check_spf
-from bccd.auth.verdict import AuthVerdict, DnsTempError
+from bccd.auth.verdict import SKIPPED, Authenticator, AuthVerdict, DnsTempError
+from bccd.config import ConfigError, Settings
+from bccd.log import get_logger
 
-__all__ = ["Authenticator"]
+__all__ = ["DmarcAuthenticator", "build_authenticator"]
+
+log = get_logger("bccd.serve")
 
 
 def _fast_dkim_integers() -> None:
@@ -221,7 +228,7 @@ def _summary(from_domain: str, signatures: Sequence[SignatureResult], spf: SpfRe
     return f"{dkim}; {spf_text}"
 
 
-class Authenticator:
+class DmarcAuthenticator:
     """Decides whether a message is authentic for its From domain (DMARC, SPEC §4.2)."""
 
     def __init__(
@@ -357,3 +364,34 @@ class Authenticator:
             dkim_text += " (no passing signature aligned)"
         return (f"DMARC fail for {from_domain} ({policy}): no aligned DKIM or SPF pass; "
                 f"{dkim_text}; {spf_text}")
+
+
+class Unchecked:
+    """``auth.mode = off``: every message is ``skipped`` (development only)."""
+
+    def evaluate(self, raw: bytes, *, header_from: str, client_ip: str, helo: str,
+                 mail_from: str) -> AuthVerdict:
+        return SKIPPED
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    if settings.auth.mode == "off":
+        log.warning("auth_mode_off", detail="sender authenticity is NOT checked (auth.mode = off)")
+        return Unchecked()
+    try:
+        resolver = Resolver.from_settings(settings.dns)
+    except ResolverConfigError as exc:
+        raise ConfigError(f"dns.nameservers: {exc}") from None
+    try:
+        authenticator = DmarcAuthenticator(
+            resolver,
+            authserv_id=settings.authserv_id,
+            trusted_authserv_ids=settings.auth.trusted_authserv_ids,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"auth.authserv_id: {exc}") from None
+    log.info("auth_mode_dmarc", authserv_id=authenticator.authserv_id,
+             nameservers=resolver.nameservers,
+             resolver="configured" if settings.dns.nameservers else "system",
+             port=resolver.port, timeout=resolver.timeout)
+    return authenticator

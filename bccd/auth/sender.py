@@ -1,7 +1,7 @@
 """Strict From parsing and the sender rule (SPEC §4.1).
 
 ``parse_from(from_values)`` takes every ``From`` header value of the message and returns
-the one mailbox it names, or raises ``SenderRefused`` (550 5.7.1) with a one-line reason:
+the one mailbox it names, or raises ``FromRefused`` with a one-line reason (ingest answers it 550 5.7.1):
 
 * exactly one From header, holding exactly one mailbox — no group syntax, no lists;
 * 8-bit values (RFC 6532, as ``email`` hands them over: surrogate escapes) must be UTF-8;
@@ -24,11 +24,20 @@ import re
 from dataclasses import dataclass
 
 from bccd.addresses import AddressError, normalize_email
-from bccd.ingest.outcome import SenderRefused
 
 _registry_cache: list[object] = []
 _EMAILISH = re.compile(r"[^\s<>\"'(),;:@]+@[^\s<>\"'(),;:@]+\.[^\s<>\"'(),;:@]+")
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class FromRefused(ValueError):
+    """The From header is not one acceptable mailbox; ``reason`` is one line for the
+    sender, ``detail`` is for the log."""
+
+    def __init__(self, reason: str, *, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +64,9 @@ def _unfold(value: str) -> str:
 
 def parse_from(from_values: list[str]) -> Mailbox:
     if not from_values:
-        raise SenderRefused("The message has no From header")
+        raise FromRefused("The message has no From header")
     if len(from_values) > 1:
-        raise SenderRefused("The message has more than one From header")
+        raise FromRefused("The message has more than one From header")
     return _parse_mailbox(from_values[0])
 
 
@@ -68,46 +77,46 @@ def parse_from(from_values: list[str]) -> Mailbox:
 def _parse_mailbox(raw_value: str) -> Mailbox:
     value = _unfold(_utf8(raw_value))
     if _CTL.search(value.replace("\t", " ")):
-        raise SenderRefused("The From header contains control characters")
+        raise FromRefused("The From header contains control characters")
     if len(value) > 2000:
-        raise SenderRefused("The From header is too long")
+        raise FromRefused("The From header is too long")
     try:
         header = _registry()("from", value)  # type: ignore[operator]
     except Exception:
-        raise SenderRefused("The From header cannot be parsed") from None
+        raise FromRefused("The From header cannot be parsed") from None
     if header.defects:
-        raise SenderRefused(_malformed_reason(value), detail=repr(header.defects))
+        raise FromRefused(_malformed_reason(value), detail=repr(header.defects))
     groups = header.groups
     if len(groups) != 1 or groups[0].display_name is not None:
-        raise SenderRefused("The From header must hold one mailbox, not a group or a list")
+        raise FromRefused("The From header must hold one mailbox, not a group or a list")
     addrs = groups[0].addresses
     if len(addrs) != 1:
-        raise SenderRefused("The From header must hold exactly one mailbox")
+        raise FromRefused("The From header must hold exactly one mailbox")
     a = addrs[0]
     if not a.username or not a.domain:
-        raise SenderRefused("The From address is incomplete")
+        raise FromRefused("The From address is incomplete")
     spec = a.addr_spec
     if "=?" in spec or "?=" in spec:
-        raise SenderRefused("The From address contains encoded words")
+        raise FromRefused("The From address contains encoded words")
     if spec.count("@") != 1 or a.username.startswith('"'):
-        raise SenderRefused("The From address has an unusual local part")
+        raise FromRefused("The From address has an unusual local part")
     # the address must stand in the raw value as written: the parser never invents one
     if spec.lower() not in value.lower():
-        raise SenderRefused("The From header is ambiguous")
+        raise FromRefused("The From header is ambiguous")
     # outside the display name, only one address may appear
     raw_addrs = {m.lower() for m in _EMAILISH.findall(_strip_quoted(value))}
     try:
         email = normalize_email(spec)
     except AddressError as exc:
-        raise SenderRefused(f"The From address is not valid: {exc}") from None
+        raise FromRefused(f"The From address is not valid: {exc}") from None
     for other in raw_addrs:
         other = other.strip(".<>")
         if other != spec.lower() and _norm(other) != email:
-            raise SenderRefused("The From header names more than one address")
+            raise FromRefused("The From header names more than one address")
     name = str(a.display_name or "")
     for found in _EMAILISH.findall(name):
         if _norm(found.strip(".<>")) != email:
-            raise SenderRefused(
+            raise FromRefused(
                 "The From display name holds an address other than the sender's"
             )
     return Mailbox(email=email, name=name[:255])
@@ -119,7 +128,7 @@ def _utf8(value: str) -> str:
     try:
         return value.encode("utf-8", "surrogateescape").decode("utf-8")
     except UnicodeError:
-        raise SenderRefused("The From header is not valid UTF-8") from None
+        raise FromRefused("The From header is not valid UTF-8") from None
 
 
 _ENCODED_ADDRESS = re.compile(r"\?=\s*@|@\s*=\?|<\s*=\?")

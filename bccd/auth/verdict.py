@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 
 class DnsTempError(Exception):
@@ -70,3 +70,11 @@ _FIELDS = tuple(f.name for f in fields(AuthVerdict))
 
 
 SKIPPED = AuthVerdict(verdict="skipped", reason="auth.mode = off")
+
+
+class Authenticator(Protocol):
+    """What ingest asks about a message's authenticity (SPEC §4.2): blocking (DNS, RSA) —
+    run it in a worker thread; ``header_from`` is the strictly parsed From address."""
+
+    def evaluate(self, raw: bytes, *, header_from: str, client_ip: str, helo: str,
+                 mail_from: str) -> AuthVerdict: ...

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from bccd import accounts
-from bccd.cli import render
 from bccd.cli.context import Context
 from bccd.lifecycle import offboard
+from bccd.mailstore import shapes as render
 from bccd.store.blobs import BlobStore
 from bccd.store.models import Company
 

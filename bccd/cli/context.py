@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bccd.config import Settings, ensure_secret_key, load_settings
 from bccd.errors import BccdError
+from bccd.store import events
 from bccd.store.db import Database
 from bccd.store.migrate import at_head
 
@@ -38,11 +39,9 @@ class Context:
                 elif not check_current(db):
                     db.dispose()
                     raise BccdError("the database schema is not current: run `bccd db upgrade`")
-            from bccd.notify import webhooks
-
             # one-shot commands (mail link, person create …) queue their events too;
             # the outbox worker of `bccd serve` delivers them
-            webhooks.attach(db, self.settings)
+            events.attach(db, self.settings)
             self._db = db
         return self._db
 

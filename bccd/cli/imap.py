@@ -23,9 +23,9 @@ from typing import Any
 from bccd.cli.context import Context
 from bccd.crypto import SecretBox
 from bccd.errors import Invalid
-from bccd.imap import accounts
-from bccd.imap.accounts import Auth, OAuth2Auth, PasswordAuth
 from bccd.imap.sync import IngestSink, Progress
+from bccd.mailboxes import accounts
+from bccd.mailboxes.accounts import Auth, OAuth2Auth, PasswordAuth
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -127,11 +127,10 @@ def list_(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def _sink(ctx: Context) -> IngestSink:
-    from bccd.ingest.pipeline import Pipeline
-    from bccd.store.blobs import BlobStore
+    from bccd.ingest.pipeline import build_pipeline
 
     # IMAP copies are not authenticated (they come from the user's own mailbox)
-    return Pipeline(ctx.settings, ctx.database(), BlobStore(ctx.settings.blob_dir))
+    return build_pipeline(ctx.settings, ctx.database(), authenticate=False)
 
 
 @contextlib.contextmanager

@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bccd import accounts, mailview
+from bccd import accounts
 from bccd.cli.context import Context
 from bccd.linking import manual
+from bccd.mailstore import actions, read
 from bccd.store.models import Rejection, User
 
 _ENTITY_FLAGS = ("person", "organization", "deal", "lead", "project")
@@ -84,66 +85,43 @@ def _entity(args: argparse.Namespace) -> tuple[str, int]:
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
         user = accounts.get_user(s, args.email)
-        return mailview.list_threads(s, user, person=args.person, deal=args.deal,
-                                     lead=args.lead, project=args.project, limit=args.limit)
+        filters = read.Filters(person=args.person, deal=args.deal, lead=args.lead,
+                               project=args.project)
+        page = read.list_threads(s, user, filters, limit=args.limit, names=False)
+        return page["threads"]
 
 
 def show(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
         actor = _actor(s, args)
-        return mailview.show_thread(s, manual.get_thread(s, args.thread_id, actor), actor)
+        return read.show_thread(s, manual.get_thread(s, args.thread_id, actor), actor)
 
 
 def link(ctx: Context, args: argparse.Namespace) -> Any:
     kind, entity_id = _entity(args)
     with ctx.database().transaction() as s:
-        actor = _actor(s, args)
-        thread = manual.get_thread(s, args.thread_id, actor)
-        manual.link(s, thread, kind, entity_id, actor)
-        s.flush()
-        return _summary(s, thread.id, actor)
+        return actions.link(s, _actor(s, args), args.thread_id, kind, entity_id)
 
 
 def unlink(ctx: Context, args: argparse.Namespace) -> Any:
     kind, entity_id = _entity(args)
     with ctx.database().transaction() as s:
-        actor = _actor(s, args)
-        thread = manual.get_thread(s, args.thread_id, actor)
-        manual.unlink(s, thread, kind, entity_id, actor)
-        s.flush()
-        return _summary(s, thread.id, actor)
+        return actions.unlink(s, _actor(s, args), args.thread_id, kind, entity_id)
 
 
 def set_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
-        actor = _actor(s, args)
-        thread = manual.get_thread(s, args.thread_id, actor)
-        manual.set_visibility(s, thread, args.visibility, actor)
-        s.flush()
-        return _summary(s, thread.id, actor)
+        return actions.set_visibility(s, _actor(s, args), args.thread_id, args.visibility)
 
 
 def archive(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
-        actor = _actor(s, args)
-        thread = manual.get_thread(s, args.thread_id, actor)
-        jobs = manual.archive(s, thread, actor)
-        return {"thread_id": thread.id, "archived": True, "writeback_jobs": jobs}
+        return actions.archive(s, _actor(s, args), args.thread_id)
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
-        actor = _actor(s, args)
-        thread = manual.get_thread(s, args.thread_id, actor)
-        thread_id = thread.id
-        counts = manual.delete_thread(s, thread, actor)
-        return {"thread_id": thread_id, "deleted": True, **counts}
-
-
-def _summary(s: Any, thread_id: int, actor: User | None) -> dict[str, Any]:
-    shown = mailview.show_thread(s, manual.get_thread(s, thread_id, None), actor)
-    return {k: shown[k] for k in ("thread_id", "subject", "visibility", "owner", "archived",
-                                  "links", "suggestions")}
+        return actions.delete(s, _actor(s, args), args.thread_id)
 
 
 def rejections(ctx: Context, args: argparse.Namespace) -> Any:

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import select
 
 from bccd import accounts, crm
-from bccd.cli import render
 from bccd.cli.context import Context
+from bccd.mailstore import shapes as render
 from bccd.store.models import Person
 
 

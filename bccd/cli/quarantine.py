@@ -13,10 +13,10 @@ from typing import Any
 from bccd import accounts
 from bccd.cli.context import Context
 from bccd.errors import BccdError, NotFound
-from bccd.ingest import quarantine
+from bccd.ingest import holding
 from bccd.ingest.outcome import Disposition
-from bccd.ingest.pipeline import Pipeline
-from bccd.store.blobs import BlobStore
+from bccd.ingest.pipeline import build_pipeline
+from bccd.quarantine import copies
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,15 +34,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
         user = accounts.get_user(s, args.email)
-        rows = quarantine.list_copies(s, user.id)
+        rows = copies.list_copies(s, user.id)
     return [r.as_dict() for r in rows if not (args.held and r.released_at)]
 
 
 def release(ctx: Context, args: argparse.Namespace) -> Any:
     settings = ctx.settings
     db = ctx.database()
-    pipeline = Pipeline(settings, db, BlobStore(settings.blob_dir))
-    out = asyncio.run(quarantine.release_one(pipeline, args.id))
+    pipeline = build_pipeline(settings, db, authenticate=False)
+    out = asyncio.run(holding.release_one(pipeline, args.id))
     if out is None:
         raise NotFound(f"no quarantined copy {args.id}")
     if out.disposition in (Disposition.REFUSED, Disposition.TEMPFAIL):

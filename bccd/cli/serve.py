@@ -29,7 +29,9 @@ def serve(ctx: Context, args: argparse.Namespace) -> Any:
 
         structlog.contextvars.bind_contextvars(worker=args.smtp_worker)
         db = ctx.database(migrate=False)  # the primary migrated it
-        asyncio.run(workers.run_worker(ctx.settings, db, args.smtp_worker, args.smtp_fd))
+        from bccd import service
+
+        asyncio.run(service.run_smtp_worker(ctx.settings, db, args.smtp_worker, args.smtp_fd))
         return None
     settings = ctx.settings
     metrics_dir = None

@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session
 from bccd.accounts import parse_email_arg
 from bccd.addresses import domain_of
 from bccd.config import Settings
-from bccd.confirm import mails, tokens
+from bccd.confirm import tokens
 from bccd.errors import BccdError, Conflict, Invalid, NotFound
-from bccd.ingest import quarantine
-from bccd.notify import outbound
+from bccd.notify import mails, outbound
+from bccd.quarantine import hold
 from bccd.store.models import Alternate, Company, User, utcnow
 
 
@@ -177,7 +177,7 @@ def _info(session: Session, alt: Alternate, state: TokenState) -> TokenInfo:
     return TokenInfo(state, address=alt.email, user_name=user.name or user.email,
                      user_email=user.email, company=company.name if company else "",
                      expires_at=alt.token_expires_at,
-                     held=quarantine.held_count(session, user.id, alt.email))
+                     held=hold.held_count(session, user.id, alt.email))
 
 
 def _find(session: Session, token: str) -> Alternate | None:
@@ -223,7 +223,7 @@ def confirm(session: Session, token: str, *, now: dt.datetime | None = None) -> 
     session.refresh(alt)
     info = _info(session, alt, TokenState.CONFIRMED)
     if info.held:
-        quarantine.enqueue_release(session, alt.user_id, alt.email)
+        hold.enqueue_release(session, alt.user_id, alt.email)
     return info
 
 
@@ -244,5 +244,5 @@ def list_for(session: Session, user: User) -> list[dict[str, Any]]:
              "last_sent_at": a.last_sent_at.isoformat() if a.last_sent_at else None,
              "expires_at": (a.token_expires_at.isoformat()
                             if a.status == "pending" and a.token_expires_at else None),
-             "quarantined": quarantine.held_count(session, user.id, a.email)}
+             "quarantined": hold.held_count(session, user.id, a.email)}
             for a in rows]

@@ -3,23 +3,20 @@
 ``new_token()`` → 48 characters of lowercase base32 — 240 random bits (``secrets``),
 without ``-`` or ``_``, so a token never looks like a command-line option and mail
 clients that auto-link URLs never cut it short. Only ``token_hash(token)`` (SHA-256,
-hex) is ever stored. ``well_formed(token)`` rejects
-anything that cannot be one of ours before the database is asked. ``issue(alternate,
-ttl, now)`` puts a fresh token on a pending alternate (replacing any older one, whose link
-then stops working) and returns the token — the caller mails it and forgets it.
-``same_hash`` compares two hashes in constant time.
+hex) is ever stored (``confirm.flow`` puts it on the pending alternate, replacing any
+older one, whose link then stops working). ``well_formed(token)`` rejects anything that
+cannot be one of ours before the database is asked. ``same_hash`` compares two hashes in
+constant time; ``confirm_url`` is the link mailed with a token.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hmac
 import re
 import secrets
 
 from bccd.addresses import hash_token
-from bccd.store.models import Alternate
 
 TOKEN_BYTES = 30
 _TOKEN_RE = re.compile(r"^[a-z2-7]{48}$")
@@ -41,14 +38,6 @@ def same_hash(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
     return hmac.compare_digest(a.encode("ascii", "replace"), b.encode("ascii", "replace"))
-
-
-def issue(alternate: Alternate, ttl_seconds: int, now: dt.datetime) -> str:
-    """A new token for ``alternate`` (pending), valid ``ttl_seconds`` from ``now``."""
-    token = new_token()
-    alternate.token_hash = token_hash(token)
-    alternate.token_expires_at = now + dt.timedelta(seconds=ttl_seconds)
-    return token
 
 
 def confirm_url(base_url: str, token: str) -> str:

@@ -8,7 +8,7 @@ single-thread executor (:class:`AsyncImap`), so the event loop never blocks and 
 connection is never used by two threads at once. The cost is one thread per connected
 account, fine for the tens-to-hundreds of mailboxes a bccd instance serves.
 
-Takes an :class:`~bccd.imap.accounts.AccountConfig` and its decrypted credentials;
+Takes an :class:`~bccd.mailboxes.accounts.AccountConfig` and its decrypted credentials;
 returns a logged-in connection. TLS is always on: implicit (``ssl``, port 993) or
 ``starttls`` (refused when the server does not offer it — never a plaintext login).
 Certificates are verified against the system trust store (OpenSSL's default paths, which
@@ -49,7 +49,8 @@ from imapclient import exceptions as imap_exc
 from imapclient.imap_utf7 import decode as utf7_decode
 
 from bccd.crypto import SecretBox
-from bccd.imap.accounts import (
+from bccd.log import get_logger
+from bccd.mailboxes.accounts import (
     AccountConfig,
     Auth,
     OAuth2Auth,
@@ -59,7 +60,6 @@ from bccd.imap.accounts import (
     load_auth,
     save_auth,
 )
-from bccd.log import get_logger
 from bccd.store.db import Database
 
 log = get_logger("bccd.imap")

@@ -53,7 +53,10 @@ from sqlalchemy.exc import OperationalError
 from bccd.config import Settings
 from bccd.crypto import SecretBox
 from bccd.errors import BccdError
-from bccd.imap.accounts import (
+from bccd.imap.client import AsyncImap, ImapFailure, connect_account
+from bccd.imap.sync import AccountResult, IngestSink, Progress, sync_account
+from bccd.log import get_logger
+from bccd.mailboxes.accounts import (
     claim_lease,
     get_account,
     mark_failure,
@@ -61,9 +64,6 @@ from bccd.imap.accounts import (
     release_lease,
     syncable_account_ids,
 )
-from bccd.imap.client import AsyncImap, ImapFailure, connect_account
-from bccd.imap.sync import AccountResult, IngestSink, Progress, sync_account
-from bccd.log import get_logger
 from bccd.store.db import Database
 from bccd.store.models import utcnow
 

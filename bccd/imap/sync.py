@@ -54,11 +54,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bccd.config import Settings
-from bccd.imap.accounts import AccountConfig
 from bccd.imap.client import AsyncImap, FolderInfo, ImapFailure, ProtocolFailure, find_special
 from bccd.ingest.outcome import Disposition, IngestError, Outcome
 from bccd.ingest.types import FilingOrder, ImapOrigin, Turn
 from bccd.log import get_logger
+from bccd.mailboxes.accounts import AccountConfig
 from bccd.store.db import Database
 from bccd.store.models import ImapFolderState, ImapMessageRef
 

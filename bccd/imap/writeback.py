@@ -1,11 +1,9 @@
 """Write-back: archiving or deleting a thread in bccd acts on the IMAP server (SPEC §7).
 
-:func:`enqueue_writeback` takes an open session, a thread id and the bccd action
-(``archive`` or ``delete``) and adds one durable ``OutboxJob`` (kind
-``imap_writeback``) per account that holds messages of the thread, committed with the
-caller's transaction. The job carries the refs themselves (folder, UIDVALIDITY, UID), so
-it still works after the thread's messages are deleted — call it *before* deleting them.
-What happens on the server follows the account's ``on_archive``:
+The jobs are planned by ``bccd.mailboxes.writeback.enqueue_writeback`` (one durable
+``OutboxJob``, kind ``imap_writeback``, per account that holds messages of the thread,
+carrying the refs: folder, UIDVALIDITY, UID). What happens on the server follows the
+account's ``on_archive``:
 
 - archiving a thread: ``none`` → nothing; ``archive`` → move to the SPECIAL-USE
   ``\\Archive`` folder (Gmail: remove the ``\\Inbox`` label — Gmail's own "archive");
@@ -39,20 +37,18 @@ from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from bccd.config import Settings
 from bccd.crypto import SecretBox, SecretError
-from bccd.errors import BccdError, Invalid, NotFound
+from bccd.errors import BccdError, NotFound
 from bccd.imap.client import AsyncImap, ImapFailure, connect_account, find_special
 from bccd.log import get_logger
+from bccd.mailboxes.writeback import ACTIONS, WRITEBACK_KIND
 from bccd.store.db import Database
-from bccd.store.models import ImapAccount, ImapMessageRef, Message, OutboxJob, utcnow
+from bccd.store.models import ImapMessageRef, OutboxJob, utcnow
 
 log = get_logger("bccd.imap.writeback")
 
-WRITEBACK_KIND = "imap_writeback"
-ACTIONS = ("archive", "delete")
 MAX_ATTEMPTS = 8
 LEASE = dt.timedelta(minutes=10)
 RETRY_BASE = 60.0
@@ -61,53 +57,6 @@ RETRY_MAX = 6 * 3600.0
 
 class WritebackImpossible(ImapFailure):
     """Retrying cannot help (missing folder or capability): the job fails at once."""
-
-
-def server_action(bccd_action: str, on_archive: str) -> str | None:
-    """What to do on the server (``archive``/``delete``) for a bccd action, or None."""
-    if on_archive == "none":
-        return None
-    return on_archive if bccd_action == "archive" else "delete"
-
-
-def enqueue_writeback(session: Session, thread_id: int, action: str) -> list[OutboxJob]:
-    """Queue the server side of archiving/deleting ``thread_id``; returns the new jobs."""
-    if action not in ACTIONS:
-        raise Invalid(f"write-back action must be archive or delete, not {action!r}")
-    rows = session.execute(
-        select(ImapMessageRef, ImapAccount.on_archive)
-        .join(Message, Message.id == ImapMessageRef.message_id)
-        .join(ImapAccount, ImapAccount.id == ImapMessageRef.account_id)
-        .where(Message.thread_id == thread_id)
-        .order_by(ImapMessageRef.account_id, ImapMessageRef.folder, ImapMessageRef.uid)
-    ).all()
-    per_account: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    todo: dict[int, str] = {}
-    for ref, on_archive in rows:
-        what = server_action(action, on_archive)
-        if what is None:
-            continue
-        todo[ref.account_id] = what
-        per_account[ref.account_id].append(
-            {"folder": ref.folder, "uidvalidity": ref.uidvalidity, "uid": ref.uid}
-        )
-    jobs = []
-    for account_id, refs in per_account.items():
-        job = OutboxJob(
-            kind=WRITEBACK_KIND,
-            payload={
-                "account_id": account_id,
-                "action": todo[account_id],
-                "thread_id": thread_id,
-                "refs": refs,
-            },
-        )
-        session.add(job)
-        jobs.append(job)
-    if jobs:
-        session.flush()
-        log.info("imap_writeback_queued", thread=thread_id, action=action, jobs=[j.id for j in jobs])
-    return jobs
 
 
 # ---------------------------------------------------------------- jobs (blocking)

@@ -45,9 +45,10 @@ import html
 import re
 from dataclasses import dataclass
 
+from bccd.addresses import Addr
+from bccd.ingest.filing import FileRequest
 from bccd.ingest.outcome import IngestError, ProcessingTimeout
-from bccd.ingest.parse import MAX_TEXT, Addr, Parsed, parse, parse_address_list
-from bccd.ingest.store import FileRequest
+from bccd.ingest.parse import MAX_TEXT, Parsed, parse, parse_address_list
 from bccd.linking.participants import counterparts
 from bccd.log import get_logger
 

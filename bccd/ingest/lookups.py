@@ -4,8 +4,9 @@
 
 - ``await recipient(address)`` → ``Target`` or a refusal ``Reply`` (``recipients.resolve``,
   SPEC §2/§3), for RCPT;
-- ``await resolve(fn, *args)`` → ``fn(session, *args)`` for any other read the pipeline
-  makes per message (``Pipeline._resolve_copies``).
+- ``await shared(key, fn, *args)`` → ``fn(*args)`` run in the database threads, for any
+  other read the pipeline makes per message (whose copies a message's recipients are,
+  a user's own addresses).
 
 Concurrent calls with the same key share ONE database read that is already in flight;
 a call that arrives when none is in flight starts a new one. No answer outlives its read
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from bccd.config import Settings
 from bccd.ingest import recipients
 from bccd.ingest.types import Target
-from bccd.smtp.replies import Reply
+from bccd.replies import Reply
 from bccd.store.db import Database
 
 T = TypeVar("T")

@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bccd.smtp import replies as R
-from bccd.smtp.replies import Reply
+from bccd import replies as R
+from bccd.auth.sender import FromRefused
+from bccd.replies import Reply
 
 
 class Disposition(StrEnum):
@@ -128,6 +129,8 @@ def classify(exc: BaseException) -> IngestError:
     """Map any exception to the taxonomy; unknown → temporary 451 4.3.0."""
     if isinstance(exc, IngestError):
         return exc
+    if isinstance(exc, FromRefused):
+        return SenderRefused(exc.reason, detail=exc.detail)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFull(detail=repr(exc))
     if isinstance(exc, DBAPIError):

@@ -26,7 +26,7 @@ from email import policy
 from email.headerregistry import HeaderRegistry
 from email.message import Message
 
-from bccd.addresses import try_normalize_email
+from bccd.addresses import Addr, try_normalize_email
 from bccd.ingest.outcome import HeaderTooBig, TooComplex
 
 MAX_PARTS = 2000
@@ -45,12 +45,6 @@ TRACE_HEADERS = frozenset(
      "arc-seal", "arc-message-signature", "arc-authentication-results", "received-spf",
      "x-received", "x-gm-message-state", "x-google-smtp-source"}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Addr:
-    email: str   # normalized
-    name: str
 
 
 @dataclass(frozen=True, slots=True)

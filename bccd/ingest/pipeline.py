@@ -3,39 +3,51 @@
 ``await pipeline.ingest(raw, source=Source.BCC, targets=…, envelope=…)`` → one
 ``Outcome`` per distinct target (SMTP path), and
 ``await pipeline.ingest_imap(raw, user_id=…, origin=…)`` → one ``Outcome`` (IMAP path).
+``build_pipeline(settings, db)`` makes the pipeline ``bccd serve`` and the commands use.
 
 Stages, in order, each a named step with a human reason on refusal:
 
 1. size and bounded parse (off the loop, under ``PARSE_BUDGET`` seconds);
 2. strict From (``auth.sender``) — structural refusals are 550 5.7.1;
-3. per target: the From address must be the user's login or a confirmed alternate
-   (a pinned entity address finds its user this way), else 550 5.7.1 with how to fix it —
-   or, with ``auth.unverified = "quarantine"``, the copy is marked for quarantine;
+3. per target, the checks of ``ingest.copies`` in order: a pinned entity
+   address finds its user by the From address; otherwise the From address must be the
+   user's login or a confirmed alternate, else 550 5.7.1 with how to fix it — or, with
+   ``auth.unverified = "quarantine"``, the copy is marked for quarantine. A user named by
+   several recipients gets one copy (a pinned one wins);
 4. authenticity (``auth.mode = dmarc``) once per message, off the loop — 550 5.7.26, or
    451 4.7.0 on DNS failure (a copy marked for quarantine that fails is refused the same
    way: never kept, never answered by mail);
-5. filing (``ingest.store.file_copy``) in the database threads, or keeping it in
-   quarantine (``ingest.quarantine.hold``); committed before the caller replies 250.
+5. forwarded-mail recovery (SPEC §4.3) once per message, off the loop;
+6. filing (``ingest.filing.file_in``) by the database's group writer, or keeping it in
+   quarantine (``ingest.holding.hold``); committed before the caller replies 250.
    ``release`` files a copy released from quarantine through the same filing path.
 
 Nothing raises out of ``ingest``: every failure becomes an ``Outcome`` through the
 taxonomy in ``ingest.outcome`` (unknown → 451 4.3.0). Refusals are recorded as
-rejections (reason and verdicts, never the body) and every outcome is logged once.
+rejections (reason and verdicts, never the body), every outcome is logged once
+(``copy_outcome`` / ``imap_outcome``) with the message's ``msg`` id bound for every line
+of its unit of work, and counted and timed in ``bccd.metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import NoReturn, TypeVar
 
+import structlog
+
 from bccd import metrics
-from bccd.auth.sender import Mailbox, parse_from
-from bccd.auth.verdict import SKIPPED, AuthVerdict, DnsTempError
+from bccd.addresses import Addr
+from bccd.auth.authenticator import build_authenticator
+from bccd.auth.sender import FromRefused, Mailbox, parse_from
+from bccd.auth.verdict import SKIPPED, Authenticator, AuthVerdict, DnsTempError
 from bccd.config import Settings
-from bccd.ingest import forwarded, quarantine, store
+from bccd.ingest import copies, filing, forwarded, holding
 from bccd.ingest.lookups import Lookups
 from bccd.ingest.outcome import (
     Disposition,
@@ -45,16 +57,14 @@ from bccd.ingest.outcome import (
     NotAuthentic,
     Outcome,
     ProcessingTimeout,
-    SenderRefused,
     TemporaryError,
-    UnknownRecipient,
     classify,
 )
-from bccd.ingest.parse import Addr, Parsed, parse, parse_address_list
-from bccd.ingest.recipients import company_user_for_sender, disabled_user_for_sender
+from bccd.ingest.parse import Parsed, parse, parse_address_list
+from bccd.ingest.recipients import company_user_for_sender
 from bccd.ingest.types import Envelope, ImapOrigin, Source, Target, Turn
 from bccd.log import get_logger
-from bccd.smtp.replies import Reply
+from bccd.replies import Reply
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Rejection, User
@@ -73,18 +83,24 @@ def _synced_sender(parsed: Parsed) -> Addr:
     the lenient parser finds (a mailbox holds whatever it holds; nothing is refused)."""
     try:
         mb = parse_from(parsed.from_values)
-    except SenderRefused:
+    except FromRefused:
         lenient = parse_address_list(parsed.from_values[:1])
         return lenient[0] if lenient else Addr("", "")
     return Addr(mb.email, mb.name)
 
 
-@dataclass(slots=True)
-class _Copy:
-    target: Target
-    user_id: int
-    pinned: tuple[str, int] | None
-    quarantine: bool = False   # not the user's address: kept in quarantine if authentic
+def _strict_from(parsed: Parsed) -> Mailbox:
+    try:
+        return parse_from(parsed.from_values)
+    except FromRefused as exc:
+        raise classify(exc) from None
+
+
+def build_pipeline(settings: Settings, db: Database, *, authenticate: bool = True) -> Pipeline:
+    """The pipeline over ``settings.blob_dir``; ``authenticate=False`` for paths that never
+    judge authenticity (IMAP sync, quarantine release), which then need no resolver."""
+    return Pipeline(settings, db, BlobStore(settings.blob_dir),
+                    authenticator=build_authenticator(settings) if authenticate else None)
 
 
 class Pipeline:
@@ -93,13 +109,12 @@ class Pipeline:
         settings: Settings,
         db: Database,
         blobs: BlobStore,
-        authenticator: object | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.blobs = blobs
         self.authenticator = authenticator
-        self.metrics: object | None = None
         self._inflight: set[asyncio.Future[list[Outcome]]] = set()
         self.lookups = Lookups(db, settings)
 
@@ -122,9 +137,13 @@ class Pipeline:
         targets: Sequence[Target],
         envelope: Envelope,
     ) -> list[Outcome]:
+        start = time.monotonic()
+        raw_sha = hashlib.sha256(raw).hexdigest()
         # shielded: a client that hangs up (aiosmtpd then cancels handle_DATA) must not
-        # cancel a commit half way, nor the logging and rejection records after it
-        task = asyncio.ensure_future(self._ingest(raw, source, targets, envelope))
+        # cancel a commit half way, nor the logging and rejection records after it; the
+        # task runs in a copy of this context with the message's id bound
+        task = asyncio.get_running_loop().create_task(
+            self._ingest(raw, raw_sha, source, targets, envelope), context=_unit_of_work(raw_sha))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         try:
@@ -136,42 +155,48 @@ class Pipeline:
             err = classify(exc)
             log.warning("ingest_failed", error=err.reason, detail=err.detail or repr(exc))
             return [Outcome.from_error(err) for _ in targets]
+        finally:
+            metrics.observe_ingest("bcc", time.monotonic() - start)
 
     async def _ingest(
-        self, raw: bytes, source: Source, targets: Sequence[Target], envelope: Envelope
+        self, raw: bytes, raw_sha: str, source: Source, targets: Sequence[Target],
+        envelope: Envelope,
     ) -> list[Outcome]:
-        raw_sha = hashlib.sha256(raw).hexdigest()
         try:
             parsed, mailbox = await self._parse_with_from(raw)
         except IngestError as err:
             outs = [Outcome.from_error(err) for _ in targets]
             await self._record(targets, outs, envelope, None, None)
             return outs
-        copies, outcomes = await self.lookups.shared(
-            ("copies", tuple(targets), mailbox), self._resolve_copies, targets, mailbox)
+        kept, outcomes = await self.lookups.shared(
+            ("copies", tuple(targets), mailbox), self._copies, targets, mailbox)
         outcomes = dict(outcomes)  # shared with concurrent copies of the same sender: ours
         verdict: AuthVerdict | None = None
-        if copies:
-            try:
+        original: forwarded.Original | None = None
+        try:
+            if kept:
                 verdict = await self._authenticate(raw, mailbox, envelope)
-            except IngestError as err:
-                for c in copies:
-                    outcomes[c.target] = Outcome.from_error(err)
-                    outcomes[c.target].extra["verdict"] = err.verdict
-                copies = []
-        for c in copies:
+            if any(not c.quarantine for c in kept):
+                original = await forwarded.recover_async(
+                    parsed, max_header_size=self.settings.smtp.max_header_size)
+        except IngestError as err:
+            for c in kept:
+                outcomes[c.target] = Outcome.from_error(err)
+                outcomes[c.target].extra["verdict"] = err.verdict
+            kept = []
+        for c in kept:
             assert verdict is not None
             if c.quarantine:  # authentic, but not (yet) the user's address (SPEC §4.4)
-                outcomes[c.target] = await self._hold(c, raw, parsed, mailbox, verdict, envelope)
+                outcomes[c.target] = await holding.hold(self.db, self.settings, holding.hold_request(
+                    user_id=c.user_id, rcpt=c.target.rcpt, raw=raw, parsed=parsed,
+                    mailbox=mailbox, verdict=verdict, envelope=envelope))
                 continue
-            req = store.FileRequest(
+            req = filing.FileRequest(
                 user_id=c.user_id, raw=raw, parsed=parsed, source=source,
                 direction="outgoing", sender=Addr(mailbox.email, mailbox.name),
                 auth=verdict, bcc_domain=self.settings.smtp.bcc_domain,
                 raw_sha256=raw_sha, pinned=c.pinned,
             )
-            original = await forwarded.recover_async(
-                parsed, max_header_size=self.settings.smtp.max_header_size)
             if original is not None:  # SPEC §4.3: forwarded to the Smart Bcc address?
                 own = await self.lookups.shared(("own", c.user_id), self._own_addresses, c.user_id)
                 req = forwarded.as_original(req, original, own)
@@ -180,70 +205,21 @@ class Pipeline:
         await self._record(targets, result, envelope, parsed, mailbox, verdict)
         return result
 
-    def _resolve_copies(
+    def _copies(
         self, targets: Sequence[Target], mailbox: Mailbox
-    ) -> tuple[list[_Copy], dict[Target, Outcome]]:
-        """Which user each target's copy belongs to; refusals for the rest.
-
-        A user named by their own address and by a pinned address gets one copy, with
-        the pinned link (SPEC §5.6).
-        """
-        copies: dict[int, _Copy] = {}
-        outcomes: dict[Target, Outcome] = {}
+    ) -> tuple[list[copies.Copy], dict[Target, Outcome]]:
         with self.db.read_only() as s:
-            for t in targets:
-                if t.pinned_kind is not None and t.pinned_id is not None:
-                    uid = company_user_for_sender(s, t.company_id, mailbox.email)
-                    if uid is None:
-                        outcomes[t] = Outcome.from_error(
-                            UnknownRecipient(f"{mailbox.email} is a disabled user")
-                            if disabled_user_for_sender(s, t.company_id, mailbox.email)
-                            else SenderRefused(
-                                f"{mailbox.email} is not the address of a user of this company"))
-                        continue
-                    prev = copies.get(uid)
-                    copies[uid] = _Copy(t, uid, (t.pinned_kind, t.pinned_id))
-                    if prev is not None:
-                        outcomes[prev.target] = _merged()
-                    continue
-                if mailbox.email not in store.user_addresses(s, t.user_id):
-                    if self.settings.auth.unverified == "quarantine":
-                        # decided after authenticity: only authentic copies are kept
-                        if t.user_id in copies:
-                            outcomes[t] = _merged()
-                        else:
-                            copies[t.user_id] = _Copy(t, t.user_id, None, quarantine=True)
-                        continue
-                    outcomes[t] = Outcome.from_error(self._not_users_address(s, t, mailbox))
-                    continue
-                if t.user_id in copies:
-                    outcomes[t] = _merged()
-                    continue
-                copies[t.user_id] = _Copy(t, t.user_id, None)
-        return list(copies.values()), outcomes
-
-    def _not_users_address(self, s: object, t: Target, mailbox: Mailbox) -> IngestError:
-        return SenderRefused(quarantine.not_confirmed_reason(mailbox.email))
-
-    # ------------------------------------------------------------------ quarantine
-    async def _hold(
-        self, c: _Copy, raw: bytes, parsed: Parsed, mailbox: Mailbox, verdict: AuthVerdict,
-        envelope: Envelope,
-    ) -> Outcome:
-        """Keep an authentic copy from an address that is not (yet) the user's (SPEC §4.4)."""
-        return await quarantine.hold(self.db, self.settings, quarantine.hold_request(
-            user_id=c.user_id, rcpt=c.target.rcpt, raw=raw, parsed=parsed, mailbox=mailbox,
-            verdict=verdict, envelope=envelope))
+            return copies.copies(s, self.settings, targets, mailbox)
 
     async def release(self, raw: bytes, *, user_id: int, auth: AuthVerdict) -> Outcome:
-        """File a copy released from quarantine (``ingest.quarantine``) through the normal
+        """File a copy released from quarantine (``ingest.holding``) through the normal
         filing path, as the user's outgoing mail from source ``bcc``; the verdict is the one
         recorded when the copy arrived. Idempotent: filing again is a duplicate."""
         try:
             parsed, mailbox = await self._parse_with_from(raw)
         except IngestError as err:
             return Outcome.from_error(err)
-        req = store.FileRequest(
+        req = filing.FileRequest(
             user_id=user_id, raw=raw, parsed=parsed, source=Source.BCC, direction="outgoing",
             sender=Addr(mailbox.email, mailbox.name), auth=auth,
             bcc_domain=self.settings.smtp.bcc_domain,
@@ -257,27 +233,32 @@ class Pipeline:
         """One message synced over IMAP; ``turn``: its place in its folder's
         ``FilingOrder``, passed on here once the copy is queued for the database (the
         caller passes it on if this ends before that)."""
-        try:
-            parsed, sender = await self._parse(raw, _synced_sender)
-            own = await self.lookups.shared(("own", user_id), self._own_addresses, user_id)
-            direction = "outgoing" if sender.email in own else "incoming"
-            req = store.FileRequest(
-                user_id=user_id, raw=raw, parsed=parsed, source=Source.IMAP,
-                direction=direction, sender=sender, auth=AuthVerdict(verdict="none",
-                reason="synced over IMAP"), bcc_domain=self.settings.smtp.bcc_domain,
-                raw_sha256=hashlib.sha256(raw).hexdigest(), origin=origin,
-            )
-            out = await self._file(req, turn)
-        except Exception as exc:
-            out = Outcome.from_error(classify(exc))
-        log.info("imap_outcome", user=user_id, account=origin.account_id, folder=origin.folder,
-                 uid=origin.uid, outcome=out.disposition.value, reason=out.reason,
-                 message=out.message_id)
+        start = time.monotonic()
+        raw_sha = hashlib.sha256(raw).hexdigest()
+        with structlog.contextvars.bound_contextvars(msg=raw_sha[:16]):
+            try:
+                parsed, sender = await self._parse(raw, _synced_sender)
+                own = await self.lookups.shared(("own", user_id), self._own_addresses, user_id)
+                direction = "outgoing" if sender.email in own else "incoming"
+                req = filing.FileRequest(
+                    user_id=user_id, raw=raw, parsed=parsed, source=Source.IMAP,
+                    direction=direction, sender=sender, auth=AuthVerdict(verdict="none",
+                    reason="synced over IMAP"), bcc_domain=self.settings.smtp.bcc_domain,
+                    raw_sha256=raw_sha, origin=origin,
+                )
+                out = await self._file(req, turn)
+            except Exception as exc:
+                out = Outcome.from_error(classify(exc))
+            log.info("imap_outcome", user=user_id, account=origin.account_id,
+                     folder=origin.folder, uid=origin.uid, outcome=out.disposition.value,
+                     reason=out.reason, message=out.message_id)
+        metrics.count_copies("imap", [_counted(out)])
+        metrics.observe_ingest("imap", time.monotonic() - start)
         return out
 
     def _own_addresses(self, user_id: int) -> set[str]:
         with self.db.read_only() as s:
-            return store.user_addresses(s, user_id)
+            return filing.user_addresses(s, user_id)
 
     # ------------------------------------------------------------------ stages
     async def _parse(self, raw: bytes, then: Callable[[Parsed], U]) -> tuple[Parsed, U]:
@@ -294,11 +275,12 @@ class Pipeline:
 
     async def _parse_with_from(self, raw: bytes) -> tuple[Parsed, Mailbox]:
         """``_parse`` and the strict From (``SenderRefused`` if it is not one mailbox)."""
-        return await self._parse(raw, lambda parsed: parse_from(parsed.from_values))
+        return await self._parse(raw, _strict_from)
 
     @staticmethod
     async def _in_thread(fn: Callable[[], T]) -> T:
-        fut = asyncio.get_running_loop().run_in_executor(None, fn)
+        ctx = contextvars.copy_context()
+        fut = asyncio.get_running_loop().run_in_executor(None, ctx.run, fn)
         try:
             return await asyncio.wait_for(fut, PARSE_BUDGET)
         except TimeoutError:
@@ -309,19 +291,18 @@ class Pipeline:
         never on the event loop; the log gets the detail, the peer one line."""
         if self.settings.auth.mode == "off":
             return _relay_results(SKIPPED, env)
-        if self.authenticator is None:  # fail closed: mode dmarc must never skip the check
-            raise TemporaryError(detail="auth.mode = dmarc but no authenticator configured")
         auth = self.authenticator
-        loop = asyncio.get_running_loop()
+        if auth is None:  # fail closed: mode dmarc must never skip the check
+            raise TemporaryError(detail="auth.mode = dmarc but no authenticator configured")
 
         def run() -> AuthVerdict:
-            return auth.evaluate(  # type: ignore[attr-defined, no-any-return]
-                raw, header_from=mailbox.email, client_ip=env.client_ip,
-                helo=env.helo, mail_from=env.mail_from,
-            )
+            return auth.evaluate(raw, header_from=mailbox.email, client_ip=env.client_ip,
+                                 helo=env.helo, mail_from=env.mail_from)
 
+        ctx = contextvars.copy_context()
         try:
-            verdict = await asyncio.wait_for(loop.run_in_executor(None, run), AUTH_BUDGET)
+            verdict = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(None, ctx.run, run), AUTH_BUDGET)
         except DnsTempError as exc:
             self._dns_failure(mailbox, env, str(exc))
         except TimeoutError:
@@ -353,13 +334,13 @@ class Pipeline:
             raise NotAuthentic(verdict.reason, verdict=verdict.as_dict())
         return verdict
 
-    async def _file(self, req: store.FileRequest, turn: Turn | None = None) -> Outcome:
+    async def _file(self, req: filing.FileRequest, turn: Turn | None = None) -> Outcome:
         try:
-            digests = await self.db.run(store.put_blobs, self.blobs, req) \
+            digests = await self.db.run(filing.put_blobs, self.blobs, req) \
                 if req.parsed.attachments else []
             if turn is not None:
                 await turn.wait()
-            committed = self.db.submit(store.file_in, req, digests, size=len(req.raw))
+            committed = self.db.submit(filing.file_in, req, digests, size=len(req.raw))
             if turn is not None:
                 turn.done()
             return await committed
@@ -377,11 +358,11 @@ class Pipeline:
         mailbox: Mailbox | None,
         verdict: AuthVerdict | None = None,
     ) -> None:
-        metrics.record_outcomes(outcomes)
+        metrics.count_copies("bcc", [_counted(o) for o in outcomes])
         refused = []
         for t, o in zip(targets, outcomes, strict=True):
             log.info(
-                "copy_outcome", rcpt=t.rcpt, user=t.user_id or None, outcome=o.disposition.value,
+                "copy_outcome", rcpt=t.rcpt, user=t.user_id, outcome=o.disposition.value,
                 reply=str(o.reply), reason=o.reason, detail=o.detail or None,
                 message=o.message_id, thread=o.thread_id,
                 message_id=parsed.message_id if parsed else None, client=env.client_ip,
@@ -405,7 +386,7 @@ class Pipeline:
     ) -> None:
         with self.db.transaction() as s:
             for t, o in refused:
-                user_id = t.user_id or None
+                user_id = t.user_id
                 if user_id is None and mailbox is not None:
                     user_id = company_user_for_sender(s, t.company_id, mailbox.email)
                 if user_id is not None and s.get(User, user_id) is None:
@@ -417,6 +398,18 @@ class Pipeline:
                     code=f"{o.reply.code} {o.reply.enhanced}", reason=o.reason,
                     auth=o.extra.get("verdict") or {},
                 ))
+
+
+def _unit_of_work(raw_sha: str) -> contextvars.Context:
+    """A copy of the caller's context with ``msg`` (the message's id in the log) bound."""
+    ctx = contextvars.copy_context()
+    ctx.run(structlog.contextvars.bind_contextvars, msg=raw_sha[:16])
+    return ctx
+
+
+def _counted(outcome: Outcome) -> tuple[str, str]:
+    """(disposition, reply code) — the labels ``bccd.metrics`` counts a copy by."""
+    return outcome.disposition.value, f"{outcome.reply.code} {outcome.reply.enhanced}".strip()
 
 
 def _auth_summary(outcome: Outcome, verdict: AuthVerdict | None) -> dict[str, str | None]:
@@ -432,12 +425,6 @@ def _auth_summary(outcome: Outcome, verdict: AuthVerdict | None) -> dict[str, st
 
 
 _AUTH_FIELDS = (("auth", "verdict"), ("dkim", "dkim"), ("spf", "spf"), ("dmarc", "dmarc"))
-
-
-def _merged() -> Outcome:
-    from bccd.smtp import replies as R
-
-    return Outcome(Disposition.DUPLICATE, R.STORED, reason="same user as another recipient")
 
 
 def _relay_results(verdict: AuthVerdict, env: Envelope) -> AuthVerdict:

@@ -5,7 +5,7 @@ deal/lead/project address, or nothing we know.
 another domain → 550 5.7.1 (never relay); unknown, rotated-away, disabled, or a forged
 or stale entity signature → 550 5.1.1. For a pinned entity address the user is found at
 DATA time from the From header (the sender must be a user of that company), so the
-target carries ``user_id = 0`` until then; a sender who is a *disabled* user of that
+target carries ``user_id = None`` until then; a sender who is a *disabled* user of that
 company (``disabled_user_for_sender``) is answered 550 5.1.1 there, as for their own
 address.
 """
@@ -17,11 +17,11 @@ import functools
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from bccd import replies as R
 from bccd.addresses import AddressError, normalize_domain, parse_bcc_local_part, verify_entity_signature
 from bccd.config import Settings
 from bccd.ingest.types import Target
-from bccd.smtp import replies as R
-from bccd.smtp.replies import Reply
+from bccd.replies import Reply
 from bccd.store import direct
 from bccd.store.models import Alternate, Company, Item, User
 
@@ -81,7 +81,7 @@ def resolve(session: Session, settings: Settings, address: str) -> Target | Repl
     row2 = direct.execute(session.connection(), _ITEM_BY_ID, {"item_id": target.entity_id}).first()
     if row2 is None or row2.kind != target.kind or row2.slug != target.slug:
         return R.UNKNOWN_RECIPIENT
-    return Target(rcpt=rcpt, user_id=0, company_id=row2.company_id,
+    return Target(rcpt=rcpt, user_id=None, company_id=row2.company_id,
                   pinned_kind=row2.kind, pinned_id=row2.id)
 
 

@@ -17,7 +17,7 @@ class Target:
     """One accepted recipient: whose copy this is, and an optional pinned entity."""
 
     rcpt: str                    # the recipient address as given (normalized)
-    user_id: int
+    user_id: int | None          # None for a pinned address: found from the From address
     company_id: int
     pinned_kind: str | None = None   # deal | lead | project
     pinned_id: int | None = None

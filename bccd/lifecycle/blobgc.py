@@ -7,7 +7,7 @@ delete, right after their commit). Both return a :class:`GcReport`. A blob is
 
 Why a blob that an ingest is about to reference is never deleted
 -----------------------------------------------------------------
-Ingest (``bccd.ingest.store.file_copy``) calls ``BlobStore.put`` — which writes the blob,
+Ingest (``bccd.ingest.filing.put_blobs``) calls ``BlobStore.put`` — which writes the blob,
 or, when it exists, refreshes its mtime — *before* the transaction that inserts the
 ``attachments`` row; call the put time ``p`` and the commit time ``q``. ``grace``
 (``retention.blob_grace``) is chosen larger than any ``q - p``. For each candidate the

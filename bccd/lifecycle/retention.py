@@ -4,7 +4,7 @@
   ``retention.rejections``, in batches (each its own short transaction, so ingest never
   waits long behind it); returns how many.
 - Quarantined copies older than ``retention.quarantine`` are deleted by
-  ``bccd.ingest.quarantine.purge_expired`` — the quarantine's own rule, called from here.
+  ``bccd.quarantine.copies.purge_expired`` — the quarantine's own rule, called from here.
 - ``run_once(db, blobs, settings)`` → :class:`RetentionReport`: both purges, then a blob
   GC sweep (``blobgc.collect`` with ``retention.blob_grace``). The periodic worker
   (``bccd.lifecycle.worker``) calls it every ``retention.interval``; it is idempotent,
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bccd.config import Settings
-from bccd.ingest import quarantine
 from bccd.lifecycle import blobgc
+from bccd.quarantine import copies
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Rejection, utcnow
@@ -51,6 +51,6 @@ def run_once(db: Database, blobs: BlobStore, settings: Settings, *,
              now: dt.datetime | None = None, stop: threading.Event | None = None) -> RetentionReport:
     r = settings.retention
     rejections = purge_rejections(db, r.rejections, now=now, stop=stop)
-    quarantined = quarantine.purge_expired(db, r.quarantine, now=now, stop=stop)
+    quarantined = copies.purge_expired(db, r.quarantine, now=now, stop=stop)
     gc = blobgc.collect(db, blobs, grace=r.blob_grace, stop=stop)
     return RetentionReport(rejections, quarantined, gc)

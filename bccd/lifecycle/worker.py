@@ -1,12 +1,12 @@
 """The periodic lifecycle worker of ``bccd serve``.
 
-``register(services)`` (called by ``bccd.service._extensions``) adds
-``lifecycle_worker``: ``FIRST_DELAY`` (or ``retention.interval``, if shorter) after the
-start and then every ``retention.interval`` it runs ``retention.run_once`` — expired
-rejections and quarantined copies are purged, unreferenced blobs collected — in the
-database threads, and logs what it removed. A failed pass is logged and retried at the
-next interval; the worker returns promptly when the stop event is set, and a pass under
-way ends at its next batch (``retention.run_once``'s ``stop``).
+``lifecycle_worker`` (one of ``bccd.service.WORKERS``): ``FIRST_DELAY`` (or
+``retention.interval``, if shorter) after the start and then every
+``retention.interval`` it runs ``retention.run_once`` — expired rejections and
+quarantined copies are purged, unreferenced blobs collected — in the database threads,
+and logs what it removed. A failed pass is logged and retried at the next interval; the
+worker returns promptly when the stop event is set, and a pass under way ends at its
+next batch (``retention.run_once``'s ``stop``).
 """
 
 from __future__ import annotations
@@ -20,15 +20,11 @@ from bccd.lifecycle import retention
 from bccd.log import get_logger
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 log = get_logger("bccd.lifecycle.worker")
 
 FIRST_DELAY = 60.0
-
-
-def register(services: Services) -> None:
-    services.workers.append(lifecycle_worker)
 
 
 async def lifecycle_worker(services: Services, stop: asyncio.Event) -> None:

@@ -22,9 +22,8 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from bccd.addresses import AddressError, blocked_matches, normalize_block_pattern
+from bccd.addresses import Addr, AddressError, blocked_matches, normalize_block_pattern
 from bccd.errors import Invalid, NotFound
-from bccd.ingest.parse import Addr
 from bccd.store import direct
 from bccd.store.models import Blocked, User
 from bccd.store.queries import insert_ignore

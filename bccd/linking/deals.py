@@ -37,12 +37,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, delete, literal_column, null, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, delete, literal_column, null, select, union_all, update
 from sqlalchemy.orm import Session
 
+from bccd.linking import visibility
 from bccd.linking.records import OwnerLike, ThreadLike
-from bccd.notify import webhooks
-from bccd.store import direct
+from bccd.store import direct, events
 from bccd.store.models import Item, Link, Suggestion
 from bccd.store.queries import FixedIn, insert_ignore
 
@@ -65,7 +65,7 @@ _L = Link.__table__
 # company's (SQLite without statistics would otherwise read every item of the company)
 _OPEN = select(_I.c.id, _I.c.kind).where((_I.c.company_id + 0) == bindparam("c"),
                                          _I.c.status == "open")
-_VISIBLE = or_(_I.c.visible_to == "company", _I.c.owner_id == bindparam("o"))
+_VISIBLE = visibility.owner_or_company(_I.c, bindparam("o"))
 # candidates(): all open items of the persons (admins), or those the owner may see
 _CANDIDATES_ALL = FixedIn(_I.c.person_id, "p", lambda in_: _OPEN.where(in_)
                           .order_by(_I.c.id).limit(MAX_CANDIDATES))
@@ -122,7 +122,7 @@ def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> li
 
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
     """Make (kind, item_id) the thread's only item link, recorded as ``how``."""
-    webhooks.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
+    events.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
     session.execute(delete(Link).where(
         Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
         ~((Link.kind == kind) & (Link.entity_id == item_id))))
@@ -238,6 +238,6 @@ def _apply_fresh(session: Session, thread: ThreadLike, owner: OwnerLike,
 
 
 def _link_fresh(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
-    webhooks.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
+    events.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
     insert_ignore(session, Link, [{"thread_id": thread_id, "kind": kind, "entity_id": item_id,
                                    "how": how}])

@@ -1,11 +1,11 @@
 """The linking layer's entry for filing one copy — the same for Smart Bcc and IMAP.
 
-``ingest.store`` calls, inside its one transaction:
+``ingest.filing`` calls, inside its one transaction:
 
 1. ``screen(session, copy)`` → ``Screened``: the counterparts (``participants``) and the
    blocklist's verdict (``blocklist``, SPEC §5.2): drop the copy, or which counterparts
    may be linked. Nothing is written.
-2. (``ingest.store`` dedups, threads via ``linking.threading`` and inserts the message.)
+2. (``ingest.filing`` dedups, threads via ``linking.threading`` and inserts the message.)
 3. ``link(session, copy, screened, thread, pinned=…)`` → ``{email: person_id}`` for the
    participant rows: matches the linkable counterparts to persons, creates unknown ones
    for Smart Bcc copies (``persons``, SPEC §5.5), links them to the thread
@@ -13,7 +13,7 @@
    rule (``deals``, SPEC §5.6).
 
 ``known`` (``Known``, optional for both): what the caller has already read for this copy
-— ``ingest.store`` reads the user's confirmed alternates and block patterns (when there are
+— ``ingest.filing`` reads the user's confirmed alternates and block patterns (when there are
 any), and the persons of the copy's possible counterparts with whether they have an open
 item, in the one query it makes for the copy's owner and dedup key. Given, the linking
 layer does not read them again; the decisions are the same.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from bccd.ingest.parse import Addr
+from bccd.addresses import Addr
 from bccd.linking import blocklist, deals, participants, persons
 from bccd.linking.blocklist import Screened
 from bccd.linking.persons import Hit

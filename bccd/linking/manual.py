@@ -8,16 +8,18 @@ types a person can read:
   and of the thread's company. A manual link is ``how = manual``; a deal/lead/project
   linked by hand replaces any other item link (a thread has at most one) and marks the
   thread ``manual_items`` so the automatic rule leaves it alone afterwards. Linking a
-  person re-applies rule §5.6 (the person's single open item may now apply).
+  person re-applies rule §5.6 (the person's single open item may now apply). A link the
+  thread did not have is a ``thread.linked`` event (``store.events``; item links emit it
+  in ``linking.deals``), whoever made it — the CLI or the web.
 * ``unlink``: removes one link. Unlinking an item also marks ``manual_items`` — the
   user said "not this one", so the next copy does not link it again. A person unlinked
   by hand is linked again by a later copy that has them as a counterpart (the address
   still names them): remove the address from the person, or block it, to stop that.
-* ``set_visibility``, ``archive``, ``delete``: the owner's (or the operator's) alone.
-  Archive and delete enqueue IMAP write-back when ``bccd.imap.writeback`` is installed
-  (it is developed alongside; without it they act on bccd's store only). Delete removes
-  the thread, its messages, participants, links and attachment records; attachment
-  blobs stay (content-addressed, possibly shared) until ``bccd erase``.
+* ``set_visibility``, ``archive``, ``delete_thread``: the owner's (or the operator's)
+  alone. They act on bccd's store; the write-back to the user's mailboxes is planned by
+  the caller (``bccd.mailstore.actions``) in the same transaction. Delete removes the
+  thread, its messages, participants, links and attachment records; attachment blobs
+  stay (content-addressed, possibly shared) until ``bccd erase``.
 
 Not found and not visible are the same answer (``NotFound``), so a private thread's
 existence is never revealed.
@@ -25,14 +27,12 @@ existence is never revealed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bccd.errors import Forbidden, Invalid, NotFound
 from bccd.linking import deals, visibility
+from bccd.store import events
 from bccd.store.models import Link, Message, Thread, User, utcnow
 from bccd.store.queries import insert_ignore
 
@@ -48,7 +48,8 @@ def get_thread(session: Session, thread_id: int, actor: User | None) -> Thread:
     return thread
 
 
-def _owner_only(thread: Thread, actor: User | None) -> None:
+def owner_only(thread: Thread, actor: User | None) -> None:
+    """Raise unless ``actor`` may change the thread itself (its owner, or the operator)."""
     if actor is not None and actor.id != thread.owner_id:
         raise Forbidden(f"only the owner of thread {thread.id} may change it")
 
@@ -70,8 +71,12 @@ def link(session: Session, thread: Thread, kind: str, entity_id: int,
         deals.set_item_link(session, thread.id, kind, entity_id, "manual")
         thread.manual_items = True
         return
+    had = session.scalar(select(Link.id).where(Link.thread_id == thread.id, Link.kind == kind,
+                                               Link.entity_id == entity_id))
     insert_ignore(session, Link, [{"thread_id": thread.id, "kind": kind, "entity_id": entity_id,
                                    "how": "manual"}])
+    if had is None:
+        events.linked(session, thread, kind, entity_id, "manual")
     session.execute(update(Link).where(Link.thread_id == thread.id, Link.kind == kind,
                                        Link.entity_id == entity_id, Link.how != "manual")
                     .values(how="manual", created_at=utcnow()))
@@ -98,34 +103,22 @@ def unlink(session: Session, thread: Thread, kind: str, entity_id: int,
 
 
 def set_visibility(session: Session, thread: Thread, value: str, actor: User | None) -> None:
-    _owner_only(thread, actor)
+    owner_only(thread, actor)
     if value not in VISIBILITIES:
         raise Invalid("visibility must be private or shared")
     thread.visibility = value
 
 
-def _writeback() -> Callable[[Session, int, str], Any] | None:
-    try:  # IMAP write-back is developed alongside; absent, archive/delete are local only
-        from bccd.imap.writeback import enqueue_writeback
-    except ImportError:
-        return None
-    return enqueue_writeback
-
-
-def archive(session: Session, thread: Thread, actor: User | None) -> int:
-    """→ the number of write-back jobs enqueued."""
-    _owner_only(thread, actor)
+def archive(session: Session, thread: Thread, actor: User | None) -> None:
+    owner_only(thread, actor)
     thread.archived = True
-    enqueue = _writeback()
-    return len(enqueue(session, thread.id, "archive") or []) if enqueue else 0
 
 
-def delete_thread(session: Session, thread: Thread, actor: User | None) -> dict[str, int]:
-    _owner_only(thread, actor)
-    enqueue = _writeback()
-    jobs = len(enqueue(session, thread.id, "delete") or []) if enqueue else 0
+def delete_thread(session: Session, thread: Thread, actor: User | None) -> int:
+    """→ the number of messages deleted."""
+    owner_only(thread, actor)
     count = session.scalar(select(func.count()).select_from(Message)
                            .where(Message.thread_id == thread.id)) or 0
     session.execute(delete(Message).where(Message.thread_id == thread.id))
     session.execute(delete(Thread).where(Thread.id == thread.id))
-    return {"messages": int(count), "writeback_jobs": jobs}
+    return int(count)

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.orm import Session
 
-from bccd.addresses import domain_of
-from bccd.ingest.parse import Addr
+from bccd.addresses import Addr, domain_of
 from bccd.store import direct
 from bccd.store.models import Alternate, User
 

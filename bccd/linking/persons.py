@@ -3,7 +3,7 @@ addresses are stored normalized) against the company's persons through the uniqu
 (company, email) index — one indexed lookup per message, whatever the company's size.
 
 ``match(session, company_id, emails)`` → ``{email: person_id}`` for the known ones.
-(``ingest.store`` reads the same in its one query per copy, as ``Hit`` records that also
+(``ingest.filing`` reads the same in its one query per copy, as ``Hit`` records that also
 say whether the person has an open item — see ``engine.Known``.)
 
 ``create_unknown(session, company, user, addrs, bcc_domain)`` → ``{email: person_id}``
@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, insert, select, union_all
 from sqlalchemy.orm import Session
 
-from bccd.addresses import domain_of
-from bccd.ingest.parse import Addr
+from bccd.addresses import Addr, domain_of
 from bccd.linking.participants import at_bcc_domain
 from bccd.linking.records import CompanyLike, OwnerLike
 from bccd.store import direct

@@ -1,5 +1,5 @@
 """What the linking rules read of a user, a company and a thread — as protocols, so the
-hot path (``ingest.store``) can pass small records read with one plain query while the
+hot path (``ingest.filing``) can pass small records read with one plain query while the
 other callers (API, CLI, retroactive linking) pass their ORM objects."""
 
 from __future__ import annotations

@@ -13,7 +13,10 @@
 
 Two forms of the same rule: ``thread_visible`` (one thread, in Python) and
 ``visible_threads`` / ``thread_visible_clause`` (a SQL filter, so listings stay indexed
-queries whatever the company's size). Tests hold them to the same answers.
+queries whatever the company's size). Tests hold them to the same answers. The entity
+rule is stated once, in ``owner_or_company`` (a SQL filter on any entity row, used by
+listings here, ``linking.deals``' compiled candidate lookups and the link choices) and
+in ``entity_visible`` (one entity, in Python).
 """
 
 from __future__ import annotations
@@ -65,22 +68,29 @@ def thread_visible(session: Session, user: User, thread: Thread) -> bool:
     return all(entity_visible(session, user, k, e) for k, e in links)
 
 
-def _visible_row(model: Any, user: User) -> ColumnElement[bool]:
+def owner_or_company(entity: Any, user_id: Any) -> ColumnElement[bool]:
+    """SQL: the entity row (a model, or a table's columns) is visible to the (non-admin)
+    user with id ``user_id`` — a value or a bound parameter: visible to the company, or
+    owned by them. The company check is the caller's."""
+    return or_(entity.visible_to == "company", entity.owner_id == user_id)
+
+
+def entity_visible_clause(model: Any, user: User) -> ColumnElement[bool]:
+    """SQL: an entity row of ``model`` is visible to ``user`` (``entity_visible``)."""
     if user.is_admin:
         return model.company_id == user.company_id  # type: ignore[no-any-return]
-    return and_(model.company_id == user.company_id,
-                or_(model.visible_to == "company", model.owner_id == user.id))
+    return and_(model.company_id == user.company_id, owner_or_company(model, user.id))
 
 
 def link_visible_clause(user: User, link: Any = Link) -> ColumnElement[bool]:
     """SQL: the entity named by ``link`` (Link or Suggestion) is visible to ``user``."""
     return or_(
         and_(link.kind == "person", exists().where(
-            Person.id == link.entity_id, _visible_row(Person, user))),
+            Person.id == link.entity_id, entity_visible_clause(Person, user))),
         and_(link.kind == "organization", exists().where(
-            Organization.id == link.entity_id, _visible_row(Organization, user))),
+            Organization.id == link.entity_id, entity_visible_clause(Organization, user))),
         and_(link.kind.in_(ITEM_KINDS), exists().where(
-            Item.id == link.entity_id, Item.kind == link.kind, _visible_row(Item, user))),
+            Item.id == link.entity_id, Item.kind == link.kind, entity_visible_clause(Item, user))),
     )
 
 

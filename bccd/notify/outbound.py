@@ -14,26 +14,24 @@ Contract:
   every recipient, or the data) and :class:`OutboundTemporary` for everything else
   (connection refused, timeout, TLS failure, 4xx, authentication failure — a config
   mistake the operator can fix without losing the mail).
-- ``deliver_job(services, payload)`` is the outbox handler for kind ``mail``: a permanent
-  refusal becomes ``outbox.PermanentFailure``; a temporary one is retried with back-off.
+- ``deliver_job(settings, payload)`` is the outbox handler for kind ``mail``: a permanent
+  refusal becomes ``jobs.PermanentFailure``; a temporary one is retried with back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy.orm import Session
 
-from bccd.config import OutboundSettings
+from bccd.config import OutboundSettings, Settings
 from bccd.log import get_logger
-from bccd.notify import outbox
+from bccd.notify.jobs import PermanentFailure
+from bccd.store import outbox
 from bccd.store.models import OutboxJob
-
-if TYPE_CHECKING:
-    from bccd.service import Services
 
 log = get_logger("bccd.outbound")
 
@@ -72,7 +70,7 @@ class OutboundMail:
                        message=str(payload["message"]), smtputf8=bool(payload.get("smtputf8")),
                        purpose=str(payload.get("purpose", "")))
         except (KeyError, TypeError) as exc:
-            raise outbox.PermanentFailure(f"malformed mail job: {exc!r}") from None
+            raise PermanentFailure(f"malformed mail job: {exc!r}") from None
 
 
 def enqueue_mail(session: Session, mail: OutboundMail) -> OutboxJob:
@@ -118,12 +116,12 @@ async def send(settings: OutboundSettings, mail: OutboundMail, *, local_hostname
                     refused={k: f"{v.code} {v.message}" for k, v in errors.items()})
 
 
-async def deliver_job(services: Services, payload: dict[str, Any]) -> None:
-    """The outbox handler for kind ``mail``."""
+async def deliver_job(settings: Settings, payload: dict[str, Any]) -> None:
+    """The outbox handler for kind ``mail`` (bound to the settings by ``bccd serve``)."""
     mail = OutboundMail.from_payload(payload)
-    hostname = await asyncio.to_thread(lambda: services.settings.hostname)  # may ask DNS
+    hostname = await asyncio.to_thread(lambda: settings.hostname)  # may ask DNS
     try:
-        await send(services.settings.outbound, mail, local_hostname=hostname)
+        await send(settings.outbound, mail, local_hostname=hostname)
     except OutboundPermanent as exc:
-        raise outbox.PermanentFailure(str(exc)) from None
+        raise PermanentFailure(str(exc)) from None
     log.info("outbound_sent", purpose=mail.purpose, recipients=list(mail.recipients))

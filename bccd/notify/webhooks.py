@@ -1,21 +1,5 @@
-"""Webhooks (SPEC §9): signed POSTs to ``webhooks.url``, delivered from the durable outbox.
-
-Events (``type``):
-
-- ``message.stored`` — a new message was filed (Smart Bcc, IMAP, or released from
-  quarantine); emitted by ``ingest.store._file`` through :func:`message_stored`.
-- ``message.quarantined`` — a copy was kept in quarantine (``ingest.quarantine.keep``,
-  :func:`message_quarantined`).
-- ``thread.linked`` — a thread gained a link it did not have: a deal, lead or project
-  however it was made (automatic, per-entity address, by hand, retroactively — the one
-  place is ``linking.deals.set_item_link``, :func:`item_linking`), or a person or
-  organization linked by hand (the API / Mail page action, :func:`linked`).
-
-Each is enqueued with :func:`bccd.notify.outbox.add` in the *caller's* transaction,
-so an event exists exactly when the change it describes was committed. Events are only
-queued where a delivery target is configured: ``attach(db, settings)`` (called once by
-``bccd serve``) records, for that database's engine, that ``webhooks.url`` is set;
-processes that did not attach (one-shot CLI commands) queue nothing.
+"""Webhooks (SPEC §9): signed POSTs to ``webhooks.url`` of the events queued by
+``bccd.store.events``, delivered from the durable outbox.
 
 Delivery (:func:`deliver_job`, outbox kind ``webhook``) follows *Standard Webhooks*:
 the body is ``{"type", "timestamp", "data"}`` (JSON, fixed at enqueue time); headers
@@ -28,9 +12,6 @@ error) is retried by the outbox with exponential back-off (2 s, 4 s, 8 s … at 
 15 min, for up to 3 days), then ``failed``. Redirects are not followed. The job row is
 the delivery record: ``deliveries(session, company_id)`` lists recent ones with their
 state, attempts and last error (the admin API shows them).
-
-Payloads carry ``user_id`` and ``company_id``, so offboarding and erasure
-(``bccd.lifecycle.cascade``) find and remove a user's queued events.
 """
 
 from __future__ import annotations
@@ -42,147 +23,24 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
-import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Engine
+import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bccd import metrics
+from bccd.config import WebhookSettings
 from bccd.log import get_logger
-from bccd.notify import outbox
-from bccd.store.models import Company, Link, OutboxJob, Thread, User, utcnow
-
-if TYPE_CHECKING:
-    from bccd.config import Settings
-    from bccd.service import Services
-    from bccd.store.db import Database
-    from bccd.store.models import Message, Quarantined
+from bccd.notify.jobs import PermanentFailure
+from bccd.store.events import KIND
+from bccd.store.models import OutboxJob
 
 log = get_logger("bccd.webhooks")
 
-KIND = "webhook"
-EVENT_TYPES = ("message.stored", "message.quarantined", "thread.linked")
 TIMEOUT = 10.0
 USER_AGENT = "bccd-webhooks/1"
-
-_attached: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
-
-
-def attach(db: Database, settings: Settings) -> bool:
-    """Queue events for this database when ``webhooks.url`` is configured; True if so."""
-    enabled = bool(settings.webhooks.url)
-    _attached[db.engine] = enabled
-    return enabled
-
-
-def enabled(session: Session) -> bool:
-    bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else getattr(bind, "engine", None)
-    return engine is not None and _attached.get(engine, False)
-
-
-def new_id() -> str:
-    return "msg_" + uuid.uuid4().hex
-
-
-def emit(session: Session, type_: str, data: dict[str, Any], *, user_id: int | None,
-         company_id: int) -> int | None:
-    """Queue one event in the caller's transaction (nothing when webhooks are off): the
-    outbox job's id."""
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown webhook event {type_!r}")
-    if not enabled(session):
-        return None
-    payload = {
-        "webhook_id": new_id(),
-        "user_id": user_id,
-        "company_id": company_id,
-        "event": {"type": type_, "timestamp": utcnow().isoformat(), "data": data},
-    }
-    return outbox.add(session, KIND, payload)
-
-
-def _company_slug(session: Session, company_id: int) -> str:
-    company = session.get(Company, company_id)
-    return company.slug if company is not None else ""
-
-
-def _user_email(session: Session, user_id: int) -> str:
-    user = session.get(User, user_id)
-    return user.email if user is not None else ""
-
-
-_L = Link.__table__
-_LINKS = (select(_L.c.kind, _L.c.entity_id, _L.c.how).where(_L.c.thread_id == bindparam("t"))
-          .order_by(_L.c.id))
-
-
-def _links(session: Session, thread_id: int) -> list[dict[str, Any]]:
-    session.flush()
-    rows = session.connection().execute(_LINKS, {"t": thread_id}).all()
-    return [{"kind": k, "id": e, "how": h} for k, e, h in rows]
-
-
-# ------------------------------------------------------------------ the hooks
-def message_stored(session: Session, msg: Message, *, user_email: str | None = None,
-                   company_slug: str | None = None) -> None:
-    """``ingest.store._file``: a new message (call after its links are made). The owner's
-    address and the company's slug are read unless given."""
-    if not enabled(session):
-        return
-    session.flush()
-    emit(session, "message.stored", {
-        "message_id": msg.id,
-        "thread_id": msg.thread_id,
-        "rfc822_message_id": msg.message_id,
-        "user": user_email if user_email is not None else _user_email(session, msg.user_id),
-        "company": (company_slug if company_slug is not None
-                    else _company_slug(session, msg.company_id)),
-        "direction": msg.direction,
-        "from": msg.from_addr,
-        "subject": msg.subject,
-        "date": msg.date.isoformat() if msg.date else None,
-        "links": _links(session, msg.thread_id),
-    }, user_id=msg.user_id, company_id=msg.company_id)
-
-
-def message_quarantined(session: Session, row: Quarantined, company_id: int) -> None:
-    """``ingest.quarantine.keep``: a copy was kept for the user to review."""
-    if not enabled(session):
-        return
-    emit(session, "message.quarantined", {
-        "quarantine_id": row.id,
-        "user": _user_email(session, row.user_id),
-        "company": _company_slug(session, company_id),
-        "from": row.from_addr,
-        "subject": row.subject,
-    }, user_id=row.user_id, company_id=company_id)
-
-
-def linked(session: Session, thread: Thread, kind: str, entity_id: int, how: str) -> None:
-    """A thread gained the link (kind, entity_id); the caller knows it is new."""
-    emit(session, "thread.linked", {
-        "thread_id": thread.id,
-        "owner": _user_email(session, thread.owner_id),
-        "company": _company_slug(session, thread.company_id),
-        "link": {"kind": kind, "id": entity_id, "how": how},
-    }, user_id=thread.owner_id, company_id=thread.company_id)
-
-
-def item_linking(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
-    """``linking.deals.set_item_link``, *before* it writes: emits ``thread.linked`` when
-    (kind, item_id) is not linked to the thread yet (a re-link of the same item — a
-    redelivered copy, a manual confirmation of an automatic link — is no new event)."""
-    if not enabled(session):
-        return
-    exists = session.scalar(select(Link.id).where(
-        Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id))
-    thread = session.get(Thread, thread_id)
-    if exists is None and thread is not None:
-        linked(session, thread, kind, item_id, how)
 
 
 # ------------------------------------------------------------------ signing
@@ -221,22 +79,19 @@ class DeliveryFailed(Exception):
     """The receiver did not answer 2xx (retried by the outbox)."""
 
 
-async def deliver_job(services: Services, payload: dict[str, Any]) -> None:
-    """The outbox handler for kind ``webhook``: one signed POST."""
-    import httpx
-
-    from bccd import metrics
-
-    url = services.settings.webhooks.url
+async def deliver_job(settings: WebhookSettings, payload: dict[str, Any]) -> None:
+    """The outbox handler for kind ``webhook`` (bound to ``webhooks`` settings): one
+    signed POST."""
+    url = settings.url
     if not url:
-        raise outbox.PermanentFailure("webhooks.url is not configured")
+        raise PermanentFailure("webhooks.url is not configured")
     try:
         msg_id = str(payload["webhook_id"])
         event = dict(payload["event"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise outbox.PermanentFailure(f"malformed webhook job: {exc!r}") from None
+        raise PermanentFailure(f"malformed webhook job: {exc!r}") from None
     body = body_of(event)
-    headers = headers_for(services.settings.webhooks.secret, msg_id, body)
+    headers = headers_for(settings.secret, msg_id, body)
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
             resp = await client.post(url, content=body, headers=headers)

@@ -28,8 +28,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from bccd.smtp import replies as R
-from bccd.smtp.replies import Reply
+from bccd import replies as R
+from bccd.replies import Reply
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -24,14 +24,15 @@ from typing import Any
 
 from aiosmtpd.smtp import TLSSetupException
 
+from bccd import replies as R
+from bccd.auth.results import trusted_results
 from bccd.config import Settings
 from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.pipeline import Pipeline
 from bccd.ingest.types import Envelope, Target
 from bccd.log import get_logger
+from bccd.replies import Reply
 from bccd.smtp import guard
-from bccd.smtp import replies as R
-from bccd.smtp.replies import Reply
 
 log = get_logger("bccd.smtp")
 
@@ -153,8 +154,6 @@ class Handler:
         settings = self.settings
 
         def read() -> tuple[str, ...]:
-            from bccd.auth.results import trusted_results
-
             found = trusted_results(raw, ids, settings.authserv_id)
             return tuple(str(h.header_value()) for h in found)
 

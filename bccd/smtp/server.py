@@ -49,13 +49,13 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Session, syntax
 
+from bccd import replies as R
 from bccd.config import Settings
 from bccd.ingest.pipeline import Pipeline
 from bccd.log import get_logger
+from bccd.replies import Reply
 from bccd.smtp import guard, paths
-from bccd.smtp import replies as R
 from bccd.smtp.handler import Handler
-from bccd.smtp.replies import Reply
 
 log = get_logger("bccd.smtp")
 
@@ -379,6 +379,9 @@ class SmtpService:
             command_call_limit=s.command_call_limit,
             loop=asyncio.get_running_loop(),
         )
+
+    def listening(self) -> bool:
+        return self.server is not None and self.server.is_serving()
 
     async def start(self, sock: socket.socket | None = None, *, reuse_port: bool = False) -> None:
         """Listen on ``sock`` (inherited) or bind ``smtp.listen``; ``reuse_port`` (several

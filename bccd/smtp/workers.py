@@ -2,10 +2,10 @@
 
 The process ``bccd serve`` starts — the *primary* — runs everything: SMTP, HTTP, the
 outbox, mailbox sync, lifecycle jobs. With ``smtp.workers`` = n > 1 (0: one per CPU) it
-also starts n − 1 *SMTP workers* (``bccd serve --smtp-worker i``, hidden option) that run
-only the SMTP listener and the ingest pipeline, each with its own database engine and
-group writer. The pipeline is the same in every process, so a message gets the same
-reply whichever process takes it.
+also starts n − 1 *SMTP workers* (``bccd serve --smtp-worker i``, hidden option; their
+life is ``bccd.service.run_smtp_worker``) that run only the SMTP listener and the ingest
+pipeline, each with its own database engine and group writer. The pipeline is the same
+in every process, so a message gets the same reply whichever process takes it.
 
 * **Listening.** Every process binds ``smtp.listen`` with ``SO_REUSEPORT``: the kernel
   spreads new connections over them (by connection hash, not by load — a long-lived
@@ -47,7 +47,6 @@ from pathlib import Path
 
 from bccd.config import Settings
 from bccd.log import get_logger
-from bccd.store.db import Database
 
 log = get_logger("bccd.smtp")
 
@@ -148,32 +147,6 @@ def die_with_parent(primary_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if os.getppid() != primary_pid:
         raise SystemExit(0)
-
-
-async def run_worker(settings: Settings, db: Database, index: int,
-                     inherited_fd: int | None) -> None:
-    """A worker's life: SMTP and the pipeline until SIGTERM/SIGINT, then drain."""
-    from bccd import metrics
-    from bccd.ingest.pipeline import Pipeline
-    from bccd.service import build_authenticator, install_signals
-    from bccd.smtp.server import SmtpService
-    from bccd.store.blobs import BlobStore
-
-    pipeline = Pipeline(settings, db, BlobStore(settings.blob_dir),
-                        authenticator=build_authenticator(settings))
-    metrics.instrument(pipeline)
-    smtp = SmtpService(settings, pipeline)
-    stop = asyncio.Event()
-    install_signals(smtp, stop)
-    sock = None
-    if inherited_fd is not None:
-        sock = socket.socket(fileno=inherited_fd)
-        sock.setblocking(False)
-    await smtp.start(sock=sock, reuse_port=sock is None)
-    log.info("smtp_worker_ready", worker=index, pid=os.getpid())
-    await stop.wait()
-    await smtp.stop(drain_seconds=float(settings.smtp.timeout))
-    await pipeline.drain()
 
 
 # ------------------------------------------------------------------ metrics directory

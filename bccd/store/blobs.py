@@ -5,7 +5,7 @@ directory, so a blob is durable *before* the database row that references it com
 Identical content is stored once, and ``put`` of content already stored refreshes the
 blob's mtime: the garbage collector (``bccd.lifecycle.blobgc``) relies on that. Blobs are
 never served by hash alone: the API finds them through a message the caller may see
-(``bccd.attachments.attachment_for_user``). ``get`` also finds a blob the collector has
+(``bccd.mailstore.attachments.attachment_for_user``). ``get`` also finds a blob the collector has
 taken aside for a moment (``GC_PREFIX``), so a reader never sees that gap.
 """
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import functools
 import os
@@ -93,6 +94,13 @@ class _WriteRequest:
     value: Any = None
     error: BaseException | None = None
     done: threading.Event | None = field(default=None)
+    context: contextvars.Context | None = None   # the submitter's (log ids)
+
+    def call(self, session: Session) -> None:
+        if self.context is None:
+            self.value = self.fn(session, *self.args)
+        else:
+            self.value = self.context.run(self.fn, session, *self.args)
 
 
 class GroupWriter:
@@ -158,7 +166,7 @@ class GroupWriter:
                 if len(group) == 1:  # nothing to share: no savepoint
                     req = group[0]
                     try:
-                        req.value = req.fn(s, *req.args)
+                        req.call(s)
                     except Exception as exc:
                         req.error = exc
                         retry.append(req)
@@ -167,7 +175,7 @@ class GroupWriter:
                     for req in group:
                         try:
                             with s.begin_nested():
-                                req.value = req.fn(s, *req.args)
+                                req.call(s)
                         except Exception as exc:  # only this request's savepoint is undone
                             req.error = exc
                             retry.append(req)
@@ -193,7 +201,7 @@ class GroupWriter:
             self.retries += 1
             try:
                 with db._interprocess(), db._sessions() as s, s.begin():
-                    req.value = req.fn(s, *req.args)
+                    req.call(s)
                 return
             except Exception as exc:
                 req.error = exc
@@ -210,7 +218,7 @@ class GroupWriter:
         try:
             with db._interprocess(), db._sessions() as s, s.begin():
                 for req in group:
-                    req.value = req.fn(s, *req.args)
+                    req.call(s)
         except Exception:
             for req in group:
                 req.value = None
@@ -338,7 +346,8 @@ class Database:
         """``run``, submitted to the worker threads now: it runs even if the caller is
         cancelled before awaiting it (await it through ``asyncio.shield``); ``dispose``
         waits for it."""
-        work = self._executor.submit(functools.partial(fn, *args, **kwargs))
+        work = self._executor.submit(contextvars.copy_context().run,
+                                     functools.partial(fn, *args, **kwargs))
         return asyncio.wrap_future(work, loop=asyncio.get_running_loop())
 
     def _group_writer(self) -> GroupWriter:
@@ -358,7 +367,8 @@ class Database:
         are submitted); the future settles when it is committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._group_writer().submit(_WriteRequest(fn, args, loop, fut, size))
+        self._group_writer().submit(_WriteRequest(fn, args, loop, fut, size,
+                                                  context=contextvars.copy_context()))
         return fut
 
     def write_sync(self, fn: Callable[..., T], /, *args: Any, size: int = 0) -> T:

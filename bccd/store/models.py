@@ -444,7 +444,7 @@ class ImapAccount(Base):
     next_attempt_at: Mapped[dt.datetime | None]
     last_sync_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    # the ``bccd serve`` instance syncing it now, until when (``imap.accounts.claim_lease``)
+    # the ``bccd serve`` instance syncing it now, until when (``mailboxes.accounts.claim_lease``)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
 

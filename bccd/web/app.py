@@ -1,7 +1,7 @@
 """The ASGI application (Starlette), served by uvicorn on the same event loop as SMTP.
 
-``create_app(services)`` → Starlette app. Routes are added by the modules that own them
-(``register(app_routes, services)``); this module holds only the frame: /healthz, and the
+``create_app(services)`` → Starlette app. Routes come from the modules that own them
+(``bccd.web.routes.FACTORIES``); this module holds only the frame: /healthz, and the
 answer for paths no route serves (problem details under ``/api/``).
 """
 
@@ -15,16 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bccd.web.api.core import problem
+from bccd.web.routes import FACTORIES
+
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
     """404/405 outside every route: problem details under ``/api/``, plain text elsewhere."""
     status = getattr(exc, "status_code", 404)
     if request.url.path.startswith("/api/"):
-        from bccd.web.api.core import problem
-
         return problem(status, f"no such endpoint: {request.method} {request.url.path}")
     return PlainTextResponse("Not found" if status == 404 else "Method not allowed",
                              status_code=status, headers=getattr(exc, "headers", None))
@@ -48,8 +49,8 @@ def create_app(services: Services) -> Starlette:
                             status_code=200 if ok else 503)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
-    for extra in services.http_routes:
-        routes.extend(extra(services))
+    for factory in FACTORIES:
+        routes.extend(factory(services))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.services = services
     return app

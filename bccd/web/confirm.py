@@ -27,12 +27,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bccd.confirm import flow, mails
+from bccd.confirm import flow
 from bccd.confirm.flow import TokenInfo, TokenState
 from bccd.log import get_logger
+from bccd.notify import mails
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 log = get_logger("bccd.web.confirm")
 

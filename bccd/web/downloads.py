@@ -6,9 +6,9 @@ content type reduced to a plain ``type/subtype`` (anything else becomes
 ``application/octet-stream``), ``nosniff``, a ``sandbox`` CSP (should a browser render it
 anyway, nothing runs and nothing is loaded) and no caching.
 
-Access is decided before: attachments through ``bccd.attachments.read_attachment``
+Access is decided before: attachments through ``bccd.mailstore.attachments.read_attachment``
 (ownership through the message and thread visibility — never by digest), raw messages
-through ``web.mailstore.raw_message``.
+through ``mailstore.read.raw_message``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from bccd import metrics
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 
 def routes(services: Services) -> list[BaseRoute]:

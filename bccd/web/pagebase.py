@@ -35,7 +35,7 @@ from bccd.store.models import User
 from bccd.web.session import COOKIE, LOGIN_COOKIE, SessionData, Sessions, new_login_nonce
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 log = get_logger("bccd.web.pages")
 

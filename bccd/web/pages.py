@@ -15,7 +15,7 @@ Routes (all under ``/mail``):
   default, linking mode, email links, alternate addresses, blocked addresses.
 
 Sessions, CSRF, security headers and sign-in are ``web.pagebase``'s (cookies:
-``web.session``). Reads go through ``web.mailstore`` (the one visibility rule), changes
+``web.session``). Reads go through ``read.read`` (the one visibility rule), changes
 through the same functions as the API and the CLI; a thread the user may not see is "not
 found". Each message's ``srcdoc`` document inherits the page's Content-Security-Policy
 (remote images only where the reader asked for them) and adds its own.
@@ -35,18 +35,17 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bccd import accounts, attachments
-from bccd.cli import render
+from bccd import accounts
 from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, manual
+from bccd.mailstore import actions, attachments, read, shapes
 from bccd.store.models import User
-from bccd.web import mailstore
 from bccd.web.downloads import download
 from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 PAGE_SIZE = 50
 ITEM_KINDS = ("deal", "lead", "project")
@@ -66,7 +65,7 @@ class Pages(PageBase):
     async def threads(self, request: Request) -> Response:
         qp = request.query_params
         try:
-            filters = {k: _id(qp.get(k)) for k in ("person", "deal", "lead", "project")}
+            ids = {k: _id(qp.get(k)) for k in ("person", "deal", "lead", "project")}
             offset = int(qp.get("offset") or 0)
             if not 0 <= offset <= 1_000_000:
                 raise ValueError
@@ -75,11 +74,12 @@ class Pages(PageBase):
         q = (qp.get("q") or "")[:200].replace("\x00", "")
         archived = qp.get("archived") == "1"
 
+        filters = read.Filters(**ids, q=q, archived=archived)
+
         def work(s: Any, user: User) -> dict[str, Any]:
-            page = mailstore.list_threads(s, user, q=q, archived=archived, limit=PAGE_SIZE,
-                                          offset=offset, **filters)
-            active = [(k, v) for k, v in filters.items() if v is not None]
-            names = mailstore.entity_names(s, active)
+            page = read.list_threads(s, user, filters, limit=PAGE_SIZE, offset=offset)
+            active = filters.entities()
+            names = read.entity_names(s, active)
             return {"page": page, "filters": [{"kind": k, "id": v, "name": names.get((k, v))}
                                               for k, v in active]}
 
@@ -87,7 +87,7 @@ class Pages(PageBase):
             viewer, data = await self.read(request, work)
         except SignedOut:
             return self._to_login()
-        base = {k: v for k, v in {**filters, "q": q, "archived": "1" if archived else None}.items()
+        base = {k: v for k, v in {**ids, "q": q, "archived": "1" if archived else None}.items()
                 if v not in (None, "")}
         nxt = data["page"]["next_offset"]
         return self.page("app_threads.html", title="Conversations", viewer=viewer,
@@ -108,9 +108,9 @@ class Pages(PageBase):
         images = request.query_params.get("images") == "1"
 
         def work(s: Any, user: User) -> dict[str, Any]:
-            shown = mailstore.thread_detail(s, self.services.blobs, user, thread_id,
+            shown = read.thread_detail(s, self.services.blobs, user, thread_id,
                                             allow_remote=images)
-            return {"thread": shown, "choices": mailstore.link_choices(s, user)}
+            return {"thread": shown, "choices": read.link_choices(s, user)}
 
         try:
             viewer, data = await self.read(request, work)
@@ -143,19 +143,19 @@ class Pages(PageBase):
         def work(s: Any, user: User, form: FormData) -> str:
             if action in ("link", "unlink"):
                 kind, entity_id = _entity(s, user, form)
-                fn = mailstore.link if action == "link" else mailstore.unlink
+                fn = actions.link if action == "link" else actions.unlink
                 fn(s, user, thread_id, kind, entity_id)
                 return "linked" if action == "link" else "unlinked"
-            thread = manual.get_thread(s, thread_id, user)
             if action == "visibility":
-                manual.set_visibility(s, thread, str(form.get("visibility") or ""), user)
+                actions.set_visibility(s, user, thread_id, str(form.get("visibility") or ""))
                 return "visibility"
             if action == "archive":
-                manual.archive(s, thread, user)
+                actions.archive(s, user, thread_id)
                 return "archived"
             if form.get("confirm") != "yes":
+                manual.get_thread(s, thread_id, user)  # a thread the user may not see: 404
                 raise _Invalid("tick the box to confirm that the conversation should be deleted")
-            manual.delete_thread(s, thread, user)
+            actions.delete(s, user, thread_id)
             return "deleted"
 
         async def on_error(viewer: Viewer, exc: BccdError) -> Response:
@@ -202,7 +202,7 @@ class Pages(PageBase):
         def work(s: Any, user: User) -> tuple[str, bytes]:
             if message_id is None:
                 raise NotFound("no message")
-            return mailstore.raw_message(s, user, message_id)
+            return read.raw_message(s, user, message_id)
 
         try:
             _, (filename, data) = await self.read(request, work)
@@ -215,7 +215,7 @@ class Pages(PageBase):
     # -------------------------------------------------------------- settings
     async def settings(self, request: Request, *, error: str = "", status: int = 200) -> Response:
         def work(s: Any, user: User) -> dict[str, Any]:
-            return {"me": render.user_full(s, user, self.services.settings),
+            return {"me": shapes.user_full(s, user, self.services.settings),
                     "alternates": flow.list_for(s, user),
                     "blocked": blocklist.listing(s, user)}
 
@@ -289,13 +289,13 @@ def _entity(s: Any, user: User, form: FormData) -> tuple[str, int]:
     """The entity a link form names: ``ref`` = ``kind:id``, or ``person_email``."""
     email = str(form.get("person_email") or "").strip()
     if email:
-        return "person", mailstore.person_by_email(s, user, email)
+        return "person", read.person_by_email(s, user, email)
     kind, _, raw_id = str(form.get("ref") or "").partition(":")
     try:
         entity_id = _id(raw_id)
     except ValueError:
         entity_id = None
-    if kind not in mailstore.LINK_KINDS or entity_id is None:
+    if kind not in manual.LINK_KINDS or entity_id is None:
         raise _Invalid("choose what to link")
     return kind, entity_id
 

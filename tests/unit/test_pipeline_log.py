@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bccd import replies as R
 from bccd.auth.sender import Mailbox
 from bccd.auth.verdict import AuthVerdict
 from bccd.config import Settings
@@ -14,7 +15,6 @@ from bccd.ingest import pipeline as pipeline_module
 from bccd.ingest.outcome import Disposition, NotAuthentic, Outcome, SenderRefused
 from bccd.ingest.pipeline import Pipeline
 from bccd.ingest.types import Envelope, Target
-from bccd.smtp import replies as R
 
 MAILBOX = Mailbox(email="alice@corp.test", name="Alice")
 ENV = Envelope(mail_from="alice@corp.test", client_ip="192.0.2.1", helo="mail.corp.test")

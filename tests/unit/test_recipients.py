@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bccd import replies as R
 from bccd.addresses import entity_bcc_address, user_bcc_address
 from bccd.config import Settings
 from bccd.ingest import recipients
 from bccd.ingest.types import Target
-from bccd.smtp import replies as R
 from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import Alternate, Company, Item, User
@@ -82,7 +82,7 @@ def test_user_addresses(db: Database) -> None:
 def test_entity_addresses(db: Database) -> None:
     ids = _ids(db)
     deal = entity_bcc_address("unit-key", "acme", "deal", ids["deal"], "bcc.test")
-    assert _resolve(db, deal) == Target(deal, 0, ids["acme"], "deal", ids["deal"])
+    assert _resolve(db, deal) == Target(deal, None, ids["acme"], "deal", ids["deal"])
     for forged in (entity_bcc_address("other-key", "acme", "deal", ids["deal"], "bcc.test"),
                    entity_bcc_address("unit-key", "acme", "lead", ids["deal"], "bcc.test"),
                    entity_bcc_address("unit-key", "other", "deal", ids["deal"], "bcc.test"),

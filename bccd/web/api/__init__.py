@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute, Mount
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 
 def routes(services: Services) -> list[BaseRoute]:

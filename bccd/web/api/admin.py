@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select
 
 from bccd import accounts
-from bccd.cli import render
 from bccd.errors import NotFound
+from bccd.mailstore import shapes as render
 from bccd.notify import webhooks
 from bccd.store.models import Company, User
 from bccd.web.api import schemas as S

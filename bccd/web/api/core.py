@@ -43,9 +43,10 @@ from bccd.accounts import user_by_api_token
 from bccd.errors import BccdError, Invalid
 from bccd.log import get_logger
 from bccd.store.models import User
+from bccd.web.api.schemas import Problem, _storable
 
 if TYPE_CHECKING:
-    from bccd.service import Services
+    from bccd.runtime import Services
 
 log = get_logger("bccd.api")
 
@@ -142,8 +143,6 @@ async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
 
 def param(value: str, name: str) -> str:
     """A path or query string, refused (422) if no database could store it."""
-    from bccd.web.api.schemas import _storable
-
     try:
         return _storable(value)
     except ValueError as exc:
@@ -271,8 +270,6 @@ def create_api(services: Services) -> FastAPI:
 
 def _problem_schema(api: FastAPI) -> None:
     """Add the ``Problem`` schema the error responses refer to."""
-    from bccd.web.api.schemas import Problem
-
     original = api.openapi
 
     def openapi() -> dict[str, Any]:

@@ -2,7 +2,7 @@
 (§6), blocked addresses (§5.2), quarantine (§4.4) and rejections.
 
 The rules are the same functions the CLI uses (``accounts``, ``confirm.flow``,
-``linking.blocklist``, ``ingest.quarantine``); this module validates, authorizes (the
+``linking.blocklist``, ``quarantine``); this module validates, authorizes (the
 caller acts on their own account only) and renders.
 """
 
@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select
 
 from bccd import accounts
-from bccd.cli import render
 from bccd.confirm import flow
 from bccd.errors import Conflict, NotFound
-from bccd.ingest import quarantine
+from bccd.ingest import holding
 from bccd.ingest.outcome import Disposition
 from bccd.linking import blocklist
+from bccd.mailstore import shapes as render
+from bccd.quarantine import copies
 from bccd.store.models import Quarantined, Rejection
 from bccd.web.api import schemas as S
 from bccd.web.api.core import (
@@ -190,7 +191,7 @@ async def list_quarantine(request: Request, p: Caller,
 
     def work() -> list[dict[str, Any]]:
         with db.read() as s:
-            rows = quarantine.list_copies(s, current_user(s, p).id)
+            rows = copies.list_copies(s, current_user(s, p).id)
         return [r.as_dict() for r in rows if not (held and r.released_at)]
 
     return await run(request, work)
@@ -210,7 +211,7 @@ async def release_quarantined(request: Request, p: Caller, copy_id: IdPath) -> d
 
     if not await run(request, owned):
         raise NotFound(f"no quarantined copy {copy_id}")
-    out = await quarantine.release_one(services.pipeline, copy_id)
+    out = await holding.release_one(services.pipeline, copy_id)
     if out is None:
         raise NotFound(f"no quarantined copy {copy_id}")
     if out.disposition in (Disposition.REFUSED, Disposition.TEMPFAIL):

@@ -1,6 +1,6 @@
 """Request and response bodies of the JSON API — the source of its OpenAPI document.
 
-Response models follow the CLI's JSON shapes (``bccd.cli.render``, ``bccd.mailview``; SPEC
+Response models follow the CLI's JSON shapes (``bccd.mailstore.shapes``, ``bccd.mailstore.read``; SPEC
 §8) so both interfaces speak the same fields; the API adds a few (entity ``name`` on links,
 sanitized ``html`` on messages, paging). Request models forbid unknown fields, and every
 string is bounded and free of NUL and unpaired surrogates (which no database column

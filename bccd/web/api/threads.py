@@ -1,9 +1,9 @@
 """``/api/v1/threads…``, ``/messages/{id}/raw``, ``/attachments/{id}``: the mail a user
 can see (SPEC §5.8, §8 ``mail list|show|link|unlink|set|archive|delete``).
 
-Every read goes through the one visibility rule (``web.mailstore`` → ``linking.visibility``;
-attachments through ``bccd.attachments``): a thread, message or attachment the caller may
-not see is a 404 with the same words as one that does not exist. Changing visibility,
+Every read goes through the one read model (``mailstore.read`` → ``linking.visibility``;
+attachments through ``mailstore.attachments``): a thread, message or attachment the caller
+may not see is a 404 with the same words as one that does not exist. Changing visibility,
 archiving and deleting are the owner's alone (403 for another user who can see the
 thread); linking needs the entity to be visible to the caller too.
 """
@@ -15,9 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import Response as FastAPIResponse
 
-from bccd import attachments
-from bccd.linking import manual
-from bccd.web import mailstore
+from bccd.mailstore import actions, attachments, read
 from bccd.web.api import schemas as S
 from bccd.web.api.core import (
     FORBIDDEN,
@@ -61,9 +59,9 @@ async def list_threads(
 
     def work() -> dict[str, Any]:
         with db.read() as s:
-            return mailstore.list_threads(s, current_user(s, p), person=person, deal=deal,
-                                          lead=lead, project=project, q=q, archived=archived,
-                                          limit=limit, offset=offset)
+            filters = read.Filters(person=person, deal=deal, lead=lead, project=project, q=q,
+                                   archived=archived)
+            return read.list_threads(s, current_user(s, p), filters, limit=limit, offset=offset)
 
     return await run(request, work)
 
@@ -76,7 +74,7 @@ async def get_thread(request: Request, p: Caller, thread_id: IdPath) -> dict[str
 
     def work() -> dict[str, Any]:
         with db.read() as s:
-            return mailstore.thread_detail(s, None, current_user(s, p), thread_id)
+            return read.thread_detail(s, None, current_user(s, p), thread_id)
 
     return await run(request, work)
 
@@ -91,10 +89,7 @@ async def update_thread(request: Request, p: Caller, thread_id: IdPath,
     def work() -> dict[str, Any]:
         with db.transaction() as s:
             user = current_user(s, p)
-            thread = manual.get_thread(s, thread_id, user)
-            manual.set_visibility(s, thread, body.visibility, user)
-            s.flush()
-            return mailstore.summary(s, thread.id, user)
+            return actions.set_visibility(s, user, thread_id, body.visibility)
 
     return await run(request, work)
 
@@ -108,9 +103,7 @@ async def archive_thread(request: Request, p: Caller, thread_id: IdPath) -> dict
     def work() -> dict[str, Any]:
         with db.transaction() as s:
             user = current_user(s, p)
-            thread = manual.get_thread(s, thread_id, user)
-            jobs = manual.archive(s, thread, user)
-            return {"thread_id": thread.id, "archived": True, "writeback_jobs": jobs}
+            return actions.archive(s, user, thread_id)
 
     return await run(request, work)
 
@@ -124,9 +117,7 @@ async def delete_thread(request: Request, p: Caller, thread_id: IdPath) -> dict[
     def work() -> dict[str, Any]:
         with db.transaction() as s:
             user = current_user(s, p)
-            thread = manual.get_thread(s, thread_id, user)
-            counts = manual.delete_thread(s, thread, user)
-            return {"thread_id": thread_id, "deleted": True, **counts}
+            return actions.delete(s, user, thread_id)
 
     return await run(request, work)
 
@@ -142,7 +133,7 @@ async def link_thread(request: Request, p: Caller, thread_id: IdPath,
     def work() -> dict[str, Any]:
         with db.transaction() as s:
             user = current_user(s, p)
-            return mailstore.link(s, user, thread_id, body.kind, body.id)
+            return actions.link(s, user, thread_id, body.kind, body.id)
 
     return await run(request, work)
 
@@ -157,7 +148,7 @@ async def unlink_thread(request: Request, p: Caller, thread_id: IdPath, kind: S.
     def work() -> dict[str, Any]:
         with db.transaction() as s:
             user = current_user(s, p)
-            return mailstore.unlink(s, user, thread_id, kind, entity_id)
+            return actions.unlink(s, user, thread_id, kind, entity_id)
 
     return await run(request, work)
 
@@ -172,7 +163,7 @@ async def raw_message(request: Request, p: Caller, message_id: IdPath) -> Respon
 
     def work() -> tuple[str, bytes]:
         with db.read() as s:
-            return mailstore.raw_message(s, current_user(s, p), message_id)
+            return read.raw_message(s, current_user(s, p), message_id)
 
     filename, data = await run(request, work)
     return download(data, filename, "message/rfc822")

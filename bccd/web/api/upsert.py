@@ -25,10 +25,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bccd import accounts, crm
-from bccd.cli import render
 from bccd.config import Settings
 from bccd.errors import Invalid, NotFound
 from bccd.linking import deals, retro
+from bccd.mailstore import shapes as render
 from bccd.store.db import Database
 from bccd.store.models import (
     Company,

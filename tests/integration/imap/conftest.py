@@ -23,8 +23,8 @@ import pytest
 from bccd import accounts as users
 from bccd.config import Settings
 from bccd.crypto import SecretBox
-from bccd.imap import accounts
 from bccd.imap.sync import IngestSink
+from bccd.mailboxes import accounts
 from bccd.store.db import Database
 from bccd.store.models import Alternate
 from tests.integration.imap.helpers import RecordingSink

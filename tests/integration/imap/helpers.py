@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from bccd import replies as R
 from bccd.imap.sync import IngestSink
 from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.types import ImapOrigin, Turn
-from bccd.smtp import replies as R
 from bccd.store.db import Database
 from bccd.store.models import (
     Alternate,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bccd.imap import client
-from bccd.imap.accounts import AccountConfig, PasswordAuth
+from bccd.mailboxes.accounts import AccountConfig, PasswordAuth
 from tests.integration.imap.helpers import wait_for
 from tests.support.dovecot import Dovecot
 

@@ -14,9 +14,10 @@ import trustme
 from bccd.config import Settings
 from bccd.imap.poller import sync_once
 from bccd.imap.sync import IngestSink
-from bccd.imap.writeback import enqueue_writeback, process_writeback_jobs
+from bccd.imap.writeback import process_writeback_jobs
 from bccd.ingest.outcome import Outcome
 from bccd.ingest.types import ImapOrigin, Turn
+from bccd.mailboxes.writeback import enqueue_writeback
 from bccd.store.db import Database
 from tests.integration.imap.conftest import USER_EMAIL, BccdUser
 from tests.integration.imap.gmail_peer import ALL_MAIL, GmailPeer
@@ -64,7 +65,7 @@ async def gmail(tmp_path: Path) -> AsyncIterator[GmailPeer]:
 @pytest.fixture
 def add_gmail(add_account: Callable[..., int], gmail: GmailPeer) -> Callable[..., int]:
     def add(**kw: object) -> int:
-        from bccd.imap.accounts import PasswordAuth
+        from bccd.mailboxes.accounts import PasswordAuth
 
         server = SimpleNamespace(  # the shape add_account expects of a Dovecot
             ssl_port=gmail.port, ca_file=gmail.ca_file, users={gmail.user: gmail.password}

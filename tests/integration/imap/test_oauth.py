@@ -12,9 +12,9 @@ import pytest
 
 from bccd.config import Settings
 from bccd.crypto import SecretBox
-from bccd.imap import accounts
 from bccd.imap.poller import sync_once
 from bccd.imap.sync import IngestSink
+from bccd.mailboxes import accounts
 from bccd.store.db import Database
 from bccd.store.models import ImapAccount
 from tests.integration.imap.conftest import USER_EMAIL, BccdUser

@@ -13,12 +13,8 @@ from sqlalchemy import select
 from bccd.config import Settings
 from bccd.imap.poller import sync_once
 from bccd.imap.sync import IngestSink
-from bccd.imap.writeback import (
-    WRITEBACK_KIND,
-    enqueue_writeback,
-    process_writeback_jobs,
-    run_writeback,
-)
+from bccd.imap.writeback import process_writeback_jobs, run_writeback
+from bccd.mailboxes.writeback import WRITEBACK_KIND, enqueue_writeback
 from bccd.store.db import Database
 from bccd.store.models import OutboxJob
 from tests.integration.imap.conftest import BOTH_ENGINES, USER_EMAIL, BccdUser

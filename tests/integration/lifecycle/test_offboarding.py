@@ -126,7 +126,7 @@ def test_enabling_gives_a_new_api_token_the_old_one_stays_dead(function_db: Data
     from sqlalchemy import update
 
     from bccd.crypto import SecretBox
-    from bccd.imap import accounts as imap_accounts
+    from bccd.mailboxes import accounts as imap_accounts
     from bccd.store.models import ImapAccount
 
     with function_db.transaction() as s:

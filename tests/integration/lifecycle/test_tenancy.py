@@ -1,6 +1,6 @@
 """Tenancy of content-addressed blobs: the same file received by two companies is one
 blob, yet neither can fetch the other's attachment — access goes through the message
-and its thread's visibility (``bccd.attachments.attachment_for_user``)."""
+and its thread's visibility (``bccd.mailstore.attachments.attachment_for_user``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bccd import accounts
-from bccd.attachments import attachment_for_user, read_attachment
 from bccd.errors import NotFound
 from bccd.lifecycle import offboard
+from bccd.mailstore.attachments import attachment_for_user, read_attachment
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Attachment, Link, Message, Person, Thread, User

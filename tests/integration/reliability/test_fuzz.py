@@ -16,12 +16,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from bccd import accounts
+from bccd.auth.authenticator import build_authenticator
 from bccd.config import Settings
 from bccd.ingest import recipients
 from bccd.ingest.outcome import Disposition
 from bccd.ingest.pipeline import Pipeline
 from bccd.ingest.types import Envelope, Target
-from bccd.service import build_authenticator
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.migrate import upgrade

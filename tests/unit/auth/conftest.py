@@ -17,7 +17,7 @@ _REPO = Path(__file__).resolve().parents[3]
 if str(_REPO) not in sys.path:  # so `tests.support` imports without an installed package
     sys.path.insert(0, str(_REPO))
 
-from bccd.auth.authenticator import Authenticator  # noqa: E402
+from bccd.auth.authenticator import DmarcAuthenticator  # noqa: E402
 from bccd.auth.dns import Resolver  # noqa: E402
 from tests.support.dnsserver import DnsTestServer  # noqa: E402
 from tests.unit.auth.authkit import AUTHSERV_ID, Key, corpus_keys  # noqa: E402
@@ -45,8 +45,8 @@ def resolver(dns: DnsTestServer) -> Resolver:
 
 
 @pytest.fixture
-def authenticator(resolver: Resolver) -> Authenticator:
-    return Authenticator(resolver, authserv_id=AUTHSERV_ID,
+def authenticator(resolver: Resolver) -> DmarcAuthenticator:
+    return DmarcAuthenticator(resolver, authserv_id=AUTHSERV_ID,
                          trusted_authserv_ids=["relay.corp.test"])
 
 

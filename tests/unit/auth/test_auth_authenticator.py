@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bccd.auth.authenticator import Authenticator
+from bccd.auth.authenticator import DmarcAuthenticator
 from bccd.auth.dns import Resolver
 from bccd.auth.results import FEATURES
 from bccd.auth.verdict import AuthVerdict, DnsTempError
@@ -20,7 +20,7 @@ from tests.unit.auth.authkit import (
 
 
 def evaluate(
-    auth: Authenticator,
+    auth: DmarcAuthenticator,
     raw: bytes,
     *,
     header_from: str = "alice@corp.test",
@@ -192,7 +192,7 @@ def test_spoofed_authentication_results_with_our_id_are_ignored(dns, authenticat
 
 
 def test_own_id_is_never_trusted_even_if_configured(resolver):
-    auth = Authenticator(resolver, authserv_id=AUTHSERV_ID,
+    auth = DmarcAuthenticator(resolver, authserv_id=AUTHSERV_ID,
                          trusted_authserv_ids=[AUTHSERV_ID.upper(), "relay.corp.test"])
     raw = message(extra_headers=(
         f"Authentication-Results: {AUTHSERV_ID}; dkim=pass header.d=corp.test",
@@ -440,9 +440,9 @@ def test_dns_answers_are_cached(dns, authenticator, keys):
 def test_authenticators_with_different_resolvers_do_not_mix(dns, keys):
     # SPF's module-level hook must use the resolver of the call in progress
     dns.add_txt("corp.test", f"v=spf1 ip4:{CLIENT_IP} -all")
-    good = Authenticator(Resolver(["127.0.0.1"], port=dns.port, timeout=0.5),
+    good = DmarcAuthenticator(Resolver(["127.0.0.1"], port=dns.port, timeout=0.5),
                          authserv_id=AUTHSERV_ID)
-    dead = Authenticator(Resolver(["127.0.0.1"], port=9, timeout=0.3), authserv_id=AUTHSERV_ID)
+    dead = DmarcAuthenticator(Resolver(["127.0.0.1"], port=9, timeout=0.3), authserv_id=AUTHSERV_ID)
     assert evaluate(good, message()).verdict == "pass"
     with pytest.raises(DnsTempError):
         evaluate(dead, message())
@@ -487,11 +487,11 @@ def test_concurrent_evaluations_keep_their_own_resolver(dns):
     from concurrent.futures import ThreadPoolExecutor
 
     dns.add_txt("corp.test", f"v=spf1 ip4:{CLIENT_IP} -all")
-    good = Authenticator(Resolver(["127.0.0.1"], port=dns.port, timeout=0.5),
+    good = DmarcAuthenticator(Resolver(["127.0.0.1"], port=dns.port, timeout=0.5),
                          authserv_id=AUTHSERV_ID)
-    dead = Authenticator(Resolver(["127.0.0.1"], port=9, timeout=0.3), authserv_id=AUTHSERV_ID)
+    dead = DmarcAuthenticator(Resolver(["127.0.0.1"], port=9, timeout=0.3), authserv_id=AUTHSERV_ID)
 
-    def run(auth: Authenticator) -> str:
+    def run(auth: DmarcAuthenticator) -> str:
         try:
             return evaluate(auth, message()).verdict
         except DnsTempError:

@@ -114,14 +114,14 @@ def test_real_message_resigned_with_corpus_key_passes(dns, authenticator, keys, 
 
 @pytest.mark.parametrize("name", ["arc-pass.eml", "authtest.eml", "message3.eml"])
 def test_google_results_are_reported_only_when_trusted(resolver, name):
-    from bccd.auth.authenticator import Authenticator
+    from bccd.auth.authenticator import DmarcAuthenticator
 
     raw = (MAILAUTH / name).read_bytes()
-    trusting = Authenticator(resolver, authserv_id=AUTHSERV_ID,
+    trusting = DmarcAuthenticator(resolver, authserv_id=AUTHSERV_ID,
                              trusted_authserv_ids=["mx.google.com"])
     assert [h.authserv_id for h in trusting.trusted_results(raw)] == ["mx.google.com"]
-    assert Authenticator(resolver, authserv_id=AUTHSERV_ID).trusted_results(raw) == []
-    posing = Authenticator(resolver, authserv_id="mx.google.com",
+    assert DmarcAuthenticator(resolver, authserv_id=AUTHSERV_ID).trusted_results(raw) == []
+    posing = DmarcAuthenticator(resolver, authserv_id="mx.google.com",
                            trusted_authserv_ids=["mx.google.com"])
     assert posing.trusted_results(raw) == []
 

@@ -11,6 +11,7 @@ from typing import Any
 import dns.resolver
 import pytest
 
+from bccd.auth.authenticator import build_authenticator
 from bccd.auth.dns import Resolver, ResolverConfigError
 from bccd.auth.sender import Mailbox
 from bccd.auth.verdict import AuthVerdict, DnsTempError
@@ -18,7 +19,6 @@ from bccd.config import ConfigError, Settings
 from bccd.ingest.outcome import DnsTemporaryFailure, NotAuthentic, TemporaryError
 from bccd.ingest.pipeline import Pipeline
 from bccd.ingest.types import Envelope
-from bccd.service import build_authenticator
 from tests.unit.auth.authkit import CLIENT_IP, message, sign
 
 MAILBOX = Mailbox(email="alice@corp.test", name="Alice")

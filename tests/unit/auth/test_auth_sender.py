@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bccd.auth.sender import parse_from
-from bccd.ingest.outcome import SenderRefused
+from bccd.auth.sender import FromRefused, parse_from
+from bccd.ingest.outcome import classify
 
 
 @pytest.mark.parametrize(("value", "email", "name"), [
@@ -53,10 +53,10 @@ def test_accepted(value, email, name):
     (["Alice <>"], "The From header is malformed"),
 ])
 def test_refused_with_one_line(values, reason):
-    with pytest.raises(SenderRefused) as err:
+    with pytest.raises(FromRefused) as err:
         parse_from(values)
     assert err.value.reason == reason
-    reply = str(err.value.smtp_reply())
+    reply = str(classify(err.value).smtp_reply())
     assert reply == f"550 5.7.1 {reason}"
 
 
@@ -65,6 +65,6 @@ def test_rfc6532_utf8_octets_are_decoded_and_invalid_ones_refused():
     utf8 = "Alice <alice@münchen.test>".encode().decode("ascii", "surrogateescape")
     assert parse_from([utf8]).email == "alice@xn--mnchen-3ya.test"
     latin1 = "Alice <alice@münchen.test>".encode("latin-1").decode("ascii", "surrogateescape")
-    with pytest.raises(SenderRefused) as err:
+    with pytest.raises(FromRefused) as err:
         parse_from([latin1])
     assert err.value.reason == "The From header is not valid UTF-8"

@@ -8,7 +8,7 @@ import email.policy
 from email.message import EmailMessage
 
 from bccd.config import Settings
-from bccd.confirm import mails
+from bccd.notify import mails
 
 EXPIRES = dt.datetime(2026, 11, 29, 10, 0, tzinfo=dt.UTC)
 
@@ -59,10 +59,21 @@ def test_durations_read_like_a_person_wrote_them() -> None:
 
 def test_the_notice_names_the_address_and_keeps_bcc_capitalised(settings: Settings) -> None:
     mail = mails.notice(settings, user_name="Alice", user_email="alice@acme.test",
-                        address="alice@home.test", held=2, url="https://x/confirm/abc",
-                        expires_at=EXPIRES, emailed_at=None)
+                        address="alice@home.test", held=2, settings_url="https://x/mail/settings",
+                        expires_at=None, emailed_at=None)
     msg = _parse(mail.message)
     assert msg["Subject"].startswith("2 Bcc copies from alice@home.test kept in quarantine")
     assert mail.recipients == ("alice@acme.test",)
     body = msg.get_body(("plain",))
-    assert body is not None and "https://x/confirm/abc" in body.get_content()
+    assert body is not None and "https://x/mail/settings" in body.get_content()
+
+
+def test_the_notice_never_carries_a_link_that_confirms(settings: Settings) -> None:
+    """SPEC §4.4: the notice goes to the user's login mailbox; only the quarantined
+    address's own mailbox may receive a confirmation link."""
+    for emailed in (None, EXPIRES - dt.timedelta(days=1)):
+        mail = mails.notice(settings, user_name="Alice", user_email="alice@acme.test",
+                            address="alice@home.test", held=1,
+                            settings_url="https://x/mail/settings",
+                            expires_at=EXPIRES if emailed else None, emailed_at=emailed)
+        assert "/confirm/" not in mail.message

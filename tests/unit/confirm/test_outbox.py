@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from bccd.notify import outbox
+from bccd.notify import jobs
+from bccd.store import outbox
 from bccd.store.db import Database
 from bccd.store.models import OutboxJob
 from tests.unit.confirm.conftest import new_db
@@ -79,25 +79,21 @@ def test_backoff_is_capped() -> None:
     assert outbox.backoff(50) <= outbox.RETRY_MAX * 1.2
 
 
-def _services(db: Database) -> Any:
-    return SimpleNamespace(db=db, settings=None)
-
-
 async def test_dispatch_is_by_kind_and_failures_are_recorded(db: Database) -> None:
     ids = _enqueue(db, "mail") + _enqueue(db, "webhook") + _enqueue(db, "broken") + _enqueue(db, "odd")
     seen: list[tuple[str, dict[str, Any]]] = []
 
-    async def mail(services: Any, payload: dict[str, Any]) -> None:
+    async def mail(payload: dict[str, Any]) -> None:
         seen.append(("mail", payload))
 
-    async def webhook(services: Any, payload: dict[str, Any]) -> None:
-        raise outbox.PermanentFailure("410 from the receiver")
+    async def webhook(payload: dict[str, Any]) -> None:
+        raise jobs.PermanentFailure("410 from the receiver")
 
-    async def broken(services: Any, payload: dict[str, Any]) -> None:
+    async def broken(payload: dict[str, Any]) -> None:
         raise ConnectionRefusedError("no route")
 
     handlers = {"mail": mail, "webhook": webhook, "broken": broken}
-    assert await outbox.process_due(_services(db), handlers) == 3
+    assert await jobs.process_due(db, handlers) == 3
     assert seen == [("mail", {"n": 0})]
     rows = [_row(db, i) for i in ids]
     assert [r.state for r in rows] == ["done", "failed", "pending", "pending"]
@@ -109,11 +105,11 @@ async def test_dispatch_is_by_kind_and_failures_are_recorded(db: Database) -> No
 async def test_the_worker_loop_performs_jobs_and_stops_promptly(db: Database) -> None:
     done = asyncio.Event()
 
-    async def mail(services: Any, payload: dict[str, Any]) -> None:
+    async def mail(payload: dict[str, Any]) -> None:
         done.set()
 
     stop = asyncio.Event()
-    task = asyncio.create_task(outbox.run(_services(db), {"mail": mail}, stop, poll=0.05))
+    task = asyncio.create_task(jobs.run(db, {"mail": mail}, stop, poll=0.05))
     await asyncio.sleep(0.1)
     _enqueue(db, at=dt.datetime.now(dt.UTC))
     await asyncio.wait_for(done.wait(), 5)

@@ -7,9 +7,10 @@ import datetime as dt
 
 from bccd.config import Settings
 from bccd.confirm import flow
-from bccd.ingest import quarantine
+from bccd.ingest import holding
 from bccd.ingest.outcome import Disposition
 from bccd.notify import outbound
+from bccd.quarantine import copies, hold
 from bccd.store.db import Database
 from bccd.store.models import Alternate, Notice, OutboxJob
 from tests.unit.confirm.conftest import alice, make_settings
@@ -18,8 +19,8 @@ ALT = "alice@home.test"
 T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 
 
-def _req(key: str, address: str = ALT) -> quarantine.HoldRequest:
-    return quarantine.HoldRequest(user_id=1, address=address, raw=b"From: x\r\n\r\nbody\r\n",
+def _req(key: str, address: str = ALT) -> hold.HoldRequest:
+    return hold.HoldRequest(user_id=1, address=address, raw=b"From: x\r\n\r\nbody\r\n",
                                   dedup_key=key, subject=f"s-{key}", envelope={}, auth={})
 
 
@@ -31,12 +32,12 @@ def _notices(db: Database) -> list[outbound.OutboundMail]:
 
 def test_one_notice_per_address_per_day(db: Database, settings: Settings) -> None:
     for i, at in enumerate([T0, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=23)]):
-        out = quarantine.keep(db, settings, _req(f"k{i}"), now=at)
+        out = holding.keep(db, settings, _req(f"k{i}"), now=at)
         assert out.disposition is Disposition.QUARANTINED and out.reply.code == 250
     assert len(_notices(db)) == 1
-    quarantine.keep(db, settings, _req("other", "alice@elsewhere.test"), now=T0)
+    holding.keep(db, settings, _req("other", "alice@elsewhere.test"), now=T0)
     assert len(_notices(db)) == 2
-    quarantine.keep(db, settings, _req("k9"), now=T0 + dt.timedelta(hours=24, minutes=1))
+    holding.keep(db, settings, _req("k9"), now=T0 + dt.timedelta(hours=24, minutes=1))
     mails = _notices(db)
     assert len(mails) == 3
     assert mails[2].recipients == ("alice@acme.test",)
@@ -46,17 +47,17 @@ def test_one_notice_per_address_per_day(db: Database, settings: Settings) -> Non
 
 
 def test_the_same_message_is_kept_once(db: Database, settings: Settings) -> None:
-    a = quarantine.keep(db, settings, _req("same"), now=T0)
-    b = quarantine.keep(db, settings, _req("same"), now=T0)
+    a = holding.keep(db, settings, _req("same"), now=T0)
+    b = holding.keep(db, settings, _req("same"), now=T0)
     assert a.extra["quarantine_id"] == b.extra["quarantine_id"]
     assert b.reason == "already in quarantine"
 
 
 def test_the_quarantine_refuses_beyond_its_bound(db: Database, tmp_path) -> None:
     settings = make_settings(tmp_path, retention={"quarantine_max_per_user": 2})
-    assert quarantine.keep(db, settings, _req("1"), now=T0).disposition is Disposition.QUARANTINED
-    assert quarantine.keep(db, settings, _req("2"), now=T0).disposition is Disposition.QUARANTINED
-    out = quarantine.keep(db, settings, _req("3"), now=T0)
+    assert holding.keep(db, settings, _req("1"), now=T0).disposition is Disposition.QUARANTINED
+    assert holding.keep(db, settings, _req("2"), now=T0).disposition is Disposition.QUARANTINED
+    out = holding.keep(db, settings, _req("3"), now=T0)
     assert out.disposition is Disposition.REFUSED
     assert (out.reply.code, out.reply.enhanced) == (550, "5.7.1")
     assert "quarantine is full" in out.reply.text and "bccd alt add" in out.reply.text
@@ -67,7 +68,7 @@ def test_a_notice_keeps_the_link_already_emailed_to_the_address_alive(
     with db.transaction() as s:
         flow.add(s, settings, alice(s), ALT, now=T0)
         before = s.query(Alternate).one().token_hash
-    quarantine.keep(db, settings, _req("k"), now=T0 + dt.timedelta(minutes=5))
+    holding.keep(db, settings, _req("k"), now=T0 + dt.timedelta(minutes=5))
     notice = _notices(db)[-1]
     assert notice.recipients == ("alice@acme.test",)
     assert "/confirm/" not in notice.message and "we emailed a" in notice.message
@@ -75,19 +76,22 @@ def test_a_notice_keeps_the_link_already_emailed_to_the_address_alive(
         assert s.query(Alternate).one().token_hash == before
 
 
-def test_a_notice_carries_a_fresh_link_when_none_is_valid(db: Database, settings: Settings) -> None:
-    quarantine.keep(db, settings, _req("k"), now=T0)
+def test_a_notice_sends_the_user_to_settings_and_issues_no_token(
+        db: Database, settings: Settings) -> None:
+    """SPEC §4.4: the notice never confirms; confirming emails the address itself."""
+    holding.keep(db, settings, _req("k"), now=T0)
     [notice] = _notices(db)
-    assert "https://crm.example/bcc/confirm/" in notice.message
+    assert "/confirm/" not in notice.message
+    assert "https://crm.example/bcc/mail/settings" in notice.message
     with db.read() as s:
         alt = s.query(Alternate).one()
         assert alt.status == "pending" and alt.last_sent_at is None
-        assert alt.token_expires_at == T0 + dt.timedelta(hours=72)
+        assert alt.token_hash is None and alt.token_expires_at is None
 
 
 def test_purge_deletes_only_copies_past_retention(db: Database, settings: Settings) -> None:
-    quarantine.keep(db, settings, _req("old"), now=T0)
-    quarantine.keep(db, settings, _req("new"), now=T0 + dt.timedelta(days=10))
-    assert quarantine.purge_expired(db, 14 * 86400, now=T0 + dt.timedelta(days=15), batch=1) == 1
+    holding.keep(db, settings, _req("old"), now=T0)
+    holding.keep(db, settings, _req("new"), now=T0 + dt.timedelta(days=10))
+    assert copies.purge_expired(db, 14 * 86400, now=T0 + dt.timedelta(days=15), batch=1) == 1
     with db.read() as s:
-        assert [c.subject for c in quarantine.list_copies(s, 1)] == ["s-new"]
+        assert [c.subject for c in copies.list_copies(s, 1)] == ["s-new"]

@@ -15,8 +15,8 @@ from bccd.config import Settings
 from bccd.confirm import flow, tokens
 from bccd.confirm.flow import TokenState, TooSoon
 from bccd.errors import Conflict, NotFound
-from bccd.ingest import quarantine
 from bccd.notify import outbound
+from bccd.quarantine import hold as quarantine
 from bccd.store.db import Database
 from bccd.store.models import Alternate, OutboxJob, Quarantined, utcnow
 from tests.unit.confirm.conftest import alice, make_settings

@@ -12,8 +12,8 @@ from sqlalchemy import update
 from bccd import accounts as users
 from bccd.crypto import SecretBox
 from bccd.errors import Conflict, Invalid, NotFound
-from bccd.imap import accounts
-from bccd.imap.writeback import server_action
+from bccd.mailboxes import accounts
+from bccd.mailboxes.writeback import server_action
 from bccd.store.db import Database
 from bccd.store.models import Base, ImapAccount, utcnow
 

@@ -12,7 +12,6 @@ import pytest
 import trustme
 from imapclient import exceptions as imap_exc
 
-from bccd.imap.accounts import OAuth2Auth
 from bccd.imap.client import (
     AuthFailure,
     ConnectFailure,
@@ -24,6 +23,7 @@ from bccd.imap.client import (
     needs_refresh,
     refresh_oauth,
 )
+from bccd.mailboxes.accounts import OAuth2Auth
 from tests.support.oauth import OAuthServer
 
 

@@ -1,4 +1,4 @@
-"""Filing a copy reads once (``ingest.store``'s one query per copy) and the linking layer
+"""Filing a copy reads once (``ingest.filing``'s one query per copy) and the linking layer
 decides as it would with its own reads: own addresses and blocked counterparts are left
 out, a person with an open deal links a new thread to it, a reply joins its thread (also
 one already loaded in the session), a Smart Bcc copy of a message synced over IMAP links
@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
+from bccd.addresses import Addr
 from bccd.auth.verdict import SKIPPED
-from bccd.ingest import store
+from bccd.ingest import filing
 from bccd.ingest.outcome import Disposition, Outcome
-from bccd.ingest.parse import Addr, parse
+from bccd.ingest.parse import parse
 from bccd.ingest.types import ImapOrigin, Source
 from bccd.linking import blocklist
 from bccd.store.blobs import BlobStore
@@ -53,13 +54,13 @@ class World:
 
     def file(self, raw: bytes, *, source: Source = Source.BCC, direction: str = "outgoing",
              sender: Addr | None = None, uid: int = 1) -> Outcome:
-        req = store.FileRequest(
+        req = filing.FileRequest(
             user_id=self.user, raw=raw, parsed=parse(raw, max_header_size=512 * 1024),
             source=source, direction=direction,
             sender=sender or Addr("alice@acme.test", "Alice"), auth=SKIPPED, bcc_domain=BCC,
             raw_sha256=hashlib.sha256(raw).hexdigest(),
             origin=ImapOrigin(self.account, "INBOX", 1, uid) if source is Source.IMAP else None)
-        return store.file_copy(self.db, self.blobs, req)
+        return filing.file_copy(self.db, self.blobs, req)
 
     def scalars(self, stmt: Any) -> list[Any]:
         with self.db.read() as s:
@@ -165,7 +166,7 @@ def test_a_reply_joins_a_thread_the_session_already_holds(world: World) -> None:
     first = world.file(make_message(to="Bob <bob@client.test>", message_id="<a1@acme.test>"))
     raw = make_message(to="Bob <bob@client.test>", message_id="<a2@acme.test>",
                        in_reply_to="<a1@acme.test>")
-    req = store.FileRequest(
+    req = filing.FileRequest(
         user_id=world.user, raw=raw, parsed=parse(raw, max_header_size=512 * 1024),
         source=Source.BCC, direction="outgoing", sender=Addr("alice@acme.test", "Alice"),
         auth=SKIPPED, bcc_domain=BCC, raw_sha256=hashlib.sha256(raw).hexdigest())
@@ -173,7 +174,7 @@ def test_a_reply_joins_a_thread_the_session_already_holds(world: World) -> None:
         held = s.get(Thread, first.thread_id)
         assert held is not None
         before = held.last_message_at
-        out = store.file_in(s, req, [])
+        out = filing.file_in(s, req, [])
         assert out.thread_id == first.thread_id
         assert held.last_message_at > before  # the ORM object saw the update
 

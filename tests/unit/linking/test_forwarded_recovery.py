@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bccd.addresses import Addr
 from bccd.auth.verdict import SKIPPED
+from bccd.ingest.filing import FileRequest
 from bccd.ingest.forwarded import as_original, recover
-from bccd.ingest.parse import Addr, Parsed, parse
-from bccd.ingest.store import FileRequest
+from bccd.ingest.parse import Parsed, parse
 from bccd.ingest.types import Source
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml" / "forwarded"

@@ -34,17 +34,17 @@ from sqlalchemy import and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 
+from bccd import replies as R
+from bccd.addresses import Addr
 from bccd.auth.verdict import AuthVerdict
 from bccd.ingest.outcome import Disposition, Outcome
-from bccd.ingest.parse import Addr, Parsed
+from bccd.ingest.parse import Parsed
 from bccd.ingest.types import ImapOrigin, Source
 from bccd.linking import blocklist, deals, engine, participants, threading
 from bccd.linking.persons import Hit
 from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
-from bccd.notify import webhooks
-from bccd.smtp import replies as R
-from bccd.store import direct
+from bccd.store import direct, events
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import (
@@ -71,9 +71,9 @@ _INSERT_MESSAGE = insert(Message).returning(Message.id)
 _INSERT_RAW = insert(MessageRaw)
 _INSERT_SOURCE = insert(MessageSource)
 _INSERT_ATTACHMENT = insert(Attachment)
-_U, _C, _M, _S = User.__table__, Company.__table__, Message.__table__, MessageSource.__table__
-_A, _B, _R = Alternate.__table__, Blocked.__table__, ThreadRef.__table__
-_PE, _I = PersonEmail.__table__, Item.__table__
+users, companies, messages = User.__table__, Company.__table__, Message.__table__
+sources, alternates, blocked = MessageSource.__table__, Alternate.__table__, Blocked.__table__
+thread_refs, person_emails, items = ThreadRef.__table__, PersonEmail.__table__, Item.__table__
 _FORWARDED_BY = (update(Message).where(Message.id == bindparam("m"))
                  .values(forwarded_by=bindparam("f")))
 _THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
@@ -86,35 +86,36 @@ def _context_stmt(refs: int, person_in: Any) -> Any:
     block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
     joined (one row each, at least one row), the company's persons of the addresses in
     ``person_in`` and whether each has an open item. Every part is an indexed lookup."""
-    dup = _M.alias("dup")
+    dup = messages.alias("dup")
     cols: list[Any] = [
-        _U.c.id, _U.c.company_id, _U.c.email, _U.c.is_admin, _U.c.linking_mode,
-        _U.c.sharing_default, _C.c.create_unknown_contacts, _C.c.slug.label("company_slug"),
+        users.c.id, users.c.company_id, users.c.email, users.c.is_admin, users.c.linking_mode,
+        users.c.sharing_default, companies.c.create_unknown_contacts, companies.c.slug.label("company_slug"),
         dup.c.id.label("dup_id"), dup.c.thread_id.label("dup_thread_id"),
         dup.c.forwarded_by.label("dup_forwarded_by"), dup.c.created_at.label("dup_created_at"),
-        exists().where(_S.c.message_id == dup.c.id, _S.c.source == Source.BCC.value)
+        exists().where(sources.c.message_id == dup.c.id, sources.c.source == Source.BCC.value)
         .label("dup_has_bcc"),
-        exists().where(_A.c.user_id == _U.c.id, _A.c.status == "confirmed")
+        exists().where(alternates.c.user_id == users.c.id, alternates.c.status == "confirmed")
         .label("has_alternates"),
-        exists().where(_B.c.user_id == _U.c.id).label("has_blocked"),
-        *(select(_R.c.thread_id).where(_R.c.user_id == _U.c.id, _R.c.ref == bindparam(f"r{i}"))
+        exists().where(blocked.c.user_id == users.c.id).label("has_blocked"),
+        *(select(thread_refs.c.thread_id)
+          .where(thread_refs.c.user_id == users.c.id, thread_refs.c.ref == bindparam(f"r{i}"))
           .scalar_subquery().label(f"ref{i}") for i in range(refs)),
     ]
-    frm = _U.join(_C, _C.c.id == _U.c.company_id).outerjoin(
-        dup, and_(dup.c.user_id == _U.c.id, dup.c.dedup_key == bindparam("k")))
+    frm = users.join(companies, companies.c.id == users.c.company_id).outerjoin(
+        dup, and_(dup.c.user_id == users.c.id, dup.c.dedup_key == bindparam("k")))
     if person_in is not None:
-        cols += [_PE.c.email.label("person_email"), _PE.c.person_id,
-                 exists().where(_I.c.person_id == _PE.c.person_id, _I.c.status == "open")
+        cols += [person_emails.c.email.label("person_email"), person_emails.c.person_id,
+                 exists().where(items.c.person_id == person_emails.c.person_id, items.c.status == "open")
                  .label("open_items")]
-        frm = frm.outerjoin(_PE, and_(_PE.c.company_id == _U.c.company_id, person_in))
-    return select(*cols).select_from(frm).where(_U.c.id == bindparam("u"))
+        frm = frm.outerjoin(person_emails, and_(person_emails.c.company_id == users.c.company_id, person_in))
+    return select(*cols).select_from(frm).where(users.c.id == bindparam("u"))
 
 
 # the ids of a copy are looked up in the context read in forms for 0, 1, 2, 4 … 16 ids
 # (padded with the last); a longer References chain is left to ``threading.resolve``
 _REF_FORMS = (0, 1, 2, 4, 8, 16)
 _CONTEXT = {n: _context_stmt(n, None) for n in _REF_FORMS}
-_CONTEXT_PERSONS = {n: FixedIn(_PE.c.email, "e", functools.partial(_context_stmt, n))
+_CONTEXT_PERSONS = {n: FixedIn(person_emails.c.email, "e", functools.partial(_context_stmt, n))
                     for n in _REF_FORMS}
 
 log = get_logger("bccd.ingest")
@@ -322,8 +323,8 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
             for att, digest in zip(p.attachments, digests, strict=True)])
     if req.origin is not None:
         _add_imap_ref(s, mid, req.origin)
-    if webhooks.enabled(s):  # the message.stored event commits with the message
-        webhooks.message_stored(s, Message(id=mid, **values),  # transient, never added
+    if events.enabled(s):  # the message.stored event commits with the message
+        events.message_stored(s, Message(id=mid, **values),  # transient, never added
                                 user_email=user.email, company_slug=ctx.company_slug)
     return Outcome(Disposition.STORED, R.STORED, message_id=mid, thread_id=thread.id,
                    extra={"thread_created": created})

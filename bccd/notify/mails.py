@@ -1,8 +1,9 @@
-"""The emails of the confirmation flow, built once and handed to the outbox.
+"""The emails bccd sends itself through ``outbound``, built once and handed to the outbox.
 
 ``confirmation(settings, …)`` → the mail to an alternate address asking to confirm it
 (SPEC §6); ``notice(settings, …)`` → the mail to a user saying copies from an address were
-kept in quarantine (SPEC §4.4). Both return an ``OutboundMail``: multipart/alternative
+kept in quarantine (SPEC §4.4) — it never carries a confirmation link: confirming is done
+from the mailbox of the address itself. Both return an ``OutboundMail``: multipart/alternative
 (plain text first, then HTML rendered by Jinja2 with autoescaping), quoted-printable so
 the message is 7-bit for any relay, ``Auto-Submitted: auto-generated`` so nobody's
 auto-responder answers it. Pure functions: no database, no network.
@@ -110,15 +111,15 @@ def confirmation(
 
 def notice(
     settings: Settings, *, user_name: str, user_email: str, address: str, held: int,
-    url: str | None, expires_at: dt.datetime | None, emailed_at: dt.datetime | None,
+    settings_url: str, expires_at: dt.datetime | None, emailed_at: dt.datetime | None,
 ) -> OutboundMail:
     """The mail to the user: copies from ``address`` are in quarantine; confirm to file them.
 
-    With ``url`` the mail carries a confirmation link; without, it points to the
-    confirmation already emailed to ``address`` at ``emailed_at`` (still valid).
+    It sends the user to ``settings_url`` (the Mail page settings), whose "Send
+    confirmation link" emails the confirmation to ``address`` itself — or, with
+    ``emailed_at``, to the confirmation already emailed there (valid until ``expires_at``).
     """
     name = user_name or user_email
-    ttl = human_duration(settings.confirm.ttl)
     retention = human_duration(settings.retention.quarantine)
     them = "it" if held == 1 else "them"
     count = copies(held)
@@ -131,19 +132,18 @@ def notice(
         f"{them} in quarantine instead of filing {them} in the CRM.\n\n",
     ]
     expires = when(expires_at) if expires_at else ""
-    if url:
-        lines += [
-            f"If {address} is your address, confirm it to file these emails (and future\n",
-            "copies sent from it): open this link and press the Confirm button.\n\n",
-            f"  {url}\n\n",
-            f"The link expires in {ttl} ({expires}).\n\n",
-        ]
-    else:
-        sent = when(emailed_at) if emailed_at else "earlier"
+    if emailed_at is not None:
         lines += [
             f"If {address} is your address, confirm it to file these emails: we emailed a\n",
-            f"confirmation link to {address} on {sent}. Open that email and press Confirm\n",
-            f"(the link is valid until {expires}).\n\n",
+            f"confirmation link to {address} on {when(emailed_at)}. Open that email and press\n",
+            f"Confirm (the link is valid until {expires}).\n\n",
+        ]
+    else:
+        lines += [
+            f"If {address} is your address, confirm it to file these emails (and future\n",
+            "copies sent from it): open your Smart Bcc settings and choose \"Send confirmation\n",
+            f"link\" next to {address}; then open the link we email to {address}.\n\n",
+            f"  {settings_url}\n\n",
         ]
     lines += [
         f"If you do not recognise {address}, ignore this email: quarantined copies are\n",
@@ -151,8 +151,8 @@ def notice(
     ]
     html = _env.get_template("mail_notice.html").render(
         subject=subject, user_name=name, user_email=user_email, address=address, held=held,
-        held_text=copies(held), url=url, ttl=ttl, expires=expires,
-        emailed=when(emailed_at) if emailed_at else "earlier", retention=retention,
+        held_text=copies(held), settings_url=settings_url, expires=expires,
+        emailed=when(emailed_at) if emailed_at else None, retention=retention,
     )
     return _build(settings, to_name=name, to_addr=user_email, subject=subject,
                   text="".join(lines), html=html, purpose="notice")

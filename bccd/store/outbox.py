@@ -1,6 +1,6 @@
 """The durable outbox: work that must happen after a commit, even across restarts.
 
-Contract:
+This module is the queue itself (the ``outbox`` table); ``bccd.notify.jobs`` runs it.
 
 - ``enqueue(session, kind, payload)`` adds an ``OutboxJob`` in the *caller's* transaction,
   so the job exists exactly when the state change that asked for it was committed
@@ -8,61 +8,37 @@ Contract:
   JSON; it must carry everything the handler needs. ``add`` is the same as one plain
   insert on the session's connection (no ORM object, no flush), returning the job's id —
   for hot paths (a webhook event per filed message).
-- A handler is ``async def handler(services, payload) -> None``, looked up by ``kind`` in
-  the table given to :func:`run` / :func:`process_due` (``bccd.notify.worker.HANDLERS``).
-  Returning means done. Raising :class:`PermanentFailure` marks the job ``failed`` at once
-  (retrying cannot help); any other exception retries with exponential back-off
-  (``RETRY_BASE`` · 2ⁿ, ±20 % jitter, at most ``RETRY_MAX``) until the job is older than
-  ``MAX_AGE``, then ``failed``. ``last_error`` keeps the one-line reason.
-- Claiming is safe for several ``bccd serve`` instances on one database: PostgreSQL uses
+- ``claim`` is safe for several ``bccd serve`` instances on one database: PostgreSQL uses
   ``SELECT … FOR UPDATE SKIP LOCKED``; SQLite a conditional ``UPDATE`` per job. A claim
   leases the job (``next_attempt_at = now + LEASE``) and bumps ``attempts``, which then
-  fences the outcome: a worker whose lease ran out cannot overwrite the newer claimant's
-  result. A worker that dies mid-job leaves the lease to expire and the job is retried,
-  so delivery is at least once — handlers must be idempotent (or harmless to repeat).
-- Only the kinds in the handler table are claimed: jobs of other kinds (IMAP write-back
-  has its own loop) are left alone.
+  fences the outcome (``complete``, ``fail``): a worker whose lease ran out cannot
+  overwrite the newer claimant's result. A worker that dies mid-job leaves the lease to
+  expire and the job is retried, so delivery is at least once.
+- ``fail`` retries with exponential back-off (``RETRY_BASE`` · 2ⁿ, ±20 % jitter, at most
+  ``RETRY_MAX``) until the job is older than ``MAX_AGE``, then ``failed``;
+  ``last_error`` keeps the one-line reason. ``purge_finished`` removes old finished jobs.
 
-All database work is blocking and runs through ``Database.run``; the loop never blocks.
+Every function is blocking; callers on the event loop use ``Database.run``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from bccd.log import get_logger
 from bccd.store.db import Database
 from bccd.store.models import OutboxJob, utcnow
 
-if TYPE_CHECKING:
-    from bccd.service import Services
-
-log = get_logger("bccd.outbox")
-
 LEASE = dt.timedelta(minutes=5)
-HANDLER_TIMEOUT = LEASE.total_seconds() / 2  # a job finishes (or fails) well within its lease
 RETRY_BASE = 2.0
 RETRY_MAX = 15 * 60.0
 MAX_AGE = dt.timedelta(days=3)
-POLL_INTERVAL = 1.0
-CONCURRENCY = 8
-
-JobHandler = Callable[["Services", dict[str, Any]], Awaitable[None]]
-
-
-class PermanentFailure(Exception):
-    """Retrying this job cannot help (the relay refused the recipient, bad payload …)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Job:
     id: int
@@ -197,95 +173,3 @@ def purge_finished(db: Database, older_than: dt.timedelta, *, now: dt.datetime |
                                     OutboxJob.done_at < cutoff)
         )
         return int(getattr(res, "rowcount", 0) or 0)
-
-
-# ------------------------------------------------------------------ async driver
-async def perform(services: Services, handlers: Mapping[str, JobHandler], job: Job) -> str:
-    """Run one claimed job and record its outcome: ``done``, ``pending`` (will be retried),
-    ``failed``, or ``lost`` (the lease went to another claimant, or the outcome could not be
-    recorded — the lease then runs out and the job is retried)."""
-    try:
-        return await _perform(services, handlers, job)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the database may be briefly away
-        log.warning("outbox_outcome_not_recorded", job=job.id, kind=job.kind,
-                    error=f"{type(exc).__name__}: {exc}")
-        return "lost"
-
-
-async def _perform(services: Services, handlers: Mapping[str, JobHandler], job: Job) -> str:
-    db = services.db
-    handler = handlers.get(job.kind)
-    try:
-        if handler is None:
-            raise PermanentFailure(f"no handler for outbox kind {job.kind!r}")
-        await asyncio.wait_for(handler(services, job.payload), HANDLER_TIMEOUT)
-    except asyncio.CancelledError:
-        raise  # stopping: the lease runs out and the job is retried
-    except Exception as exc:  # every failure is recorded on the job
-        permanent = isinstance(exc, PermanentFailure)
-        reason = str(exc) if permanent else f"{type(exc).__name__}: {exc}"
-        state = await db.run(fail, db, job, reason.splitlines()[0] if reason else "", permanent=permanent)
-        log.warning("outbox_job_failed", job=job.id, kind=job.kind, attempt=job.attempts,
-                    state=state, reason=reason)
-        return state
-    if await db.run(complete, db, job):
-        log.info("outbox_job_done", job=job.id, kind=job.kind, attempt=job.attempts)
-        return "done"
-    log.warning("outbox_lease_lost", job=job.id, kind=job.kind, attempt=job.attempts)
-    return "lost"
-
-
-async def process_due(
-    services: Services, handlers: Mapping[str, JobHandler], *, limit: int = CONCURRENCY
-) -> int:
-    """Claim and run the due jobs once, concurrently; returns how many were run."""
-    jobs = await services.db.run(claim, services.db, handlers.keys(), limit=limit)
-    if jobs:
-        await asyncio.gather(*(perform(services, handlers, j) for j in jobs))
-    return len(jobs)
-
-
-async def run(
-    services: Services,
-    handlers: Mapping[str, JobHandler],
-    stop: asyncio.Event,
-    *,
-    poll: float = POLL_INTERVAL,
-    concurrency: int = CONCURRENCY,
-    drain: float = 5.0,
-) -> None:
-    """Claim and perform jobs until ``stop`` is set.
-
-    Due jobs are polled every ``poll`` seconds (another process — ``bccd alt add`` — may
-    have enqueued them); up to ``concurrency`` run at once, so one slow relay does not
-    hold up the rest. On stop, running jobs get ``drain`` seconds, then are cancelled.
-    """
-    db = services.db
-    running: set[asyncio.Task[str]] = set()
-    while not stop.is_set():
-        free = concurrency - len(running)
-        jobs: list[Job] = []
-        if free > 0:
-            try:
-                jobs = await db.run(claim, db, handlers.keys(), limit=free)
-            except Exception as exc:  # the database may be briefly away
-                log.warning("outbox_claim_failed", error=f"{type(exc).__name__}: {exc}")
-        for job in jobs:
-            task = asyncio.create_task(perform(services, handlers, job), name=f"outbox-{job.id}")
-            running.add(task)
-            task.add_done_callback(running.discard)
-        if jobs and len(running) < concurrency:
-            continue  # more may be due right away
-        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait()), *running}
-        await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-        for w in waiters:
-            if w not in running and not w.done():
-                w.cancel()
-    if running:
-        _, pending = await asyncio.wait(running, timeout=drain)
-        for t in pending:
-            t.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*pending, return_exceptions=True)

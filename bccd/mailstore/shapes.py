@@ -1,5 +1,6 @@
 """JSON shapes of the public interface (SPEC §8): one function per entity, shared by the
-CLI and the HTTP API so both speak the same fields."""
+CLI and the HTTP API so both speak the same fields (``user_full`` is ``user_brief`` and
+the user's settings)."""
 
 from __future__ import annotations
 
@@ -35,13 +36,7 @@ def user_full(session: Session, u: User, settings: Settings) -> dict[str, Any]:
     alts = session.scalars(select(Alternate).where(Alternate.user_id == u.id).order_by(Alternate.id))
     blocked = session.scalars(select(Blocked.pattern).where(Blocked.user_id == u.id).order_by(Blocked.id))
     return {
-        "id": u.id,
-        "email": u.email,
-        "name": u.name,
-        "company": u.company.slug,
-        "admin": u.is_admin,
-        "disabled": u.disabled,
-        "bcc_address": bcc_address(u, settings.smtp.bcc_domain),
+        **user_brief(u, settings),
         "sharing_default": u.sharing_default,
         "linking_mode": u.linking_mode,
         "email_links": u.email_links,

@@ -1,21 +1,23 @@
-"""What the JSON API and the Mail page read and do in the mail store, as blocking
-functions on an open session (callers run them through ``Database.run``).
+"""The one read model of the mail store (SPEC §8 ``mail list``/``mail show``, the JSON
+API, the Mail page): blocking functions on an open session (callers on the event loop
+run them through ``Database.run``). The CLI, the API and the page all read here.
 
 Reads go through the one visibility rule (``linking.visibility``): listings use its SQL
-form, single threads ``mailview.get_visible_thread`` / ``linking.manual.get_thread``,
-attachments ``bccd.attachments`` — so a thread the user may not see is the same
-``NotFound`` as one that does not exist.
+form, single threads ``get_visible_thread`` / ``linking.manual.get_thread``, attachments
+``mailstore.attachments`` — so a thread the user may not see is the same ``NotFound`` as
+one that does not exist. Suggestions are shown only when the viewer may see the item.
 
-- ``list_threads(s, user, filters…, q=…, limit=…, offset=…)`` → a page in the shape of
-  ``bccd mail list`` (SPEC §8) plus ``name`` on links and suggestions, and
-  ``next_offset`` (None on the last page). ``q`` searches subjects, senders, counterpart
-  addresses and message text (case-insensitive substring; every word must match).
-- ``thread_detail(s, blobs, user, id, …)`` → ``bccd mail show``'s shape plus names and
-  each message's sanitized ``html`` (``web.sanitize``; remote images only on request).
+- ``list_threads(s, user, filters…, q=…, limit=…, offset=…, names=…)`` → a page
+  ``{threads, limit, offset, next_offset}`` (``next_offset`` None on the last page) of
+  rows in the shape of ``bccd mail list`` (SPEC §8); with ``names``, links and
+  suggestions carry ``name`` too. ``q`` searches subjects, senders, counterpart addresses
+  and message text (case-insensitive substring; every word must match). A listing is
+  one indexed query plus one batch per related table, whatever the company's size.
+- ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape;
+  ``thread_detail(s, blobs, user, id, …)`` → the same plus names and each message's
+  sanitized ``html`` (``mailstore.sanitize``; remote images only on request).
+- ``summary(s, thread_id, user)`` → one thread's listing row (after a change).
 - ``raw_message`` → the stored bytes of a message the user may see.
-- ``link`` / ``unlink`` → ``linking.manual`` plus the ``thread.linked`` webhook for a
-  person or organization linked by hand (item links emit it themselves, in
-  ``linking.deals``); both return the thread summary.
 - ``link_choices`` → the open deals, leads and projects the user may link.
 """
 
@@ -23,16 +25,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from bccd import mailview
 from bccd.accounts import parse_email_arg
 from bccd.errors import NotFound
-from bccd.linking import manual, visibility
-from bccd.notify import webhooks
+from bccd.linking import visibility
+from bccd.mailstore.sanitize import blocked_remote, clean_email_html
 from bccd.store.blobs import BlobStore
 from bccd.store.models import (
     Attachment,
@@ -40,17 +42,17 @@ from bccd.store.models import (
     Link,
     Message,
     MessageRaw,
+    MessageSource,
     Organization,
     Participant,
     Person,
     PersonEmail,
+    Suggestion,
     Thread,
     User,
 )
-from bccd.web.sanitize import blocked_remote, clean_email_html
 
 MAX_TERMS = 8
-LINK_KINDS = manual.LINK_KINDS
 
 
 def _like(term: str) -> str:
@@ -111,48 +113,81 @@ def _with_names(s: Session, threads: list[dict[str, Any]]) -> list[dict[str, Any
     return threads
 
 
+def links_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if ids:
+        rows = session.scalars(select(Link).where(Link.thread_id.in_(ids)).order_by(Link.id))
+        for link in rows:
+            out[link.thread_id].append({"kind": link.kind, "id": link.entity_id, "how": link.how})
+    return out
+
+
+def suggestions_of(session: Session, ids: list[int], viewer: User | None
+                   ) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if ids:
+        q = select(Suggestion).where(Suggestion.thread_id.in_(ids)).order_by(Suggestion.id)
+        if viewer is not None:
+            q = q.where(visibility.suggestion_visible_clause(viewer))
+        for sug in session.scalars(q):
+            out[sug.thread_id].append({"kind": sug.kind, "id": sug.entity_id})
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which of the threads a user may see to list: linked to these entities, matching
+    the words of ``q``, archived or not (None: both)."""
+
+    person: int | None = None
+    deal: int | None = None
+    lead: int | None = None
+    project: int | None = None
+    q: str = ""
+    archived: bool | None = None
+
+    def entities(self) -> list[tuple[str, int]]:
+        return [(kind, eid) for kind, eid in (("person", self.person), ("deal", self.deal),
+                                              ("lead", self.lead), ("project", self.project))
+                if eid is not None]
+
+
 def list_threads(
     s: Session,
     user: User,
+    filters: Filters = Filters(),
     *,
-    person: int | None = None,
-    deal: int | None = None,
-    lead: int | None = None,
-    project: int | None = None,
-    q: str = "",
-    archived: bool | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
+    names: bool = True,
 ) -> dict[str, Any]:
     query = select(Thread.id).where(visibility.thread_visible_clause(user))
-    for kind, eid in (("person", person), ("deal", deal), ("lead", lead), ("project", project)):
-        if eid is not None:
-            query = query.where(exists().where(Link.thread_id == Thread.id, Link.kind == kind,
-                                               Link.entity_id == eid))
-    if archived is not None:
-        query = query.where(Thread.archived.is_(archived))
-    for term in q.split()[:MAX_TERMS]:
+    for kind, eid in filters.entities():
+        query = query.where(exists().where(Link.thread_id == Thread.id, Link.kind == kind,
+                                           Link.entity_id == eid))
+    if filters.archived is not None:
+        query = query.where(Thread.archived.is_(filters.archived))
+    for term in filters.q.split()[:MAX_TERMS]:
         query = query.where(_term_clause(term))
-    query = (query.order_by(Thread.last_message_at.desc(), Thread.id.desc())
-             .limit(limit + 1).offset(offset))
+    query = query.order_by(Thread.last_message_at.desc(), Thread.id.desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit + 1)
     ids = list(s.scalars(query))
-    more = len(ids) > limit
+    more = limit is not None and len(ids) > limit
     ids = ids[:limit]
-    by_id: dict[int, dict[str, Any]] = {}
-    if ids:
-        # the shared read model renders the page's threads (the same shape as the CLI)
-        rows = _page_rows(s, user, ids)
-        by_id = {r["thread_id"]: r for r in rows}
-    threads = _with_names(s, [by_id[i] for i in ids if i in by_id])
+    by_id = {r["thread_id"]: r for r in _rows(s, user, ids)} if ids else {}
+    threads = [by_id[i] for i in ids if i in by_id]
+    if names:
+        _with_names(s, threads)
     return {"threads": threads, "limit": limit, "offset": offset,
-            "next_offset": offset + limit if more else None}
+            "next_offset": offset + len(ids) if more else None}
 
 
-def _page_rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
-    """``mailview``'s list rows for exactly these (visible) thread ids."""
+def _rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
+    """The listing rows of exactly these (visible) thread ids."""
     threads = list(s.scalars(select(Thread).where(Thread.id.in_(ids))))
-    links = mailview.links_of(s, ids)
-    suggestions = mailview.suggestions_of(s, ids, user)
+    links = links_of(s, ids)
+    suggestions = suggestions_of(s, ids, user)
     counts = {int(tid): int(n) for tid, n in s.execute(
         select(Message.thread_id, func.count()).where(Message.thread_id.in_(ids))
         .group_by(Message.thread_id))}
@@ -164,6 +199,63 @@ def _page_rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
         "messages": counts.get(t.id, 0), "last_message_at": t.last_message_at.isoformat(),
         "links": links.get(t.id, []), "suggestions": suggestions.get(t.id, []),
     } for t in threads]
+
+
+def get_visible_thread(session: Session, user: User, thread_id: int) -> Thread:
+    t = session.get(Thread, thread_id)
+    if t is None or not visibility.thread_visible(session, user, t):
+        raise NotFound(f"no thread {thread_id}")  # never reveal that a private thread exists
+    return t
+
+
+def show_thread(session: Session, thread: Thread, viewer: User | None = None) -> dict[str, Any]:
+    msgs = session.scalars(
+        select(Message).where(Message.thread_id == thread.id).order_by(Message.date, Message.id)
+    ).all()
+    out_msgs = []
+    for m in msgs:
+        parts = session.scalars(select(Participant).where(Participant.message_id == m.id)
+                                .order_by(Participant.id)).all()
+        sources = session.scalars(select(MessageSource.source)
+                                  .where(MessageSource.message_id == m.id)
+                                  .order_by(MessageSource.id)).all()
+        atts = session.scalars(select(Attachment).where(Attachment.message_id == m.id)
+                               .order_by(Attachment.id)).all()
+        auth = m.auth or {}
+        out_msgs.append({
+            "id": m.id,
+            "message_id": m.message_id,
+            "direction": m.direction,
+            "from": m.from_addr,
+            "from_name": m.from_name,
+            "to": [p.email for p in parts if p.role == "to"],
+            "cc": [p.email for p in parts if p.role == "cc"],
+            "subject": m.subject,
+            "date": m.date.isoformat() if m.date else None,
+            "sources": list(sources),
+            "text": m.text_body,
+            "has_html": bool(m.html_body),
+            "forwarded_by": m.forwarded_by,
+            "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type,
+                             "size": a.size, "sha256": a.sha256} for a in atts],
+            "auth": {"dkim": auth.get("dkim", "none"), "spf": auth.get("spf", "none"),
+                     "dmarc": auth.get("dmarc", "none"), "arc": auth.get("arc", "none"),
+                     "verdict": auth.get("verdict", "none"),
+                     "signing_domains": auth.get("dkim_domains", []),
+                     "authentication_results": auth.get("results_header", "")},
+        })
+    owner = session.get(User, thread.owner_id)
+    return {
+        "thread_id": thread.id,
+        "subject": thread.subject,
+        "visibility": thread.visibility,
+        "owner": owner.email if owner else None,
+        "archived": thread.archived,
+        "links": links_of(session, [thread.id]).get(thread.id, []),
+        "suggestions": suggestions_of(session, [thread.id], viewer).get(thread.id, []),
+        "manual_items": thread.manual_items,
+        "messages": out_msgs,
+    }
 
 
 def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
@@ -185,8 +277,8 @@ def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, t
 def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: int, *,
                   allow_remote: bool = False) -> dict[str, Any]:
     """One visible thread; ``blobs`` given → ``cid:`` images are embedded in ``html``."""
-    thread = mailview.get_visible_thread(s, user, thread_id)
-    shown = mailview.show_thread(s, thread, user)
+    thread = get_visible_thread(s, user, thread_id)
+    shown = show_thread(s, thread, user)
     _with_names(s, [shown])
     html_of = dict(s.execute(select(Message.id, Message.html_body)
                              .where(Message.thread_id == thread.id)).tuples().all())
@@ -208,7 +300,7 @@ def raw_message(s: Session, user: User, message_id: int) -> tuple[str, bytes]:
     if row is None:
         raise NotFound(f"no message {message_id}")
     try:
-        mailview.get_visible_thread(s, user, row.thread_id)
+        get_visible_thread(s, user, row.thread_id)
     except NotFound:
         raise NotFound(f"no message {message_id}") from None
     raw = s.get(MessageRaw, message_id)
@@ -219,28 +311,10 @@ def raw_message(s: Session, user: User, message_id: int) -> tuple[str, bytes]:
 
 def summary(s: Session, thread_id: int, user: User) -> dict[str, Any]:
     """The listing row of one thread (the caller checked that ``user`` may see it)."""
-    rows = _page_rows(s, user, [thread_id])
+    rows = _rows(s, user, [thread_id])
     if not rows:
         raise NotFound(f"no thread {thread_id}")
     return _with_names(s, rows)[0]
-
-
-def link(s: Session, user: User, thread_id: int, kind: str, entity_id: int) -> dict[str, Any]:
-    thread = manual.get_thread(s, thread_id, user)
-    had = s.scalar(select(Link.id).where(Link.thread_id == thread.id, Link.kind == kind,
-                                         Link.entity_id == entity_id))
-    manual.link(s, thread, kind, entity_id, user)
-    if had is None and kind in ("person", "organization"):
-        webhooks.linked(s, thread, kind, entity_id, "manual")
-    s.flush()
-    return summary(s, thread.id, user)
-
-
-def unlink(s: Session, user: User, thread_id: int, kind: str, entity_id: int) -> dict[str, Any]:
-    thread = manual.get_thread(s, thread_id, user)
-    manual.unlink(s, thread, kind, entity_id, user)
-    s.flush()
-    return summary(s, thread.id, user)
 
 
 def person_by_email(s: Session, user: User, email: str) -> int:
@@ -255,9 +329,6 @@ def person_by_email(s: Session, user: User, email: str) -> int:
 def link_choices(s: Session, user: User, *, limit: int = 300) -> list[dict[str, Any]]:
     """Open deals, leads and projects the user may see (for the link form)."""
     q = select(Item.id, Item.kind, Item.title).where(
-        Item.company_id == user.company_id, Item.status == "open")
-    if not user.is_admin:
-        q = q.where(or_(Item.visible_to == "company",
-                        and_(Item.visible_to == "owner", Item.owner_id == user.id)))
+        Item.status == "open", visibility.entity_visible_clause(Item, user))
     rows = s.execute(q.order_by(Item.kind, Item.title, Item.id).limit(limit)).all()
     return [{"kind": k, "id": i, "title": t} for i, k, t in rows]

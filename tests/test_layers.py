@@ -1,0 +1,31 @@
+"""The package's structure stays as README's architecture section draws it (STYLE 14).
+
+- Layers point one way: the import-linter contract in ``.importlinter`` (fronts → ingest →
+  domain → store → leaves), read from the code's imports — those inside functions and
+  under ``TYPE_CHECKING`` included — so the first arrow upward fails the build.
+- No module outgrows one responsibility: none passes ``MAX_LINES``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from importlinter.application.use_cases import lint_imports
+from importlinter.configuration import configure
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 520
+
+
+def test_layers_point_one_way(monkeypatch, capsys) -> None:
+    monkeypatch.chdir(ROOT)
+    configure()
+    kept = lint_imports(config_filename=str(ROOT / ".importlinter"), cache_dir=None,
+                        no_logo=True)
+    assert kept, capsys.readouterr().out
+
+
+def test_no_module_is_over_the_size_of_one_responsibility() -> None:
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
+             for p in (ROOT / "bccd").rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
