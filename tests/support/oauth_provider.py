@@ -47,7 +47,7 @@ Endpoints (all under ``base_url``, which is also the ``issuer``):
 Test controls: :meth:`register_client`, :meth:`login_as` / :meth:`logout`,
 :meth:`deny_next`, :meth:`set_email_verified`, :meth:`grant`, :meth:`expire_access_tokens`,
 :meth:`revoke`, :meth:`fail_next_token` (e.g. ``503 temporarily_unavailable``),
-:meth:`rotate_signing_key`; ``access_ttl`` and ``rotate_refresh_tokens`` may be changed
+:meth:`rotate_signing_key`, :meth:`token_owner`; ``access_ttl`` and ``rotate_refresh_tokens`` may be changed
 at any time; counters ``token_requests`` (a ``Counter`` by ``grant_type``),
 ``authorize_requests``, ``userinfo_requests``, ``introspections``, ``revocations``.
 """
@@ -738,6 +738,15 @@ class OAuthProvider:
         with self._lock:
             token = self._by_access.get(access_token)
             return token is not None and not token.is_expired() and not token.is_revoked()
+
+    def token_owner(self, access_token: str) -> str | None:
+        """The email of a live access token's user (None if unknown, expired or revoked):
+        what a resource server learns from introspection, without HTTP."""
+        with self._lock:
+            token = self._by_access.get(access_token)
+            if token is None or token.is_expired() or token.is_revoked():
+                return None
+            return token.user.email
 
     def refresh_token_active(self, refresh_token: str) -> bool:
         with self._lock:
