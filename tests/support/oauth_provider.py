@@ -204,7 +204,7 @@ class Token(TokenMixin):
     expired: bool = False
 
     def check_client(self, client: ClientMixin) -> bool:
-        return client.get_client_id() == self.client.client_id
+        return bool(client.get_client_id() == self.client.client_id)
 
     def get_scope(self) -> str:
         return self.scope

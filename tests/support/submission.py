@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import email.message
 import email.policy
 import grp
 import os
@@ -75,7 +76,6 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import trustme
 
@@ -248,10 +248,10 @@ class Submission:
                 return None
             if name == "senders":
                 owners = set(self._senders.get(key, ()))
-                if key in (u.lower() for u in self.dovecot.users):
+                if key in (u.lower() for u in list(self.dovecot.users)):
                     owners.add(key)
                 return ",".join(sorted(owners)) or None
-        users = [u.lower() for u in self.dovecot.users if "@" in u]
+        users = [u.lower() for u in list(self.dovecot.users) if "@" in u]
         if name == "domains":
             if any(u.endswith("@" + key) for u in users):
                 # the address is about to be queued for virtual(8): bring its map up to date
@@ -346,7 +346,7 @@ class Submission:
         ("security-sensitive data"), so it gets a ``texthash`` file, rewritten whenever
         Postfix resolves one of the mailbox domains, and runs with ``max_use=1`` (a fresh
         process, which reads the file again, for every delivery)."""
-        users = sorted({u.lower() for u in self.dovecot.users if "@" in u})
+        users = sorted({u.lower() for u in list(self.dovecot.users) if "@" in u})
         with self._lock:
             tmp = self.conf / "mailboxes.tmp"
             _write_old(tmp, "".join(f"{u} {u}/Maildir/\n" for u in users))
@@ -459,7 +459,7 @@ class Submission:
             if capture is not None:
                 candidates += [m.data for m in list(capture.messages) if m.mail_from in ("", "<>")]
             if self.local_delivery:
-                for user in (users if users is not None else [u for u in self.dovecot.users if "@" in u]):
+                for user in (users if users is not None else [u for u in list(self.dovecot.users) if "@" in u]):
                     candidates += self.dovecot.fetch_all(user)
             for raw in candidates:
                 if needle in raw and _is_dsn(raw):
@@ -501,7 +501,9 @@ def dsn_fields(raw: bytes) -> tuple[dict[str, str], list[dict[str, str]]]:
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     for part in msg.walk():
         if part.get_content_type() == "message/delivery-status":
-            blocks: list[Any] = part.get_payload()
-            fields = [{k: " ".join(str(v).split()) for k, v in b.items()} for b in blocks]
+            blocks = part.get_payload()
+            assert isinstance(blocks, list)
+            fields = [{k: " ".join(str(v).split()) for k, v in b.items()}
+                      for b in blocks if isinstance(b, email.message.Message)]
             return fields[0], fields[1:]
     raise ValueError("no message/delivery-status part")

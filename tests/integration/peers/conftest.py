@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("authlib", reason="the OAuth provider is built on Authlib")
+
 from tests.support.dovecot import Dovecot
 from tests.support.dovecot import available as dovecot_available
 from tests.support.oauth_provider import OAuthProvider
