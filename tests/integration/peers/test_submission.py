@@ -5,7 +5,6 @@ server byte for byte, scripted refusals, a refused sender and a real DSN."""
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import itertools
@@ -245,7 +244,3 @@ def test_an_undeliverable_recipient_brings_a_real_dsn_into_the_senders_inbox(
     returned = next(p for p in dsn.iter_parts() if p.get_content_type() == "message/rfc822")
     assert returned.get_content()["Message-ID"] == "<bounced-1@mail.test>"
 
-
-def test_the_xoauth2_helper_matches_the_documented_format() -> None:
-    raw = xoauth2("a@b", "t")()
-    assert base64.b64encode(raw.encode()) == base64.b64encode(b"user=a@b\x01auth=Bearer t\x01\x01")
