@@ -16,8 +16,19 @@ It then runs ``dovecot -F -c dovecot.conf`` as a child process, waits for both p
 ``dovenull`` and mail is accessed as ``dovecot`` (both created by the Debian package);
 as a normal user everything runs as that user.
 
+``sasl_socket=True`` adds an authentication socket for Postfix's ``smtpd_sasl_type =
+dovecot`` (``service auth { unix_listener … }``) at :attr:`sasl_socket_path`: owned by
+``postfix:postfix`` mode 0660 when running as root (Postfix's ``smtpd`` runs as
+``postfix``), mode 0666 otherwise; the same passdbs answer there (PLAIN/LOGIN with the
+user's password, XOAUTH2/OAUTHBEARER with an access token) — see
+``tests/support/submission.py``.
+
+User names may be plain (``alice``) or addresses (``alice@mail.test``, as a real
+provider's logins are, and as the ``username`` an OAuth introspection answers).
+
 Helpers (``imapclient``, as the test user): :meth:`client`, :meth:`append`,
-:meth:`uids`, :meth:`flags`, :meth:`delete_folder`, :meth:`create_folder`.
+:meth:`uids`, :meth:`flags`, :meth:`delete_folder`, :meth:`create_folder`,
+:meth:`fetch_all`.
 """
 
 from __future__ import annotations
@@ -26,11 +37,13 @@ import contextlib
 import datetime as dt
 import os
 import pwd
+import re
 import shutil
 import signal
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +54,8 @@ import trustme
 from tests.support.ports import free_port, wait_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+# a plain name or an address; never a path
+_USER = re.compile(r"[A-Za-z0-9_-]+(?:[.+][A-Za-z0-9_-]+)*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?")
 
 
 def available() -> bool:
@@ -55,6 +70,7 @@ class Dovecot:
         oauth_introspection_url: str | None = None,
         extra_conf: str = "",
         tmp_root: str | None = None,
+        sasl_socket: bool = False,
     ) -> None:
         # not pytest's tmp_path: its parents are 0700 and dovenull must reach the sockets
         self.dir = Path(tempfile.mkdtemp(prefix="bccd-dovecot-", dir=tmp_root))
@@ -69,6 +85,8 @@ class Dovecot:
         self.ca_file = str(self.dir / "ca.pem")
         self.proc: subprocess.Popen[bytes] | None = None
         self.users: dict[str, str] = {}
+        self.sasl_socket = sasl_socket
+        self.sasl_socket_path = str(self.dir / "run" / "auth-postfix")  # base_dir/auth-postfix
 
     # ------------------------------------------------------------ config
 
@@ -181,6 +199,15 @@ service anvil {{
   }}
 }}
 """
+        if self.sasl_socket:
+            # Postfix's smtpd connects as the postfix user
+            owner = "user = postfix\n    group = postfix\n    mode = 0660" if os.geteuid() == 0 else "mode = 0666"
+            conf += f"""service auth {{
+  unix_listener auth-postfix {{
+    {owner}
+  }}
+}}
+"""
         path = d / "dovecot.conf"
         path.write_text(conf + self.extra_conf)
         return path
@@ -196,6 +223,12 @@ service anvil {{
         try:
             wait_port(self.port, 15, self.proc, "dovecot")
             wait_port(self.ssl_port, 15, self.proc, "dovecot")
+            if self.sasl_socket:
+                deadline = time.monotonic() + 15
+                while not os.path.exists(self.sasl_socket_path):
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise RuntimeError("no auth socket")
+                    time.sleep(0.05)
         except Exception:
             self.stop()
             raise RuntimeError(f"dovecot failed to start:\n{self.log()}") from None
@@ -228,7 +261,7 @@ service anvil {{
     # ------------------------------------------------------------ users & mail
 
     def add_user(self, name: str, password: str = "secret") -> str:
-        if name in self.users or not name.replace("-", "").replace("_", "").isalnum():
+        if name in self.users or not _USER.fullmatch(name):
             raise ValueError(f"bad or duplicate test user {name!r}")
         self.users[name] = password
         # one passwd-file per user: Dovecot re-reads a changed file at most once a second,
@@ -295,6 +328,16 @@ service anvil {{
     def uidvalidity(self, user: str, folder: str = "INBOX") -> int:
         with self.client(user) as c:
             return int(c.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    def fetch_all(self, user: str, folder: str = "INBOX") -> list[bytes]:
+        """Every message in ``folder`` (raw bytes, UID order)."""
+        with self.client(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = c.search(["ALL"])
+            if not uids:
+                return []
+            data = c.fetch(uids, ["BODY.PEEK[]"])
+        return [data[u][b"BODY[]"] for u in sorted(data)]
 
     def delete_folder(self, user: str, folder: str) -> None:
         with self.client(user) as c:
