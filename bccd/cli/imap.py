@@ -61,7 +61,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default="none",
         help="what archiving a thread in bccd does on the server",
     )
+    a.add_argument("--scope", choices=accounts.SCOPES, default="all",
+                   help="all mail, or only mail with a counterpart who is a known person")
+    _submission_args(a)
     a.set_defaults(handler=add)
+
+    st = s.add_parser("set", parents=[common], help="change a mailbox's settings")
+    st.add_argument("id", type=int, help="the mailbox (imap list)")
+    which = st.add_mutually_exclusive_group()
+    which.add_argument("--folders", metavar="A,B", help="folders (Gmail: labels) to sync")
+    which.add_argument("--all", action="store_true", help="all mail")
+    st.add_argument("--scope", choices=accounts.SCOPES)
+    st.add_argument("--on-archive", choices=accounts.ON_ARCHIVE)
+    _submission_args(st)
+    st.add_argument("--no-smtp", action="store_true",
+                    help="remove the submission settings (no sending through this mailbox)")
+    st.set_defaults(handler=set_)
 
     ls = s.add_parser("list", parents=[common], help="list accounts with their state")
     ls.add_argument("--user", metavar="EMAIL", help="only this user's accounts")
@@ -71,6 +86,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     sy.add_argument("--account", type=int, metavar="ID", help="only this account")
     sy.add_argument("--once", action="store_true", help="one pass, then exit")
     sy.set_defaults(handler=sync)
+
+
+def _submission_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--smtp-host", metavar="H", help="submission server for sending as the user")
+    p.add_argument("--smtp-port", type=int, metavar="P", help="default 465 (ssl) or 587 (starttls)")
+    p.add_argument("--smtp-security", choices=accounts.SECURITY, help="default starttls")
 
 
 def _env(var: str | None, what: str) -> str:
@@ -117,8 +138,31 @@ def add(ctx: Context, args: argparse.Namespace) -> Any:
             ca_file=args.ca_file,
             folders=[] if args.all else accounts.parse_folders(args.folders),
             on_archive=args.on_archive,
+            scope=args.scope,
+            smtp=accounts.submission(args.smtp_host, args.smtp_port, args.smtp_security),
         )
         return {"id": row.id}
+
+
+def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    changes: dict[str, Any] = {}
+    if args.all or args.folders is not None:
+        changes["folders"] = [] if args.all else accounts.parse_folders(args.folders)
+    if args.scope is not None:
+        changes["scope"] = args.scope
+    if args.on_archive is not None:
+        changes["on_archive"] = args.on_archive
+    if args.no_smtp:
+        if args.smtp_host or args.smtp_port is not None or args.smtp_security:
+            raise Invalid("--no-smtp cannot be combined with --smtp-host/--smtp-port/--smtp-security")
+        changes["smtp"] = None
+    elif args.smtp_host or args.smtp_port is not None or args.smtp_security:
+        changes["smtp"] = accounts.submission(args.smtp_host, args.smtp_port, args.smtp_security)
+    if not changes:
+        raise Invalid("nothing to change: give --folders/--all, --scope, --on-archive or --smtp-*")
+    with ctx.database().transaction() as s:
+        row = accounts.update_account(s, args.id, **changes)
+        return accounts.show_account(s, row)
 
 
 def list_(ctx: Context, args: argparse.Namespace) -> Any:

@@ -39,7 +39,36 @@ from bccd.store.models import ImapAccount, User, utcnow
 
 SECURITY = ("ssl", "starttls")
 ON_ARCHIVE = ("none", "archive", "delete")
+SCOPES = ("all", "known")
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143}
+SMTP_PORTS = {"ssl": 465, "starttls": 587}
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Where mail is sent as the user (SPEC §7, §12): the mailbox's own SMTP submission
+    server, authenticated with the mailbox's credentials."""
+
+    host: str
+    port: int
+    security: str   # ssl | starttls
+
+
+def submission(host: str | None, port: int | None = None,
+               security: str | None = None) -> Submission | None:
+    """Validated submission settings (``--smtp-host/--smtp-port/--smtp-security``);
+    None when no host is given. The port defaults to 465 (ssl) or 587 (starttls)."""
+    if not host:
+        if port is not None or security is not None:
+            raise Invalid("--smtp-port and --smtp-security need --smtp-host")
+        return None
+    security = security or "starttls"
+    if security not in SECURITY:
+        raise Invalid("--smtp-security must be ssl or starttls")
+    port = SMTP_PORTS[security] if port is None else port
+    if not 1 <= port <= 65535:
+        raise Invalid(f"--smtp-port {port} is out of range")
+    return Submission(_check_host(host), port, security)
 OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 MAX_BACKOFF = 6 * 3600  # seconds; a paused account is retried at least this often
 REASON_MAX = 300
@@ -215,8 +244,12 @@ def add_account(
     ca_file: str | None = None,
     folders: list[str] | None = None,
     on_archive: str = "none",
+    scope: str = "all",
+    smtp: Submission | None = None,
 ) -> ImapAccount:
     user = users.get_user(session, user_email)
+    if scope not in SCOPES:
+        raise Invalid("--scope must be all or known")
     if security not in SECURITY:
         raise Invalid("--security must be ssl or starttls")
     if on_archive not in ON_ARCHIVE:
@@ -264,6 +297,10 @@ def add_account(
         ca_file=ca_file or None,
         folders=list(folders or []),
         on_archive=on_archive,
+        scope=scope,
+        smtp_host=smtp.host if smtp else None,
+        smtp_port=smtp.port if smtp else None,
+        smtp_security=smtp.security if smtp else None,
         state="active",
         state_reason="",
         failures=0,
@@ -278,6 +315,45 @@ def get_account(session: Session, account_id: int) -> ImapAccount:
     if row is None:
         raise NotFound(f"no IMAP account {account_id}")
     return row
+
+
+_KEEP: Any = object()   # update_account: leave this setting as it is
+
+
+def update_account(
+    session: Session,
+    account_id: int,
+    *,
+    folders: list[str] | Any = _KEEP,
+    scope: str | Any = _KEEP,
+    on_archive: str | Any = _KEEP,
+    smtp: Submission | Any | None = _KEEP,
+) -> ImapAccount:
+    """Change what is synced and how (``imap set``); only the settings given change.
+    ``smtp=None`` removes the submission settings (the mailbox can no longer send)."""
+    row = get_account(session, account_id)
+    if folders is not _KEEP:
+        row.folders = list(folders)
+    if scope is not _KEEP:
+        if scope not in SCOPES:
+            raise Invalid("--scope must be all or known")
+        row.scope = scope
+    if on_archive is not _KEEP:
+        if on_archive not in ON_ARCHIVE:
+            raise Invalid("--on-archive must be none, archive or delete")
+        row.on_archive = on_archive
+    if smtp is not _KEEP:
+        row.smtp_host = smtp.host if smtp else None
+        row.smtp_port = smtp.port if smtp else None
+        row.smtp_security = smtp.security if smtp else None
+    session.flush()
+    return row
+
+
+def submission_of(row: ImapAccount) -> Submission | None:
+    if not row.smtp_host or row.smtp_port is None or row.smtp_security is None:
+        return None
+    return Submission(row.smtp_host, row.smtp_port, row.smtp_security)
 
 
 def syncable_account_ids(session: Session) -> list[int]:
@@ -302,13 +378,21 @@ def render_account(row: ImapAccount, user_email: str) -> dict[str, Any]:
         "auth": row.auth_kind,
         "ca_file": row.ca_file,
         "folders": list(row.folders or []) or "all",
+        "scope": row.scope,
         "on_archive": row.on_archive,
+        "smtp": ({"host": row.smtp_host, "port": row.smtp_port, "security": row.smtp_security}
+                 if row.smtp_host else None),
         "state": row.state,
         "reason": row.state_reason,
         "failures": row.failures,
         "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
         "last_sync_at": row.last_sync_at.isoformat() if row.last_sync_at else None,
     }
+
+
+def show_account(session: Session, row: ImapAccount) -> dict[str, Any]:
+    user = session.get(User, row.user_id)
+    return render_account(row, user.email if user else "")
 
 
 def list_accounts(session: Session, user_email: str | None = None) -> list[dict[str, Any]]:

@@ -426,6 +426,9 @@ class ImapAccount(Base):
         CheckConstraint("security IN ('ssl', 'starttls')", name="security"),
         CheckConstraint("on_archive IN ('none', 'archive', 'delete')", name="on_archive"),
         CheckConstraint("state IN ('active', 'paused', 'disabled')", name="state"),
+        CheckConstraint("scope IN ('all', 'known')", name="scope"),
+        CheckConstraint("smtp_security IS NULL OR smtp_security IN ('ssl', 'starttls')",
+                        name="smtp_security"),
     )
     id: Mapped[int] = _pk()
     user_id: Mapped[int] = _fk("users.id")
@@ -437,7 +440,14 @@ class ImapAccount(Base):
     secret_enc: Mapped[str] = mapped_column(Text)  # Fernet token under security.secret_key
     ca_file: Mapped[str | None] = mapped_column(Text)
     folders: Mapped[list[Any]] = mapped_column(default=list)  # [] → all mail
+    scope: Mapped[str] = mapped_column(String(8), default="all", server_default="all")
     on_archive: Mapped[str] = mapped_column(String(16), default="none")
+    # submission (SPEC §7, §12): sending as the user through this mailbox; no host → cannot send
+    smtp_host: Mapped[str | None] = mapped_column(String(255))
+    smtp_port: Mapped[int | None] = mapped_column(Integer)
+    smtp_security: Mapped[str | None] = mapped_column(String(16))
+    # the provider's own authserv-ids, whose Authentication-Results are believed (SPEC §7)
+    authserv_ids: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     state: Mapped[str] = mapped_column(String(16), default="active")
     state_reason: Mapped[str] = mapped_column(Text, default="")
     failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -190,3 +190,41 @@ def test_add_refuses_bad_input(cli: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     code, data, _ = cli("imap", "list", "--json")
     assert data[0]["auth"] == "xoauth2" and data[0]["port"] == 993
     assert "refresh" not in json.dumps(data)
+
+
+def test_submission_settings_scope_and_folders_are_set_at_add_and_changed_with_imap_set(
+        cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §7/§8: ``imap add/set --smtp-host/--smtp-port/--smtp-security``, ``--scope``,
+    ``--folders``; only the settings given change; bad values are one-line errors."""
+    assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
+    assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
+    monkeypatch.setenv("IMAP_PW", "pw")
+    code, data, err = cli("imap", "add", "alice@acme.test", "--host", "imap.mail.test",
+                          "--username", "alice", "--password-env", "IMAP_PW",
+                          "--smtp-host", "smtp.mail.test", "--json")
+    assert code == 0, err
+    account = str(data["id"])
+    [row] = cli("imap", "list", "--json")[1]
+    assert row["scope"] == "all" and row["folders"] == "all"
+    assert row["smtp"] == {"host": "smtp.mail.test", "port": 587, "security": "starttls"}
+
+    code, row, err = cli("imap", "set", account, "--smtp-security", "ssl", "--smtp-host",
+                         "smtps.mail.test", "--scope", "known", "--folders", "INBOX,Sent", "--json")
+    assert code == 0, err
+    assert row["smtp"] == {"host": "smtps.mail.test", "port": 465, "security": "ssl"}
+    assert (row["scope"], row["folders"], row["on_archive"]) == ("known", ["INBOX", "Sent"], "none")
+
+    code, row, err = cli("imap", "set", account, "--on-archive", "archive", "--json")
+    assert code == 0 and row["on_archive"] == "archive" and row["scope"] == "known"
+    assert row["smtp"]["host"] == "smtps.mail.test"  # untouched
+    code, row, err = cli("imap", "set", account, "--no-smtp", "--all", "--json")
+    assert code == 0 and row["smtp"] is None and row["folders"] == "all"
+
+    for argv, words in [
+        (("--smtp-port", "70000", "--smtp-host", "h.test"), "--smtp-port 70000 is out of range"),
+        (("--smtp-port", "25"), "--smtp-port and --smtp-security need --smtp-host"),
+        ((), "nothing to change"),
+    ]:
+        code, _, err = cli("imap", "set", account, *argv)
+        assert code == 1 and words in err and "Traceback" not in err
+    assert cli("imap", "set", "999", "--scope", "all")[2].strip().endswith("no IMAP account 999")
