@@ -133,3 +133,24 @@ def test_a_link_made_from_the_command_line_is_posted_by_the_server(make_server) 
         assert (event["data"]["link"]["kind"], event["data"]["link"]["id"], event["data"]["link"]["how"]) == \
             ("deal", deal["id"], "manual")
         assert all(verify(secret, h) for h in hook.hits)
+
+
+def test_a_person_linked_from_the_command_line_is_a_thread_linked_event_like_from_the_api(
+        make_server) -> None:
+    """Manual links emit ``thread.linked`` from one place (``linking.manual``): a person or
+    organization linked by ``mail link`` is posted as when linked through the API."""
+    with Receiver() as hook:
+        srv = make_server({"webhooks": {"url": hook.url}})
+        alice = srv.setup_user()
+        person = srv.cli("person", "create", "--company", "acme", "--name", "Frank",
+                         "--email", "frank@elsewhere.test")
+        raw = make_message(to="erin@client.test", subject="Hi", message_id="<cli-person@acme.test>")
+        assert send(srv.smtp_port, alice["bcc_address"], raw)[0] == 250
+        [t] = srv.cli("mail", "list", "alice@acme.test")
+        srv.cli("mail", "link", str(t["thread_id"]), "--person", str(person["id"]))
+
+        def linked():
+            return [h.event() for h in hook.delivered() if h.event()["type"] == "thread.linked"]
+
+        [event] = _wait(linked)
+        assert event["data"]["link"] == {"kind": "person", "id": person["id"], "how": "manual"}
