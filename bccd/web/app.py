@@ -1,8 +1,9 @@
 """The ASGI application (Starlette), served by uvicorn on the same event loop as SMTP.
 
 ``create_app(services)`` → Starlette app. Routes are added by the modules that own them
-(``register(app_routes, services)``); this module holds only the frame: /healthz, and the
-answer for paths no route serves (problem details under ``/api/``).
+(``register(app_routes, services)``); this module holds only the frame: /healthz, the
+answer for paths no route serves (problem details under ``/api/``), and the request body
+limit in front of everything (``web.limits``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from bccd.web.limits import BodyLimit, BodyTable
 
 if TYPE_CHECKING:
     from bccd.service import Services
@@ -30,7 +34,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
                              status_code=status, headers=getattr(exc, "headers", None))
 
 
-def create_app(services: Services) -> Starlette:
+def create_app(services: Services) -> ASGIApp:
     async def healthz(request: Request) -> Response:
         def ping() -> None:
             with services.db.read() as s:
@@ -52,4 +56,4 @@ def create_app(services: Services) -> Starlette:
         routes.extend(extra(services))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.services = services
-    return app
+    return BodyLimit(app, BodyTable.from_settings(services.settings))
