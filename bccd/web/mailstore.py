@@ -10,8 +10,14 @@ attachments ``bccd.attachments`` — so a thread the user may not see is the sam
   ``bccd mail list`` (SPEC §8) plus ``name`` on links and suggestions, and
   ``next_offset`` (None on the last page). ``q`` searches subjects, senders, counterpart
   addresses and message text (case-insensitive substring; every word must match).
-- ``thread_detail(s, blobs, user, id, …)`` → ``bccd mail show``'s shape plus names and
-  each message's sanitized ``html`` (``web.sanitize``; remote images only on request).
+- ``thread_detail(s, inline_url, user, id, …)`` → ``bccd mail show``'s shape plus names,
+  each message's ``raw_size`` and sanitized ``html`` (``web.sanitize``; remote images only
+  on request). With ``inline_url`` (attachment id → address), ``cid:`` images point at
+  their part's address — never embedded — for image parts up to ``MAX_INLINE`` bytes
+  each and ``INLINE_PAGE_BYTES`` for the thread (each part counted once); the others are
+  hidden and counted in the message's ``inline_hidden``.
+- ``inline_part(s, user, attachment_id)`` → the attachment when it is an inline image
+  the user may see (``NotFound`` otherwise).
 - ``raw_message`` → the stored bytes of a message the user may see.
 - ``link`` / ``unlink`` → ``linking.manual`` plus the ``thread.linked`` webhook for a
   person or organization linked by hand (item links emit it themselves, in
@@ -22,18 +28,17 @@ attachments ``bccd.attachments`` — so a thread the user may not see is the sam
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from bccd import mailview
+from bccd import attachments, mailview
 from bccd.accounts import parse_email_arg
 from bccd.errors import NotFound
 from bccd.linking import manual, visibility
 from bccd.notify import webhooks
-from bccd.store.blobs import BlobStore
 from bccd.store.models import (
     Attachment,
     Item,
@@ -47,9 +52,10 @@ from bccd.store.models import (
     Thread,
     User,
 )
-from bccd.web.sanitize import blocked_remote, clean_email_html
+from bccd.web.sanitize import MAX_INLINE, blocked_remote, clean_email_html
 
 MAX_TERMS = 8
+INLINE_PAGE_BYTES = 20 * 1024 * 1024  # inline image bytes one conversation page may show
 LINK_KINDS = manual.LINK_KINDS
 
 
@@ -166,37 +172,57 @@ def _page_rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
     } for t in threads]
 
 
-def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
-    out: dict[str, tuple[str, bytes]] = {}
-    rows = s.execute(select(Attachment.content_id, Attachment.content_type, Attachment.sha256,
+def _inline_ok(content_type: str, size: int) -> bool:
+    ctype = content_type.lower()
+    return ctype.startswith("image/") and "svg" not in ctype and 0 < size <= MAX_INLINE
+
+
+def _inline_parts(s: Session, message_id: int) -> list[tuple[str, int, int]]:
+    """``(content-id, attachment id, size)`` of a message's inline image parts."""
+    rows = s.execute(select(Attachment.content_id, Attachment.id, Attachment.content_type,
                             Attachment.size)
                      .where(Attachment.message_id == message_id,
-                            Attachment.content_id.is_not(None))).all()
-    for cid, ctype, digest, size in rows:
-        if not cid or not ctype.startswith("image/") or size > 2 * 1024 * 1024:
-            continue
-        try:
-            out[cid.strip("<>").lower()] = (ctype, blobs.get(digest))
-        except FileNotFoundError:
-            continue
-    return out
+                            Attachment.content_id.is_not(None))
+                     .order_by(Attachment.id)).all()
+    return [(cid.strip("<>").lower(), att_id, size) for cid, att_id, ctype, size in rows
+            if cid and _inline_ok(ctype, size)]
 
 
-def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: int, *,
-                  allow_remote: bool = False) -> dict[str, Any]:
-    """One visible thread; ``blobs`` given → ``cid:`` images are embedded in ``html``."""
+def inline_part(s: Session, user: User, attachment_id: int) -> Attachment:
+    """An inline image part ``user`` may see, or ``NotFound``."""
+    att = attachments.attachment_for_user(s, user, attachment_id)
+    if not att.content_id or not _inline_ok(att.content_type, att.size):
+        raise NotFound(f"no inline image {attachment_id}")
+    return att
+
+
+def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: User,
+                  thread_id: int, *, allow_remote: bool = False) -> dict[str, Any]:
+    """One visible thread; with ``inline_url``, ``cid:`` images point at their parts."""
     thread = mailview.get_visible_thread(s, user, thread_id)
     shown = mailview.show_thread(s, thread, user)
     _with_names(s, [shown])
-    html_of = dict(s.execute(select(Message.id, Message.html_body)
-                             .where(Message.thread_id == thread.id)).tuples().all())
+    html_of = {mid: (html, size) for mid, html, size in s.execute(
+        select(Message.id, Message.html_body, Message.raw_size)
+        .where(Message.thread_id == thread.id)).tuples()}
+    allowance = INLINE_PAGE_BYTES
     for m in shown["messages"]:
-        raw_html = html_of.get(m["id"]) or ""
+        raw_html, m["raw_size"] = html_of.get(m["id"], ("", 0))
+        raw_html = raw_html or ""
         m["remote_images"] = blocked_remote(raw_html)
+        m["inline_hidden"] = 0
         if raw_html:
-            images = _inline_images(s, blobs, m["id"]) if blobs is not None else {}
+            images: dict[str, str] = {}
+            if inline_url is not None:
+                for cid, att_id, size in _inline_parts(s, m["id"]):
+                    if cid in images or size > allowance:
+                        continue
+                    allowance -= size
+                    images[cid] = inline_url(att_id)
+            stats: dict[str, int] = {}
             m["html"] = clean_email_html(raw_html, inline_images=images,
-                                         allow_remote=allow_remote)
+                                         allow_remote=allow_remote, stats=stats)
+            m["inline_hidden"] = stats.get("hidden", 0)
         else:
             m["html"] = None
     shown["is_owner"] = thread.owner_id == user.id

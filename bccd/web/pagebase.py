@@ -83,9 +83,12 @@ def _headers(*, remote_images: bool = False) -> dict[str, str]:
             "Content-Security-Policy": csp(remote_images=remote_images)}
 
 
-def srcdoc(html: str, *, remote_images: bool) -> str:
-    """The document shown in a message's sandboxed iframe."""
-    img = "data:" + (" https: http:" if remote_images else "")
+def srcdoc(html: str, *, remote_images: bool, origin: str = "") -> str:
+    """The document shown in a message's sandboxed iframe; ``origin`` (the page's) lets it
+    load the message's inline images from ``/mail/inline/…`` (a sandboxed document has no
+    origin of its own for ``'self'`` to name)."""
+    img = "data:" + (f" {origin}/mail/inline/" if origin else "") \
+        + (" https: http:" if remote_images else "")
     return ("<!doctype html><html><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             f"img-src {img}; style-src 'unsafe-inline'\">"
