@@ -439,7 +439,9 @@ def ensure_secret_key(settings: Settings) -> Settings:
     try:
         key = key_path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from bccd.private import private_dirs
+
+        private_dirs(settings.data_dir)
         key = secrets.token_urlsafe(32)
         try:
             fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
