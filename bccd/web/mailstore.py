@@ -207,8 +207,9 @@ def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: Use
         .where(Message.thread_id == thread.id)).tuples()}
     allowance = INLINE_PAGE_BYTES
     for m in shown["messages"]:
-        raw_html, m["raw_size"] = html_of.get(m["id"], ("", 0))
+        raw_html, size = html_of.get(m["id"], ("", 0))
         raw_html = raw_html or ""
+        m["raw_size"] = size or len(raw_html) + len(m["text"] or "")  # a row without its size
         m["remote_images"] = blocked_remote(raw_html)
         m["inline_hidden"] = 0
         if raw_html:
