@@ -19,6 +19,7 @@ from bccd.addresses import (
     SLUG_RE,
     AddressError,
     hash_token,
+    name_problem,
     new_bcc_token,
     normalize_email,
     user_bcc_address,
@@ -32,8 +33,17 @@ def slugify(name: str) -> str:
     return s[:63].strip("-") or "company"
 
 
+def display_name(value: str, what: str = "name") -> str:
+    """``value`` stripped, or ``Invalid`` naming ``what`` when it holds a control character
+    or a line break (it may end up beside an address in a mail header)."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise Invalid(f"{what}: {problem}")
+    return value.strip()
+
+
 def create_company(session: Session, name: str, slug: str | None = None) -> Company:
-    name = name.strip()
+    name = display_name(name)
     if not name:
         raise Invalid("company name must not be empty")
     slug = slug if slug is not None else slugify(name)
@@ -84,7 +94,7 @@ def create_user(
     user = User(
         company_id=company.id,
         email=addr,
-        name=name.strip(),
+        name=display_name(name),
         is_admin=admin,
         api_token_hash=hash_token(token),
         bcc_token=new_bcc_token(),

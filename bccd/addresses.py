@@ -4,6 +4,10 @@
 * Local parts compare case-insensitively; sub-addressing is **not** stripped.
 * User address: ``<slug>+<token>@<bcc_domain>``; entity address:
   ``<slug>+<kind>-<id>-<sig>@<bcc_domain>`` with ``sig`` an HMAC of (slug, kind, id).
+* A display name (of a user, company, person or organization — what a mail header may
+  carry beside an address) holds no control character and no line break
+  (``name_problem``): C0 (tab included), DEL, C1 (``\x85`` is a line break to some
+  software) and the Unicode line and paragraph separators.
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 TOKEN_RE = re.compile(r"^[a-z2-7]{12,64}$")
 ENTITY_KINDS = ("deal", "lead", "project")
 _ENTITY_RE = re.compile(r"^(deal|lead|project)-([1-9][0-9]{0,18})-([a-z2-7]{10,64})$")
+
+
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a display name, or None when it can."""
+    if _CONTROL_RE.search(name):
+        return "must not contain control characters or line breaks"
+    return None
 
 
 def normalize_domain(domain: str) -> str:

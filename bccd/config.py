@@ -203,6 +203,30 @@ class DnsSettings(_Section):
 class HttpSettings(_Section):
     listen: str = "127.0.0.1:8025"
     public_url: str = ""  # empty → http://<listen>
+    # request bodies (bccd.web.limits): every path not in body_limits; path prefix → size
+    max_body: Size = 64 * 1024
+    body_limits: dict[str, Size] = Field(default_factory=dict)
+    # /metrics answers these clients (CIDRs) or a request with this bearer token
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    metrics_token: str = ""
+
+    @field_validator("body_limits")
+    @classmethod
+    def _prefixes(cls, v: dict[str, int]) -> dict[str, int]:
+        for prefix in v:
+            if not prefix.startswith("/"):
+                raise ValueError(f"{prefix!r} is not a path: write it as /api/v1/…")
+        return v
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network such as 127.0.0.0/8") from None
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -415,7 +439,9 @@ def ensure_secret_key(settings: Settings) -> Settings:
     try:
         key = key_path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from bccd.private import private_dirs
+
+        private_dirs(settings.data_dir)
         key = secrets.token_urlsafe(32)
         try:
             fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

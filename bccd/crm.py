@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bccd.accounts import parse_email_arg
+from bccd.accounts import display_name, parse_email_arg
 from bccd.errors import Conflict, Invalid, NotFound
 from bccd.store.models import Company, Item, Organization, Person, PersonEmail, User
 
@@ -38,7 +38,7 @@ def owner_in_company(session: Session, company: Company, email: str) -> int:
 
 
 def get_or_create_org(session: Session, company: Company, name: str) -> Organization:
-    name = name.strip()
+    name = display_name(name, "organization")
     org = session.scalar(
         select(Organization).where(
             Organization.company_id == company.id, func.lower(Organization.name) == name.lower()
@@ -78,7 +78,7 @@ def create_person(
     _check_emails_free(session, company.id, addrs)
     person = Person(
         company_id=company.id,
-        name=name.strip(),
+        name=display_name(name),
         external_id=external_id,
         owner_id=owner_id,
         visible_to=visible_to,

@@ -6,6 +6,9 @@ named check with a human message and, when something is wrong, the fix to make:
 1. ``config`` — values that work but are probably not what production wants
    (``auth.mode = off``, the development Bcc domain, no ``http.public_url``);
 2. ``secret-key`` — configured, or kept in the data directory with mode 0600;
+   ``files`` — nothing under the data and blob directories, and no SQLite database
+   file (with its ``-wal``/``-shm``), is open to the group or others (SPEC §10: 0700
+   directories, 0600 files);
 3. ``database`` — reachable (``SELECT 1``) and migrated to the newest revision
    (an embedded SQLite database that ``bccd serve`` will migrate is a warning);
 4. ``dns-mx`` / ``dns-spf`` — the Bcc domain has an MX whose host resolves, and an SPF
@@ -102,6 +105,27 @@ def check_secret_key(settings: Settings) -> list[Finding]:
         return [Finding("secret-key", FAIL, f"{path} is readable by others (mode {stat.S_IMODE(mode):o})",
                         f"chmod 600 {path}")]
     return _ok("secret-key", f"kept in {path} (mode 600)")
+
+
+def check_files(settings: Settings) -> list[Finding]:
+    from sqlalchemy.engine import make_url
+
+    from bccd.private import open_to_others
+
+    roots = [settings.data_dir, settings.blob_dir]
+    u = make_url(settings.database_url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        roots += [Path(f"{u.database}{suffix}") for suffix in ("", "-wal", "-shm")]
+    found = list(open_to_others(roots))
+    if not found:
+        return _ok("files", "the data directory and database are readable by bccd's user only")
+    shown = ", ".join(f"{p} (mode {mode:o})" for p, mode in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return [Finding("files", FAIL, f"{len(found)} path(s) open to other users: {shown}{more}",
+                    f"chmod -R go-rwx {settings.data_dir}" + "".join(
+                        f" {r}" for r in roots[1:] if r.exists()
+                        and not r.is_relative_to(settings.data_dir))
+                    + " (bccd creates directories 0700 and files 0600)")]
 
 
 # -- 3. database -----------------------------------------------------------------------------
@@ -320,7 +344,7 @@ def _imap_fix(exc: Exception, row: dict[str, Any]) -> str:
 
 
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
-    check_config, check_secret_key, check_database, check_dns, check_tls, check_imap,
+    check_config, check_secret_key, check_files, check_database, check_dns, check_tls, check_imap,
 )
 
 

@@ -16,9 +16,10 @@ Who feeds what:
   ``bccd_ingest_seconds{source}`` (histogram, end-to-end per message: parse,
   authenticity, commit).
 - ``webhook_delivered(result)`` — ``bccd_webhook_deliveries_total{result}`` (ok, failed).
-- ``collect_db(db)`` (blocking; ``/metrics`` runs it through ``Database.run`` before each
-  scrape) refreshes the gauges read from the database: ``bccd_imap_accounts{state}``
-  and ``bccd_outbox_depth{kind}`` (pending jobs) with ``bccd_outbox_oldest_seconds``.
+- ``collect_db(db)`` (blocking; ``/metrics`` runs it through ``Database.run`` when its
+  cached values are older than ``web.ops.DB_TTL``) refreshes the gauges read from the
+  database: ``bccd_imap_accounts{state}`` and ``bccd_outbox_depth{kind}`` (pending jobs)
+  with ``bccd_outbox_oldest_seconds``; ``bccd_metrics_db_reads_total`` counts its runs.
 
 ``render()`` → (body, content type) in the Prometheus text format. Failures to read the
 database leave the gauges as they were and set ``bccd_metrics_db_up`` to 0.
@@ -65,7 +66,7 @@ IMAP_STATES = ("active", "paused", "disabled")
 def _define() -> None:
     """(Re)make every metric in a fresh ``REGISTRY``."""
     global REGISTRY, ACCEPTED, REFUSED, INGEST_SECONDS, IMAP_ACCOUNTS, OUTBOX_DEPTH
-    global OUTBOX_OLDEST, WEBHOOKS, DB_UP
+    global OUTBOX_OLDEST, WEBHOOKS, DB_UP, DB_READS
     REGISTRY = CollectorRegistry(auto_describe=True)
     ProcessCollector(namespace="bccd", registry=REGISTRY)
     ACCEPTED = Counter("bccd_messages_accepted", "Copies accepted (250), by outcome",
@@ -87,6 +88,8 @@ def _define() -> None:
                        ["result"], registry=REGISTRY)
     DB_UP = Gauge("bccd_metrics_db_up", "1 when the last scrape could read the database",
                   registry=REGISTRY, multiprocess_mode="mostrecent")
+    DB_READS = Counter("bccd_metrics_db_reads", "Reads of the database for the gauges "
+                       "(cached between scrapes, see bccd.web.ops)", registry=REGISTRY)
     for state in IMAP_STATES:
         IMAP_ACCOUNTS.labels(state).set(0)
 
@@ -100,6 +103,7 @@ OUTBOX_DEPTH: Gauge
 OUTBOX_OLDEST: Gauge
 WEBHOOKS: Counter
 DB_UP: Gauge
+DB_READS: Counter
 _define()
 
 
@@ -136,6 +140,7 @@ def webhook_delivered(ok: bool) -> None:
 
 def collect_db(db: Database) -> None:
     """Refresh the database-backed gauges (blocking)."""
+    DB_READS.inc()
     try:
         with db.read() as s:
             accounts = dict(s.execute(select(ImapAccount.state, func.count())

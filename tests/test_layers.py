@@ -29,3 +29,13 @@ def test_no_module_is_over_the_size_of_one_responsibility() -> None:
     sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
              for p in (ROOT / "bccd").rglob("*.py")}
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_every_top_level_module_has_its_layer() -> None:
+    """A module the contract does not name would be free of it: each must be placed."""
+    import re
+
+    listed = set(re.findall(r"bccd\.(\w+)", (ROOT / ".importlinter").read_text()))
+    top = {p.stem if p.is_file() else p.name for p in (ROOT / "bccd").iterdir()
+           if p.name != "__init__.py" and (p.suffix == ".py" or (p / "__init__.py").exists())}
+    assert top - listed == set()

@@ -46,6 +46,7 @@ from bccd.config import SECRET_KEY_FILE, Settings
 from bccd.errors import BccdError
 from bccd.lifecycle import blobgc
 from bccd.log import get_logger
+from bccd.private import open_private, private_dirs, private_file
 from bccd.store.blobs import BlobStore
 
 log = get_logger("bccd.lifecycle.backup")
@@ -103,13 +104,15 @@ def _fsync_tree(root: Path) -> None:
 
 def _copy_verified(src: Path, dst: Path, digest: str | None = None) -> int:
     """Copy ``src`` to ``dst`` (via a temporary name, fsynced); with ``digest``, refuse
-    content whose SHA-256 differs. Returns the size."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    content whose SHA-256 differs. Returns the size. Directories are made 0700 and the
+    copy 0600 (bccd.private)."""
+    private_dirs(dst.parent)
     tmp = dst.with_name(f".tmp-{dst.name}-{secrets.token_hex(4)}")
     h = hashlib.sha256()
     size = 0
     try:
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+        with open(src, "rb") as fi, \
+                os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fo:
             while chunk := fi.read(_CHUNK):
                 h.update(chunk)
                 fo.write(chunk)
@@ -136,6 +139,7 @@ def _snapshot(db_path: Path, target: Path) -> None:
     if not db_path.exists():
         raise BackupError(f"no database at {db_path}")
     src = sqlite3.connect(db_path, timeout=30)
+    private_file(target)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)
@@ -174,7 +178,7 @@ def backup(settings: Settings, dest: Path) -> dict[str, Any]:
         raise BackupError(f"{dest} already exists and is not empty: name a new directory")
     blobs = BlobStore(settings.blob_dir)
     stage = dest.parent / f".{dest.name}.partial-{secrets.token_hex(4)}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(dest.parent)
     stage.mkdir(mode=0o700)
     try:
         with blobgc.hold(blobs):
@@ -206,7 +210,8 @@ def backup(settings: Settings, dest: Path) -> dict[str, Any]:
             "secret_key_fingerprint": key_fingerprint(settings.security.secret_key)
             if settings.security.secret_key else None,
         }
-        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        with os.fdopen(open_private(stage / MANIFEST, os.O_WRONLY | os.O_TRUNC), "w") as f:
+            f.write(json.dumps(manifest, indent=2) + "\n")
         _fsync_tree(stage)
         if dest.exists():
             dest.rmdir()
@@ -268,7 +273,7 @@ def restore(settings: Settings, src: Path) -> dict[str, Any]:
             if not path.exists():
                 raise RestoreError(f"the backup lacks blob {d} that its database references")
             total += _copy_verified(path, blobs.path(d), d)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(settings.data_dir)
         if (src / SECRET_KEY_FILE).exists():
             _copy_verified(src / SECRET_KEY_FILE, settings.data_dir / SECRET_KEY_FILE)
             os.chmod(settings.data_dir / SECRET_KEY_FILE, 0o600)
@@ -283,7 +288,7 @@ def restore(settings: Settings, src: Path) -> dict[str, Any]:
                             "configure the same key before starting bccd")
         _fsync_tree(blobs.root)
         _fsync_tree(settings.data_dir)
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(db_path.parent)
         _copy_verified(src / DB_FILE, db_path)  # renamed into place last
         _fsync_dir(db_path.parent)
     except BackupError as exc:

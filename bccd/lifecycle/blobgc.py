@@ -63,6 +63,7 @@ from sqlalchemy import select
 
 from bccd.lifecycle.cascade import chunks
 from bccd.log import get_logger
+from bccd.private import private_dirs
 from bccd.store.blobs import GC_PREFIX, BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Attachment
@@ -123,7 +124,7 @@ def referenced(db: Database, digests: Iterable[str]) -> set[str]:
 @contextlib.contextmanager
 def hold(blobs: BlobStore) -> Iterator[Path]:
     """No blob is deleted while this is held (by any process sharing the blob directory)."""
-    blobs.root.mkdir(parents=True, exist_ok=True)
+    private_dirs(blobs.root)
     fd, name = tempfile.mkstemp(dir=blobs.root, prefix=HOLD_PREFIX)
     os.close(fd)
     path = Path(name)

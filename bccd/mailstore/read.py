@@ -14,8 +14,14 @@ one that does not exist. Suggestions are shown only when the viewer may see the 
   and message text (case-insensitive substring; every word must match). A listing is
   one indexed query plus one batch per related table, whatever the company's size.
 - ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape;
-  ``thread_detail(s, blobs, user, id, …)`` → the same plus names and each message's
-  sanitized ``html`` (``mailstore.sanitize``; remote images only on request).
+  ``thread_detail(s, inline_url, user, id, …)`` → the same plus names, each message's
+  ``raw_size`` and sanitized ``html`` (``mailstore.sanitize``; remote images only on
+  request). With ``inline_url`` (attachment id → address), ``cid:`` images point at their
+  part's address — never embedded — for image parts up to ``MAX_INLINE`` bytes each and
+  ``INLINE_PAGE_BYTES`` for the thread (each part counted once); the others are hidden
+  and counted in the message's ``inline_hidden``.
+- ``inline_part(s, user, attachment_id)`` → the attachment when it is an inline image the
+  user may see (``NotFound`` otherwise).
 - ``summary(s, thread_id, user)`` → one thread's listing row (after a change).
 - ``raw_message`` → the stored bytes of a message the user may see.
 - ``link_choices`` → the open deals, leads and projects the user may link.
@@ -24,7 +30,7 @@ one that does not exist. Suggestions are shown only when the viewer may see the 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +40,8 @@ from sqlalchemy.orm import Session
 from bccd.accounts import parse_email_arg
 from bccd.errors import NotFound
 from bccd.linking import visibility
-from bccd.mailstore.sanitize import blocked_remote, clean_email_html
-from bccd.store.blobs import BlobStore
+from bccd.mailstore.attachments import attachment_for_user
+from bccd.mailstore.sanitize import MAX_INLINE, blocked_remote, clean_email_html
 from bccd.store.models import (
     Attachment,
     Item,
@@ -53,6 +59,7 @@ from bccd.store.models import (
 )
 
 MAX_TERMS = 8
+INLINE_PAGE_BYTES = 20 * 1024 * 1024  # inline image bytes one conversation page may show
 
 
 def _like(term: str) -> str:
@@ -258,37 +265,58 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
     }
 
 
-def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
-    out: dict[str, tuple[str, bytes]] = {}
-    rows = s.execute(select(Attachment.content_id, Attachment.content_type, Attachment.sha256,
+def _inline_ok(content_type: str, size: int) -> bool:
+    ctype = content_type.lower()
+    return ctype.startswith("image/") and "svg" not in ctype and 0 < size <= MAX_INLINE
+
+
+def _inline_parts(s: Session, message_id: int) -> list[tuple[str, int, int]]:
+    """``(content-id, attachment id, size)`` of a message's inline image parts."""
+    rows = s.execute(select(Attachment.content_id, Attachment.id, Attachment.content_type,
                             Attachment.size)
                      .where(Attachment.message_id == message_id,
-                            Attachment.content_id.is_not(None))).all()
-    for cid, ctype, digest, size in rows:
-        if not cid or not ctype.startswith("image/") or size > 2 * 1024 * 1024:
-            continue
-        try:
-            out[cid.strip("<>").lower()] = (ctype, blobs.get(digest))
-        except FileNotFoundError:
-            continue
-    return out
+                            Attachment.content_id.is_not(None))
+                     .order_by(Attachment.id)).all()
+    return [(cid.strip("<>").lower(), att_id, size) for cid, att_id, ctype, size in rows
+            if cid and _inline_ok(ctype, size)]
 
 
-def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: int, *,
-                  allow_remote: bool = False) -> dict[str, Any]:
-    """One visible thread; ``blobs`` given → ``cid:`` images are embedded in ``html``."""
+def inline_part(s: Session, user: User, attachment_id: int) -> Attachment:
+    """An inline image part ``user`` may see, or ``NotFound``."""
+    att = attachment_for_user(s, user, attachment_id)
+    if not att.content_id or not _inline_ok(att.content_type, att.size):
+        raise NotFound(f"no inline image {attachment_id}")
+    return att
+
+
+def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: User,
+                  thread_id: int, *, allow_remote: bool = False) -> dict[str, Any]:
+    """One visible thread; with ``inline_url``, ``cid:`` images point at their parts."""
     thread = get_visible_thread(s, user, thread_id)
     shown = show_thread(s, thread, user)
     _with_names(s, [shown])
-    html_of = dict(s.execute(select(Message.id, Message.html_body)
-                             .where(Message.thread_id == thread.id)).tuples().all())
+    html_of = {mid: (html, size) for mid, html, size in s.execute(
+        select(Message.id, Message.html_body, Message.raw_size)
+        .where(Message.thread_id == thread.id)).tuples()}
+    allowance = INLINE_PAGE_BYTES
     for m in shown["messages"]:
-        raw_html = html_of.get(m["id"]) or ""
+        raw_html, size = html_of.get(m["id"], ("", 0))
+        raw_html = raw_html or ""
+        m["raw_size"] = size or len(raw_html) + len(m["text"] or "")  # a row without its size
         m["remote_images"] = blocked_remote(raw_html)
+        m["inline_hidden"] = 0
         if raw_html:
-            images = _inline_images(s, blobs, m["id"]) if blobs is not None else {}
+            images: dict[str, str] = {}
+            if inline_url is not None:
+                for cid, att_id, size in _inline_parts(s, m["id"]):
+                    if cid in images or size > allowance:
+                        continue
+                    allowance -= size
+                    images[cid] = inline_url(att_id)
+            stats: dict[str, int] = {}
             m["html"] = clean_email_html(raw_html, inline_images=images,
-                                         allow_remote=allow_remote)
+                                         allow_remote=allow_remote, stats=stats)
+            m["inline_hidden"] = stats.get("hidden", 0)
         else:
             m["html"] = None
     shown["is_owner"] = thread.owner_id == user.id

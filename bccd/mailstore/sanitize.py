@@ -1,7 +1,7 @@
 """Email HTML for display (SPEC §9): sanitized with ``nh3`` (Ammonia), remote content blocked.
 
-``clean_email_html(html, *, inline_images={}, allow_remote=False)`` → an HTML fragment
-that is safe to put in a sandboxed iframe's ``srcdoc``:
+``clean_email_html(html, *, inline_images={}, allow_remote=False, stats=None)`` → an HTML
+fragment that is safe to put in a sandboxed iframe's ``srcdoc``:
 
 - only Ammonia's default tags plus the table/font attributes mail layouts use; no
   script, style element, form, frame, object, embed, link or meta survives, nor any
@@ -9,10 +9,13 @@ that is safe to put in a sandboxed iframe's ``srcdoc``:
 - ``style`` attributes keep only the properties in ``STYLE_PROPERTIES`` — none of them
   can carry a URL (no ``background``, ``background-image``, ``list-style-image``,
   ``content``, ``cursor``…), so CSS cannot load anything;
-- ``<img src>``: ``cid:`` references become ``data:`` URIs of the message's own inline
-  image parts (``inline_images``: content-id → (content type, bytes), images only, up to
-  ``MAX_INLINE`` bytes each); ``http(s)`` sources are removed unless ``allow_remote``
-  (the reader asked for them); every other source (relative, protocol-relative,
+- ``<img src>``: ``cid:`` references become the address the caller gives for that inline
+  part (``inline_images``: content-id → a same-origin path, which serves the part's bytes
+  to this reader only — the page never embeds them, so an image referenced 300 times is
+  300 short addresses and one download); a ``cid:`` with no address (not an image, too
+  large, over the page's allowance) loses its source and is counted in
+  ``stats["hidden"]``; ``http(s)`` sources are removed unless ``allow_remote`` (the
+  reader asked for them); every other source (relative, protocol-relative,
   ``javascript:``…) is removed;
 - links keep only absolute ``http``, ``https``, ``mailto`` and ``tel`` targets and open in
   a new tab with ``rel="noopener noreferrer"``.
@@ -24,7 +27,6 @@ The sanitizer is the first wall; the page's Content-Security-Policy (inherited b
 
 from __future__ import annotations
 
-import base64
 import copy
 import re
 from collections.abc import Mapping
@@ -70,10 +72,13 @@ def _cid(value: str) -> str:
 def clean_email_html(
     html: str,
     *,
-    inline_images: Mapping[str, tuple[str, bytes]] | None = None,
+    inline_images: Mapping[str, str] | None = None,
     allow_remote: bool = False,
+    stats: dict[str, int] | None = None,
 ) -> str:
     images = {k.strip("<>").lower(): v for k, v in (inline_images or {}).items()}
+    counts = stats if stats is not None else {}
+    counts.setdefault("hidden", 0)
 
     def attribute_filter(tag: str, attr: str, value: str) -> str | None:
         if attr not in URL_ATTRS:
@@ -81,12 +86,10 @@ def clean_email_html(
         if tag == "img" and attr == "src":
             if value.strip().lower().startswith("cid:"):
                 found = images.get(_cid(value))
-                if found is None:
+                if found is None or not found.startswith("/") or found.startswith("//"):
+                    counts["hidden"] += 1
                     return None
-                ctype, data = found
-                if not ctype.startswith("image/") or len(data) > MAX_INLINE or "svg" in ctype:
-                    return None
-                return f"data:{ctype};base64,{base64.b64encode(data).decode()}"
+                return found
             return value.strip() if allow_remote and _REMOTE.match(value) else None
         if attr in ("href", "cite"):
             m = _SCHEME.match(value)

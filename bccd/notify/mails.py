@@ -7,6 +7,11 @@ from the mailbox of the address itself. Both return an ``OutboundMail``: multipa
 (plain text first, then HTML rendered by Jinja2 with autoescaping), quoted-printable so
 the message is 7-bit for any relay, ``Auto-Submitted: auto-generated`` so nobody's
 auto-responder answers it. Pure functions: no database, no network.
+
+Headers never carry a name with a control character or a line break: such a name (one
+stored before names were checked at the door) is left out and the mail goes to the bare
+address; a header that still cannot be built is ``MailBuildError`` (a clear ``422``), not
+an unexpected failure.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bccd.addresses import domain_of
+from bccd.addresses import domain_of, name_problem
 from bccd.config import Settings
+from bccd.errors import Invalid
+from bccd.log import get_logger
 from bccd.notify.outbound import OutboundMail
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "web" / "templates"
@@ -29,6 +36,11 @@ _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefine
                    auto_reload=False)
 
 SENDER_NAME = "Smart Bcc"
+log = get_logger("bccd.notify.mails")
+
+
+class MailBuildError(Invalid):
+    """A header of a notification mail could not be built from the stored values."""
 
 
 def human_duration(seconds: int) -> str:
@@ -52,6 +64,12 @@ def copies(n: int) -> str:
 
 
 def _mailbox(name: str, addr: str, smtputf8: bool) -> Address | str:
+    if name_problem(name) is not None:
+        log.warning("mail_name_left_out", address=addr,
+                    reason="the name holds control characters or line breaks")
+        name = ""
+    if not name:
+        return Address("", addr_spec=addr) if not smtputf8 else addr
     if not smtputf8:
         return Address(name, addr_spec=addr)
     # headerregistry.Address refuses a non-ASCII local part; with SMTPUTF8 it is legal
@@ -67,16 +85,19 @@ def _build(
     smtputf8 = not (sender.isascii() and to_addr.isascii())
     policy = SMTPUTF8 if smtputf8 else SMTP
     msg = EmailMessage(policy=policy)
-    msg["From"] = _mailbox(SENDER_NAME, sender, smtputf8)
-    msg["To"] = _mailbox(to_name, to_addr, smtputf8)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    msg["Message-ID"] = make_msgid("bccd", domain=domain_of(sender) or "localhost")
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(text, cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    raw = msg.as_bytes(policy=policy)
+    try:
+        msg["From"] = _mailbox(SENDER_NAME, sender, smtputf8)
+        msg["To"] = _mailbox(to_name, to_addr, smtputf8)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+        msg["Message-ID"] = make_msgid("bccd", domain=domain_of(sender) or "localhost")
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg.set_content(text, cte="quoted-printable")
+        msg.add_alternative(html, subtype="html", cte="quoted-printable")
+        raw = msg.as_bytes(policy=policy)
+    except ValueError as exc:  # the email package refuses CR/LF and malformed addresses
+        raise MailBuildError(f"the {purpose} mail to {to_addr} cannot be built: {exc}") from None
     return OutboundMail(sender=sender, recipients=(to_addr,), purpose=purpose,
                         message=raw.decode("utf-8" if smtputf8 else "ascii"), smtputf8=smtputf8)
 

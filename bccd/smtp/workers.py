@@ -47,6 +47,7 @@ from pathlib import Path
 
 from bccd.config import Settings
 from bccd.log import get_logger
+from bccd.private import private_dirs
 
 log = get_logger("bccd.smtp")
 
@@ -154,7 +155,7 @@ def metrics_dir(settings: Settings) -> Path:
     """A fresh directory for prometheus_client's multiprocess files, under
     ``<data_dir>/run``; directories left by primaries that are gone are removed."""
     run = settings.data_dir / "run"
-    run.mkdir(parents=True, exist_ok=True)
+    private_dirs(run)
     for old in run.glob("metrics-*"):
         pid = old.name.split("-")[1]
         if pid.isdigit() and not _alive(int(pid)):

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from bccd.private import private_dirs
+
 GC_PREFIX = ".gc-"  # the garbage collector's private names: .gc-<sha256>-<random>
 
 
@@ -38,8 +40,8 @@ class BlobStore:
             return digest
         except FileNotFoundError:
             pass  # absent, or a GC pass moved it away this instant: write it (again)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        private_dirs(target.parent)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

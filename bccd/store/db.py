@@ -48,6 +48,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bccd.private import private_file
+
 T = TypeVar("T")
 
 MAX_GROUP = 64                  # requests per group transaction
@@ -260,8 +262,9 @@ class Database:
         self.is_sqlite = u.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"future": True}
         if self.is_sqlite:
-            if u.database and u.database != ":memory:":
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+                # created 0600 before SQLite opens it: -wal and -shm take its mode
+                private_file(Path(u.database))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
             kwargs["pool_size"] = pool_size
         else:

@@ -10,7 +10,7 @@ Events (``type``):
 - ``thread.linked`` — a thread gained a link it did not have: a deal, lead or project
   however it was made (automatic, per-entity address, by hand, retroactively — the one
   place is ``linking.deals.set_item_link``, :func:`item_linking`), or a person or
-  organization linked by hand (``mailstore.actions.link``, :func:`linked`).
+  organization linked by hand (``linking.manual.link``, :func:`linked`).
 
 Each is an outbox job (``store.outbox.add``, kind ``webhook``) added in the *caller's*
 transaction, so an event exists exactly when the change it describes was committed.

@@ -1,8 +1,9 @@
 """The ASGI application (Starlette), served by uvicorn on the same event loop as SMTP.
 
 ``create_app(services)`` → Starlette app. Routes come from the modules that own them
-(``bccd.web.routes.FACTORIES``); this module holds only the frame: /healthz, and the
-answer for paths no route serves (problem details under ``/api/``).
+(``bccd.web.routes.FACTORIES``); this module holds only the frame: /healthz, the answer
+for paths no route serves (problem details under ``/api/``), and the request body limit
+in front of everything (``web.limits``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from bccd.web.api.core import problem
+from bccd.web.limits import BodyLimit, BodyTable
 from bccd.web.routes import FACTORIES
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
                              status_code=status, headers=getattr(exc, "headers", None))
 
 
-def create_app(services: Services) -> Starlette:
+def create_app(services: Services) -> ASGIApp:
     async def healthz(request: Request) -> Response:
         def ping() -> None:
             with services.db.read() as s:
@@ -53,4 +56,4 @@ def create_app(services: Services) -> Starlette:
         routes.extend(factory(services))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.services = services
-    return app
+    return BodyLimit(app, BodyTable.from_settings(services.settings))

@@ -3,7 +3,8 @@ CSRF-checked forms, sign-in and sign-out.
 
 ``PageBase`` gives every page handler ``read(request, work)`` (``work(session, user)`` in a
 read session for the signed-in user, through ``Database.run``; ``SignedOut`` when the
-session is missing, expired, of a disabled user or of a replaced API token) and
+session is missing, signed out, expired, of a disabled user or of a replaced API token —
+sessions live in the database, ``web.session``) and
 ``change(request, work)`` (a POST: the Origin must be ours or absent, the form must carry
 the session's CSRF token; ``work(session, user, form)`` in one transaction; a
 ``bccd.errors`` failure becomes the page's error). Responses are never cached, cannot be
@@ -31,7 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bccd import accounts
 from bccd.errors import BccdError
 from bccd.log import get_logger
-from bccd.store.models import User
+from bccd.store.models import User, WebSession
 from bccd.web.session import COOKIE, LOGIN_COOKIE, SessionData, Sessions, new_login_nonce
 
 if TYPE_CHECKING:
@@ -82,9 +83,12 @@ def _headers(*, remote_images: bool = False) -> dict[str, str]:
             "Content-Security-Policy": csp(remote_images=remote_images)}
 
 
-def srcdoc(html: str, *, remote_images: bool) -> str:
-    """The document shown in a message's sandboxed iframe."""
-    img = "data:" + (" https: http:" if remote_images else "")
+def srcdoc(html: str, *, remote_images: bool, origin: str = "") -> str:
+    """The document shown in a message's sandboxed iframe; ``origin`` (the page's) lets it
+    load the message's inline images from ``/mail/inline/…`` (a sandboxed document has no
+    origin of its own for ``'self'`` to name)."""
+    img = "data:" + (f" {origin}/mail/inline/" if origin else "") \
+        + (" https: http:" if remote_images else "")
     return ("<!doctype html><html><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             f"img-src {img}; style-src 'unsafe-inline'\">"
@@ -110,6 +114,7 @@ class Viewer:
     name: str
     is_admin: bool
     csrf: str
+    session_id: int = 0
 
 
 class PageBase:
@@ -129,16 +134,18 @@ class PageBase:
     def _session(self, request: Request) -> SessionData | None:
         return self.sessions.read(request.cookies.get(COOKIE))
 
-    def _user(self, s: Session, data: SessionData | None) -> User:
-        if data is None:
+    def _signed_in(self, s: Session, data: SessionData | None) -> tuple[WebSession, User]:
+        found = self.sessions.user(s, data)
+        if found is None:
             raise SignedOut()
-        user = s.get(User, data.user_id)
-        if user is None or user.disabled or user.api_token_hash[:16] != data.token_tag:
-            raise SignedOut()
-        return user
+        return found
 
-    def _viewer(self, user: User, data: SessionData) -> Viewer:
-        return Viewer(user.id, user.email, user.name, user.is_admin, self.sessions.csrf(data))
+    def _user(self, s: Session, data: SessionData | None) -> User:
+        return self._signed_in(s, data)[1]
+
+    def _viewer(self, user: User, data: SessionData, ws: WebSession | None = None) -> Viewer:
+        return Viewer(user.id, user.email, user.name, user.is_admin, self.sessions.csrf(data),
+                      ws.id if ws is not None else 0)
 
     def _origin_ok(self, request: Request) -> bool:
         origin = request.headers.get("origin")
@@ -164,15 +171,18 @@ class PageBase:
     def _error(self, status: int, title: str, detail: str, viewer: Viewer | None = None) -> Response:
         return self.page("app_error.html", status, title=title, detail=detail, viewer=viewer)
 
-    async def read(self, request: Request, work: Callable[[Any, User], Any]) -> Any:
-        """Run ``work(session, user)`` in a read session for the signed-in user."""
+    async def read(self, request: Request, work: Callable[..., Any], *,
+                   with_viewer: bool = False) -> Any:
+        """Run ``work(session, user)`` (``work(session, user, viewer)`` with
+        ``with_viewer``) in a read session for the signed-in user."""
         data = self._session(request)
 
         def run() -> Any:
             with self.db.read() as s:
-                user = self._user(s, data)
+                ws, user = self._signed_in(s, data)
                 assert data is not None
-                return self._viewer(user, data), work(s, user)
+                viewer = self._viewer(user, data, ws)
+                return viewer, (work(s, user, viewer) if with_viewer else work(s, user))
 
         return await self.db.run(run)
 
@@ -231,9 +241,9 @@ class PageBase:
         token = str(form.get("token") or "").strip()
 
         def check() -> tuple[int, str] | None:
-            with self.db.read() as s:
+            with self.db.transaction() as s:
                 user = accounts.user_by_api_token(s, token) if 0 < len(token) <= 512 else None
-                return (user.id, user.api_token_hash) if user is not None else None
+                return (user.id, self.sessions.issue(s, user)) if user is not None else None
 
         found = await self.db.run(check)
         if found is None:
@@ -243,12 +253,15 @@ class PageBase:
             return resp
         log.info("web_login", user=found[0])
         resp = RedirectResponse("/mail", status_code=303)
-        resp.set_cookie(COOKIE, self.sessions.issue(*found), **self.sessions.cookie_kwargs())  # type: ignore[arg-type]
+        resp.set_cookie(COOKIE, found[1], **self.sessions.cookie_kwargs())  # type: ignore[arg-type]
         resp.delete_cookie(LOGIN_COOKIE, path="/mail/login")
         return resp
 
     async def logout(self, request: Request) -> Response:
-        out = await self.change(request, lambda s, u, f: None)
+        """Sign out: the session's row is deleted, so its cookie is worthless everywhere."""
+        data = self._session(request)
+        out = await self.change(request, lambda s, u, f: self.sessions.end(s, data)
+                                if data is not None else None)
         if isinstance(out, Response) and out.status_code != 303:
             return out
         return self._to_login()

@@ -11,6 +11,17 @@ Routes (all under ``/mail``):
   the raw message as downloads; ``POST …/link``, ``…/unlink``, ``…/visibility``,
   ``…/archive``, ``…/delete``;
 - ``GET /mail/attachments/{id}``, ``GET /mail/messages/{id}/raw`` — downloads;
+- ``GET /mail/inline/{session}/{attachment}/{mac}`` — an inline image of a shown message.
+
+Inline images and the size of a page (SPEC §9): a message's ``cid:`` images are not
+embedded in the page; each points at ``/mail/inline/…`` — one address per part, however
+often the HTML names it — which serves the part to the session that was shown it (the
+sandboxed message frame sends no cookie, so the address carries the session's id and a
+MAC; it stops working when the session ends, and the attachment's visibility is checked
+again on each request). The thread read model hides inline parts past its per-page
+allowance. And whatever the sanitizer makes of hostile markup, a message's frame may not
+exceed ``FRAME_FACTOR`` times the message's raw size: past it the page shows a notice and
+the download of the original instead, so a page stays within 10× the mail it shows.
 - ``GET/POST /mail/settings`` and ``POST /mail/settings/{alternates,blocked}/…`` — sharing
   default, linking mode, email links, alternate addresses, blocked addresses.
 
@@ -26,9 +37,11 @@ Every handler does its database work in one blocking function through ``Database
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from markupsafe import escape
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -41,13 +54,16 @@ from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, manual
 from bccd.mailstore import actions, attachments, read, shapes
 from bccd.store.models import User
-from bccd.web.downloads import download
+from bccd.web.downloads import download, safe_content_type
 from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
 
 if TYPE_CHECKING:
     from bccd.runtime import Services
 
 PAGE_SIZE = 50
+FRAME_FACTOR = 8      # a message's frame (as sent, escaped) ≤ 8 × the message's raw size
+FRAME_SLACK = 4096    # plus the frame's own head, so a tiny message still shows
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 ITEM_KINDS = ("deal", "lead", "project")
 
 NOTICES = {
@@ -107,23 +123,36 @@ class Pages(PageBase):
             return self._error(404, "Not found", "There is no such conversation.", viewer_hint)
         images = request.query_params.get("images") == "1"
 
-        def work(s: Any, user: User) -> dict[str, Any]:
-            shown = read.thread_detail(s, self.services.blobs, user, thread_id,
+        def work(s: Any, user: User, viewer: Viewer) -> dict[str, Any]:
+            def inline_url(attachment_id: int) -> str:
+                mac = self.sessions.inline_mac(viewer.session_id, attachment_id)
+                return f"/mail/inline/{viewer.session_id}/{attachment_id}/{mac}"
+
+            shown = read.thread_detail(s, inline_url, user, thread_id,
                                             allow_remote=images)
             return {"thread": shown, "choices": read.link_choices(s, user)}
 
         try:
-            viewer, data = await self.read(request, work)
+            viewer, data = await self.read(request, work, with_viewer=True)
         except SignedOut:
             return self._to_login()
         except NotFound:
             return self._error(404, "Not found", "There is no such conversation.", viewer_hint)
         shown = data["thread"]
         linked_items = {(lk["kind"], lk["id"]) for lk in shown["links"]}
+        origin = self._own_origin(request)
         for m in shown["messages"]:
+            m["too_large"] = False
             if m["html"]:
-                m["srcdoc"] = srcdoc(m["html"], remote_images=images)
+                m["srcdoc"] = srcdoc(m["html"], remote_images=images, origin=origin)
                 m["frame_height"] = frame_height(m["html"])
+                budget = FRAME_FACTOR * m["raw_size"] + FRAME_SLACK
+                if len(escape(m["srcdoc"])) > budget:
+                    m["html"] = m["srcdoc"] = None
+                    m["too_large"] = True
+            if m["text"] and len(escape(m["text"])) > FRAME_FACTOR * m["raw_size"] + FRAME_SLACK:
+                m["text"] = None
+                m["too_large"] = True
         notice = NOTICES.get(request.query_params.get("done") or "", "")
         return self.page("app_thread.html", status, remote_images=images, title=shown["subject"]
                          or "(no subject)", viewer=viewer, t=shown, images=images, error=error,
@@ -172,7 +201,50 @@ class Pages(PageBase):
             return RedirectResponse("/mail?" + urlencode({"done": done}), status_code=303)
         return RedirectResponse(f"/mail/threads/{thread_id}?done={done}", status_code=303)
 
+    def _own_origin(self, request: Request) -> str:
+        """This page's origin for the message frames' CSP (the request's, if well-formed)."""
+        host = request.headers.get("host", "")
+        if _HOST.match(host) and request.url.scheme in ("http", "https"):
+            return f"{request.url.scheme}://{host}"
+        return self.public_origin
+
     # -------------------------------------------------------------- downloads
+    async def inline(self, request: Request) -> Response:
+        """An inline image of a shown message (the module docstring says who may)."""
+        try:
+            session_id = _id(request.path_params["session_id"])
+            att_id = _id(request.path_params["attachment_id"])
+        except ValueError:
+            session_id = att_id = None
+        mac = str(request.path_params.get("mac", ""))
+        missing = Response("Not found", status_code=404, media_type="text/plain",
+                           headers={"Cache-Control": "no-store"})
+        if session_id is None or att_id is None or not self.sessions.inline_ok(
+                session_id, att_id, mac):
+            return missing
+
+        def work() -> tuple[str, bytes] | None:
+            with self.db.read() as s:
+                found = self.sessions.by_id(s, session_id)
+                if found is None:
+                    return None
+                att = read.inline_part(s, found[1], att_id)
+                return att.content_type, self.services.blobs.get(att.sha256)
+
+        try:
+            got = await self.db.run(work)
+        except (NotFound, FileNotFoundError):
+            got = None
+        if got is None:
+            return missing
+        ctype, data = got
+        return Response(data, media_type=safe_content_type(ctype), headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "Cache-Control": "private, max-age=3600",
+            "Referrer-Policy": "no-referrer",
+        })
+
     async def attachment(self, request: Request) -> Response:
         try:
             att_id = _id(request.path_params["attachment_id"])
@@ -318,6 +390,7 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/mail/threads/{thread_id}/{action}", pages.thread_action, methods=["POST"]),
         Route("/mail/attachments/{attachment_id}", pages.attachment),
         Route("/mail/messages/{message_id}/raw", pages.raw),
+        Route("/mail/inline/{session_id}/{attachment_id}/{mac}", pages.inline),
         Route("/mail/settings", pages.settings),
         Route("/mail/settings", pages.settings_action, methods=["POST"]),
         Route("/mail/settings/{section}/{action}", pages.settings_action, methods=["POST"]),

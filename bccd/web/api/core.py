@@ -52,7 +52,6 @@ log = get_logger("bccd.api")
 
 T = TypeVar("T")
 PROBLEM = "application/problem+json"
-MAX_BODY = 1024 * 1024
 MAX_TOKEN = 512
 
 bearer = HTTPBearer(auto_error=False, scheme_name="apiToken",
@@ -252,10 +251,8 @@ def create_api(services: Services) -> FastAPI:
     api.add_exception_handler(Exception, _on_unexpected)
 
     @api.middleware("http")
-    async def limits(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return problem(413, f"request bodies are limited to {MAX_BODY} bytes")
+    async def headers(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # request bodies are limited in front of everything (bccd.web.limits)
         response = await call_next(request)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from bccd.addresses import name_problem
+
 MAX_ID = 2**63 - 1
 
 
@@ -26,7 +28,19 @@ def _storable(value: str) -> str:
     return value
 
 
+def _display(value: str) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 Text = Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable)]
+# a name that may stand beside an address in a mail header: no control characters
+DisplayText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable),
+                        AfterValidator(_display)]
+DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True),
+                        AfterValidator(_storable), AfterValidator(_display)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True),
                  AfterValidator(_storable)]
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, strip_whitespace=True),
@@ -260,7 +274,7 @@ class RejectionOut(BaseModel):
 
 # ------------------------------------------------------------------ admin: CRM upserts
 class PersonIn(_In):
-    name: Text = ""
+    name: DisplayText = ""
     emails: list[Email] = Field(min_length=1, max_length=50)
     organization_id: EntityId | None = None
     organization_external_id: Name | None = None
@@ -281,7 +295,7 @@ class PersonOut(BaseModel):
 
 
 class OrganizationIn(_In):
-    name: Name
+    name: DisplayName
     owner: Email | None = None
     visible_to: VisibleTo = "company"
 
@@ -327,7 +341,7 @@ class ItemOut(BaseModel):
 
 class UserIn(_In):
     email: Email
-    name: Text = ""
+    name: DisplayText = ""
     admin: bool = False
 
 

@@ -118,7 +118,7 @@ def upsert_person(db: Database, company_id: int, external_id: str, body: S.Perso
                                        visible_to=body.visible_to)
             added = crm.person_emails(s, person.id)
         else:
-            person.name = body.name.strip()
+            person.name = accounts.display_name(body.name)
             person.owner_id = owner_id
             person.visible_to = body.visible_to
             wanted = list(dict.fromkeys(accounts.parse_email_arg(e) for e in body.emails))
@@ -165,9 +165,10 @@ def upsert_organization(db: Database, company_id: int, external_id: str,
                                                   Organization.external_id == external_id))
         created = org is None
         if org is None:
-            org = Organization(company_id=company.id, external_id=external_id, name=body.name)
+            org = Organization(company_id=company.id, external_id=external_id,
+                           name=accounts.display_name(body.name))
             s.add(org)
-        org.name = body.name
+        org.name = accounts.display_name(body.name)
         org.owner_id = owner_id
         org.visible_to = body.visible_to
         s.flush()
