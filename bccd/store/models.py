@@ -457,6 +457,16 @@ class ImapAccount(Base):
     # the ``bccd serve`` instance syncing it now, until when (``mailboxes.accounts.claim_lease``)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
+    # connected by the user (SPEC §7): the preset it came from (``mailboxes.presets``), the
+    # ``[oauth.<name>]`` provider that consented, and whether the user must sign in again
+    provider: Mapped[str | None] = mapped_column(String(64))
+    oauth_provider: Mapped[str | None] = mapped_column(String(64))
+    needs_signin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # status a person can read: messages stored, the running pass's progress, first full sync
+    messages_synced: Mapped[int] = mapped_column(BigInteger, default=0)
+    sync_done: Mapped[int] = mapped_column(Integer, default=0)
+    sync_total: Mapped[int] = mapped_column(Integer, default=0)
+    initial_synced_at: Mapped[dt.datetime | None]
 
 
 class ImapFolderState(Base):
@@ -499,3 +509,34 @@ class OutboxJob(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     done_at: Mapped[dt.datetime | None]
+
+
+class OAuthState(Base):
+    """One OAuth 2.0 / OpenID Connect authorization request in flight (SPEC §7, §9): the
+    ``state`` (stored hashed), what it is for, and its PKCE verifier and nonce (encrypted).
+    Single use: ``used_at`` is set by the callback that consumes it."""
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (CheckConstraint("purpose IN ('mailbox', 'signin')", name="purpose"),)
+    id: Mapped[int] = _pk()
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = _fk("users.id", nullable=True)
+    account_id: Mapped[int | None] = _fk("imap_accounts.id", nullable=True)
+    secret_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class SigninLink(Base):
+    """An emailed sign-in link (SPEC §9): single use, short-lived, stored hashed."""
+
+    __tablename__ = "signin_links"
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = _fk("users.id")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
