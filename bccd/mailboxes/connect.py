@@ -159,6 +159,7 @@ def mark_first_login(session: Session, account_id: int, reason: str | None, *,
         return
     accounts.mark_failure(session, account_id, reason, poll_interval=poll_interval,
                           auth_refused=auth_refused)
+    session.flush()
 
 
 def owned(session: Session, user: User, account_id: int) -> ImapAccount:

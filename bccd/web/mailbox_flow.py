@@ -109,8 +109,8 @@ async def finish_consent(services: Services, c: consent.Consent, code: str) -> i
     refused = False
     try:
         await services.mailboxes.probe(config, auth)
-    except LoginFailed as exc:
-        reason, refused = str(exc), exc.kind == "auth"
+    except LoginFailed as exc:  # whatever failed, signing in again is what the user can try
+        reason, refused = str(exc), True
 
     def first_login() -> None:
         with services.db.transaction() as s:
