@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -76,7 +77,23 @@ def listing(s: Any, user: User) -> list[dict[str, Any]]:
     return [{**m, "status": status(m)} for m in rows]
 
 
+def with_form_targets(resp: Response, urls: list[str]) -> Response:
+    """Let this page's forms lead to the providers' consent pages: a form POST answered
+    with a redirect elsewhere is refused by ``form-action 'self'`` alone."""
+    origins = sorted({f"{u.scheme}://{u.netloc}" for u in map(urlsplit, urls) if u.netloc})
+    if origins:
+        policy = resp.headers["Content-Security-Policy"]
+        resp.headers["Content-Security-Policy"] = policy.replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(origins))
+    return resp
+
+
 class MailboxPages(PageBase):
+    def page(self, name: str, status: int = 200, *, remote_images: bool = False,
+             **context: Any) -> Response:
+        resp = super().page(name, status, remote_images=remote_images, **context)
+        return with_form_targets(resp, [p.authorize_url for p in oauth.configured(self.services.settings)])
+
     async def _post(self, request: Request) -> tuple[Viewer, FormData] | Response:
         data = self._session(request)
         if data is None:

@@ -37,6 +37,7 @@ from bccd.notify.mails import human_duration, when
 from bccd.store.models import User
 from bccd.web import oidc, signin_links
 from bccd.web.mailbox_flow import box, callback_url
+from bccd.web.mailbox_pages import with_form_targets
 from bccd.web.pagebase import PageBase, templates
 from bccd.web.pages import Pages
 from bccd.web.session import COOKIE, LOGIN_COOKIE, new_login_nonce
@@ -68,6 +69,8 @@ class Signin(PageBase):
         resp = self.page("app_login.html", status, title="Sign in", nonce=nonce, error=error,
                          viewer=None, sent=sent, oidc=self._oidc_label(),
                          ttl=human_duration(self.settings.signin.link_ttl))
+        if self.settings.oidc.enabled:  # the provider's sign-in page is this form's target
+            with_form_targets(resp, [self.settings.oidc.issuer])
         resp.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, path="/mail/login", httponly=True,
                         samesite="strict", secure=self.sessions.secure)
         return resp
