@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from bccd.addresses import AddressError, normalize_domain
+from bccd.oauth_settings import OAuthProviderSettings, OidcSettings, with_presets
 
 ENV_PREFIX = "BCCD_"
 
@@ -300,6 +301,13 @@ class RetentionSettings(_Section):
     blob_grace: Duration = 3600
 
 
+class SigninSettings(_Section):
+    """The emailed sign-in link (SPEC §9)."""
+
+    link_ttl: Duration = Field(default=15 * 60, ge=60, le=24 * 3600)
+    resend_interval: Duration = 60  # one link per address this often; more are not sent
+
+
 class LogSettings(_Section):
     format: Literal["json", "console"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -319,6 +327,11 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
+    oauth: Annotated[dict[str, OAuthProviderSettings], BeforeValidator(with_presets)] = Field(
+        default_factory=dict)
+    oidc: OidcSettings = OidcSettings()
+    signin: SigninSettings = SigninSettings()
+
 
     # derived, resolved at load time
     @property
@@ -366,7 +379,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         section, key = section.lower(), key.lower()
         if not section or not key:
             continue
-        out.setdefault(section, {})[key] = _env_value(raw)
+        table = out.setdefault(section, {})
+        *inner, key = key.split("__")  # BCCD_OAUTH__GOOGLE__CLIENT_SECRET: a table of tables
+        for part in inner:
+            table = table.setdefault(part, {})
+        table[key] = _env_value(raw)
     return out
 
 
@@ -388,6 +405,8 @@ def _format_error(exc: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     msg = msg.removeprefix("Value error, ")
+    if msg.startswith(f"{loc}."):  # a validator of a table of tables names the key itself
+        return msg
     return f"{loc}: {msg}"
 
 
@@ -415,7 +434,11 @@ def load_settings(
         if existing is None:
             data[section] = values
         elif isinstance(existing, dict):
-            existing.update(values)
+            for key, value in values.items():
+                if isinstance(value, dict) and isinstance(existing.get(key), dict):
+                    existing[key].update(value)
+                else:
+                    existing[key] = value
         else:
             raise ConfigError(f"{section}: must be a table")
     try:

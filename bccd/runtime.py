@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bccd.config import Settings
 from bccd.ingest.pipeline import Pipeline
+from bccd.mailboxes.control import MailboxControl
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 
@@ -26,6 +27,8 @@ class Services:
     db: Database
     pipeline: Pipeline
     smtp_listening: Callable[[], bool] = field(default=_not_listening)
+    # the poller's stop/wake and the IMAP front's login probe (``bccd.mailboxes.control``)
+    mailboxes: MailboxControl = field(default_factory=MailboxControl)
 
     @property
     def blobs(self) -> BlobStore:

@@ -26,6 +26,7 @@ import uvicorn
 from bccd.config import Settings
 from bccd.errors import BccdError
 from bccd.imap.poller import run_poller
+from bccd.imap.probe import probe as probe_mailbox
 from bccd.imap.writeback import run_writeback
 from bccd.ingest import holding
 from bccd.ingest.pipeline import build_pipeline
@@ -65,7 +66,8 @@ async def _outbox_cleanup(services: Services, stop: asyncio.Event) -> None:
 
 
 async def _imap_poller(services: Services, stop: asyncio.Event) -> None:
-    await run_poller(services.settings, services.db, services.pipeline, stop)
+    await run_poller(services.settings, services.db, services.pipeline, stop,
+                     control=services.mailboxes)
 
 
 async def _imap_writeback(services: Services, stop: asyncio.Event) -> None:
@@ -100,6 +102,7 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     pipeline = build_pipeline(settings, db)
     smtp = SmtpService(settings, pipeline)
     services = Services(settings, db, pipeline, smtp_listening=smtp.listening)
+    services.mailboxes.probe = probe_mailbox
     stop = asyncio.Event()
     pool: WorkerPool | None = None
 

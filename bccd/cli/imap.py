@@ -1,4 +1,4 @@
-"""``bccd imap add|list|sync`` — mailbox sync accounts (SPEC §7, §8).
+"""``bccd imap add|set|remove|list|sync`` — mailbox sync accounts (SPEC §7, §8).
 
 Parsing and output only; the rules live in :mod:`bccd.imap`. Secrets are never taken on
 the command line (they would land in shell history and ``ps``): ``--password-env VAR``
@@ -77,6 +77,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     st.add_argument("--no-smtp", action="store_true",
                     help="remove the submission settings (no sending through this mailbox)")
     st.set_defaults(handler=set_)
+
+    rm = s.add_parser("remove", parents=[common], help="remove a mailbox (its mail stays)")
+    rm.add_argument("id", type=int, help="the mailbox (imap list)")
+    rm.add_argument("--delete-mail", action="store_true",
+                    help="also delete mail that came only from this mailbox")
+    rm.set_defaults(handler=remove)
 
     ls = s.add_parser("list", parents=[common], help="list accounts with their state")
     ls.add_argument("--user", metavar="EMAIL", help="only this user's accounts")
@@ -163,6 +169,15 @@ def set_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
         row = accounts.update_account(s, args.id, **changes)
         return accounts.show_account(s, row)
+
+
+def remove(ctx: Context, args: argparse.Namespace) -> Any:
+    """A running ``bccd serve`` notices within seconds: its sync of this mailbox ends at
+    the next group of messages (the row is gone) and the account is not started again."""
+    from bccd.mailboxes.removal import remove_account
+
+    with ctx.database().transaction() as s:
+        return remove_account(s, args.id, delete_mail=args.delete_mail)
 
 
 def list_(ctx: Context, args: argparse.Namespace) -> Any:

@@ -31,15 +31,11 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import socket
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -50,6 +46,7 @@ from imapclient.imap_utf7 import decode as utf7_decode
 
 from bccd.crypto import SecretBox
 from bccd.log import get_logger
+from bccd.mailboxes import oauth
 from bccd.mailboxes.accounts import (
     AccountConfig,
     Auth,
@@ -131,45 +128,16 @@ def needs_refresh(auth: OAuth2Auth, now: float | None = None) -> bool:
 
 
 def refresh_oauth(auth: OAuth2Auth, *, now: float | None = None) -> OAuth2Auth:
-    """Exchange the refresh token for a new access token (RFC 6749 §6). Blocking."""
+    """Exchange the refresh token for a new access token (RFC 6749 §6, through Authlib:
+    ``mailboxes.oauth.refresh``). Blocking. A refused grant is an :class:`AuthFailure`
+    (the user must sign in again), anything else a passing failure."""
     now = time.time() if now is None else now
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": auth.refresh_token,
-        "client_id": auth.client_id,
-    }
-    if auth.client_secret:
-        form["client_secret"] = auth.client_secret
-    body = urllib.parse.urlencode(form).encode("ascii")
-    req = urllib.request.Request(  # noqa: S310 - scheme checked at add time (https/loopback)
-        auth.token_url,
-        data=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(  # noqa: S310
-            req, timeout=TOKEN_HTTP_TIMEOUT, context=make_ssl_context()
-        ) as resp:
-            data = json.loads(resp.read(1_000_000))
-    except urllib.error.HTTPError as exc:
-        error = ""
-        with contextlib.suppress(Exception):
-            error = str(json.loads(exc.read(10_000)).get("error", ""))
-        if exc.code in (400, 401, 403):
-            raise AuthFailure(
-                f"OAuth2 token refresh refused ({exc.code} {_short(error or exc.reason, 80)})"
-            ) from None
-        raise ConnectFailure(f"OAuth2 token endpoint failed ({exc.code})") from None
-    except ssl.SSLError as exc:
-        raise TlsFailure(f"OAuth2 token endpoint TLS failed: {_short(exc, 120)}") from None
-    except (OSError, urllib.error.URLError) as exc:
-        raise ConnectFailure(f"OAuth2 token endpoint unreachable: {_short(exc, 120)}") from None
-    except ValueError:
-        raise ConnectFailure("OAuth2 token endpoint answered non-JSON") from None
-    token = data.get("access_token") if isinstance(data, dict) else None
-    if not isinstance(token, str) or not token:
-        raise AuthFailure("OAuth2 token endpoint returned no access_token")
+        data = oauth.refresh(auth.token_url, auth.client_id, auth.client_secret, auth.refresh_token)
+    except oauth.Refused as exc:
+        raise AuthFailure(str(exc)) from None
+    except oauth.Unavailable as exc:
+        raise (TlsFailure if exc.tls else ConnectFailure)(str(exc)) from None
     try:
         expires_in = float(data.get("expires_in", 3600))
     except (TypeError, ValueError):
@@ -177,7 +145,7 @@ def refresh_oauth(auth: OAuth2Auth, *, now: float | None = None) -> OAuth2Auth:
     refresh = data.get("refresh_token")
     return dataclasses.replace(
         auth,
-        access_token=token,
+        access_token=str(data["access_token"]),
         expires_at=now + expires_in,
         refresh_token=refresh if isinstance(refresh, str) and refresh else auth.refresh_token,
     )

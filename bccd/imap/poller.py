@@ -53,8 +53,8 @@ from sqlalchemy.exc import OperationalError
 from bccd.config import Settings
 from bccd.crypto import SecretBox
 from bccd.errors import BccdError
-from bccd.imap.client import AsyncImap, ImapFailure, connect_account
-from bccd.imap.sync import AccountResult, IngestSink, Progress, sync_account
+from bccd.imap.client import AsyncImap, AuthFailure, ImapFailure, connect_account
+from bccd.imap.sync import AccountResult, IngestSink, Progress, SyncStopped, sync_account
 from bccd.log import get_logger
 from bccd.mailboxes.accounts import (
     claim_lease,
@@ -64,6 +64,8 @@ from bccd.mailboxes.accounts import (
     release_lease,
     syncable_account_ids,
 )
+from bccd.mailboxes.control import MailboxControl
+from bccd.mailboxes.progress import AccountGone
 from bccd.store.db import Database
 from bccd.store.models import utcnow
 
@@ -72,7 +74,8 @@ log = get_logger("bccd.imap.poller")
 IDLE_FOLDER = "INBOX"
 IDLE_MAX = 25 * 60.0  # RFC 2177: re-issue IDLE well within 29 minutes
 MAX_SESSION = 30 * 60.0  # reconnect after this long (fresh OAuth token, no stale socket)
-ACCOUNT_REFRESH = 30.0  # how often the account list is re-read
+ACCOUNT_REFRESH = 5.0  # how often the account list is re-read (a removal elsewhere ends a sync)
+STOP_GRACE = 10.0  # an account being stopped gets this long to end by itself, then is cancelled
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -101,10 +104,12 @@ def _due(db: Database, account_id: int) -> _Due:
         return _Due(True, max(0.0, (row.next_attempt_at - utcnow()).total_seconds()))
 
 
-async def _record_failure(settings: Settings, db: Database, account_id: int, reason: str) -> None:
+async def _record_failure(settings: Settings, db: Database, account_id: int, reason: str,
+                          *, auth_refused: bool = False) -> None:
     def write() -> dt.datetime | None:
         with db.transaction() as session:
-            return mark_failure(session, account_id, reason, poll_interval=settings.imap.poll_interval)
+            return mark_failure(session, account_id, reason, poll_interval=settings.imap.poll_interval,
+                                auth_refused=auth_refused)
 
     retry_at = await db.run(write)
     if retry_at is None:  # disabled or removed meanwhile: nothing to pause or retry
@@ -155,7 +160,8 @@ async def sync_account_once(
         await sync_account(imap, db, sink, account, settings, progress=labelled, result=result)
     except Exception as exc:
         result.error = _failure_reason(exc, account_id)
-        await _record_failure(settings, db, account_id, result.error)
+        await _record_failure(settings, db, account_id, result.error,
+                              auth_refused=isinstance(exc, AuthFailure))
     else:
         await _record_success(db, account_id)
         log.info("imap_account_synced", account=account_id, stored=result.stored)
@@ -295,7 +301,7 @@ async def _account_loop(
             session_end = time.monotonic() + MAX_SESSION
             can_idle = imap.has("IDLE")
             while not stop.is_set() and not cancel.is_set():
-                result = await sync_account(imap, db, sink, account, settings)
+                result = await sync_account(imap, db, sink, account, settings, cancel=cancel)
                 await _record_success(db, account_id)
                 if result.stored:
                     log.info("imap_account_synced", account=account_id, stored=result.stored)
@@ -312,8 +318,12 @@ async def _account_loop(
                     break
         except asyncio.CancelledError:
             raise
+        except (SyncStopped, AccountGone):
+            log.info("imap_account_stopped", account=account_id)
+            return
         except Exception as exc:
-            await _record_failure(settings, db, account_id, _failure_reason(exc, account_id))
+            await _record_failure(settings, db, account_id, _failure_reason(exc, account_id),
+                                  auth_refused=isinstance(exc, AuthFailure))
         finally:
             keeper.cancel()
             released = lease.release()  # only if still ours; submitted before the LOGOUT,
@@ -330,25 +340,55 @@ def instance_id() -> str:
 
 
 async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: asyncio.Event,
-                     *, owner: str | None = None) -> None:
+                     *, owner: str | None = None, control: MailboxControl | None = None) -> None:
     """Keep all accounts in sync until ``stop`` is set (those whose lease this instance
-    gets: ``owner``, default ``instance_id()``)."""
+    gets: ``owner``, default ``instance_id()``). With ``control`` the fronts of this
+    process can stop one account now (a removal) and wake the poller (an addition).
+
+    An account that is no longer wanted (removed, its user disabled) is asked to stop —
+    its sync ends before the next group of messages, its IDLE within a second — and is
+    cancelled only if it has not ended within ``STOP_GRACE``."""
     box = SecretBox(settings.secret_keys)
     owner = owner or instance_id()
     tasks: dict[int, asyncio.Task[None]] = {}
-    ending: dict[int, asyncio.Task[None]] = {}  # cancelled, still closing (LOGOUT, release)
+    ending: dict[int, tuple[asyncio.Task[None], float]] = {}  # asked to stop; cancel after
     cancels: dict[int, threading.Event] = {}
+    held: set[int] = set()  # being removed: not started again until released
+    wake = asyncio.Event()
     refresh = min(ACCOUNT_REFRESH, float(settings.imap.poll_interval) or 1.0)
 
     def ids() -> list[int]:
         with db.read() as session:
             return syncable_account_ids(session)
 
+    def end(account_id: int) -> asyncio.Task[None]:
+        cancels.pop(account_id).set()
+        task = tasks.pop(account_id)
+        ending[account_id] = (task, time.monotonic() + STOP_GRACE)
+        return task
+
+    async def stop_one(account_id: int) -> None:
+        held.add(account_id)
+        task = end(account_id) if account_id in tasks else ending.get(account_id, (None, 0.0))[0]
+        if task is None or task.done():
+            return
+        await asyncio.wait({task}, timeout=STOP_GRACE)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_GRACE)
+
+    def release(account_id: int) -> None:
+        held.discard(account_id)
+        wake.set()
+
+    if control is not None:
+        control.attach_poller(stop=stop_one, release=release, wake=wake.set)
     log.info("imap_poller_started", poll_interval=settings.imap.poll_interval, owner=owner)
     try:
         while not stop.is_set():
+            wake.clear()
             try:
-                wanted = set(await db.run(ids))
+                wanted = set(await db.run(ids)) - held
             except OperationalError as exc:  # database locked or unreachable: keep going
                 log.warning("imap_poller_db_unavailable", error=str(exc).splitlines()[0])
                 wanted = set(tasks)
@@ -357,18 +397,19 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
                 wanted = set(tasks)
             for account_id, task in list(tasks.items()):
                 if task.done() or account_id not in wanted:
-                    cancels.pop(account_id).set()
-                    task.cancel()
-                    ending[account_id] = tasks.pop(account_id)
+                    end(account_id)
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         log.error(
                             "imap_account_task_failed",
                             account=account_id,
                             exc_info=task.exception(),
                         )
-            for account_id, task in list(ending.items()):
+            now = time.monotonic()
+            for account_id, (task, deadline) in list(ending.items()):
                 if task.done():
                     del ending[account_id]
+                elif now >= deadline:
+                    task.cancel()
             # an account whose last task is still ending starts again once it has: the
             # same owner's new claim must not be released by the old task's release
             for account_id in sorted(wanted - tasks.keys() - ending.keys()):
@@ -378,11 +419,23 @@ async def run_poller(settings: Settings, db: Database, sink: IngestSink, stop: a
                                   owner),
                     name=f"imap-account-{account_id}",
                 )
-            await _wait(stop, refresh)
+            await _wait_either(stop, wake, refresh)
     finally:
+        if control is not None:
+            control.detach_poller()
         for ev in cancels.values():
             ev.set()
         for task in tasks.values():
             task.cancel()
-        await asyncio.gather(*tasks.values(), *ending.values(), return_exceptions=True)
+        await asyncio.gather(*tasks.values(), *(t for t, _ in ending.values()),
+                             return_exceptions=True)
         log.info("imap_poller_stopped")
+
+
+async def _wait_either(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -46,8 +46,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
@@ -58,6 +59,7 @@ from bccd.imap.client import AsyncImap, FolderInfo, ImapFailure, ProtocolFailure
 from bccd.ingest.outcome import Disposition, IngestError, Outcome
 from bccd.ingest.types import FilingOrder, ImapOrigin, Turn
 from bccd.log import get_logger
+from bccd.mailboxes import progress as status
 from bccd.mailboxes.accounts import AccountConfig
 from bccd.store.db import Database
 from bccd.store.models import ImapFolderState, ImapMessageRef
@@ -84,6 +86,10 @@ class IngestSink(Protocol):
 
     async def ingest_imap(self, raw: bytes, *, user_id: int, origin: ImapOrigin,
                           turn: Turn | None = None) -> Outcome: ...
+
+
+class SyncStopped(Exception):
+    """The poller asked this account's sync to stop (the mailbox is being removed)."""
 
 
 class IngestDeferred(ImapFailure):
@@ -199,8 +205,11 @@ def _prepare_state(session: Session, account_id: int, folder: str, uidvalidity: 
     return row.last_uid, row.last_uid == 0
 
 
-def _advance(session: Session, account_id: int, folder: str, uidvalidity: int, uid: int) -> None:
-    """Move the mark forward (never back, never across a UIDVALIDITY change)."""
+def _advance(session: Session, account_id: int, folder: str, uidvalidity: int, uid: int,
+             done: int = 0, stored: int = 0) -> None:
+    """Move the mark forward (never back, never across a UIDVALIDITY change); count the
+    group in the account's status (``AccountGone`` if the account was removed)."""
+    status.record(session, account_id, done=done, stored=stored)
     row = session.scalar(
         select(ImapFolderState).where(
             ImapFolderState.account_id == account_id, ImapFolderState.folder == folder
@@ -226,17 +235,7 @@ class FolderResult:
     last_uid: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "folder": self.folder,
-            "uidvalidity": self.uidvalidity,
-            "fresh": self.fresh,
-            "candidates": self.candidates,
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "dropped": self.dropped,
-            "skipped": self.skipped,
-            "last_uid": self.last_uid,
-        }
+        return asdict(self)
 
 
 def _labels(value: Any) -> tuple[str, ...]:
@@ -273,7 +272,9 @@ async def sync_folder(
     gmail: bool = False,
     progress: Progress | None = None,
     today: dt.date | None = None,
+    cancel: threading.Event | None = None,
 ) -> FolderResult:
+    """Sync one folder; ``cancel`` set → :class:`SyncStopped` before the next group."""
     cfg = settings.imap
     sel = await imap.select(folder, readonly=True)
     last_uid, fresh = await db.run(_tx, _prepare_state, account.id, folder, sel.uidvalidity, db=db)
@@ -294,15 +295,21 @@ async def sync_folder(
     else:
         uids = [u for u in await imap.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
     res.candidates = len(uids)
+    await db.run(_tx, status.add_total, account.id, len(uids), db=db)
     if progress is not None:
         progress(folder, 0, len(uids))
     if uids:
         log.info("imap_folder_sync", account=account.id, folder=folder, candidates=len(uids), fresh=fresh)
 
+    counted = [0, 0]  # done, stored: what the account's status already has
+
     async def advance(uid: int) -> None:
-        if uid > res.last_uid:
-            await db.run(_tx, _advance, account.id, folder, sel.uidvalidity, uid, db=db)
-            res.last_uid = uid
+        delta = (done - counted[0], res.stored - counted[1])
+        if uid > res.last_uid or any(delta):
+            await db.run(_tx, _advance, account.id, folder, sel.uidvalidity, max(uid, res.last_uid),
+                         *delta, db=db)
+            res.last_uid = max(uid, res.last_uid)
+            counted[:] = [done, res.stored]
 
     done = 0
     max_size = settings.smtp.max_message_size
@@ -348,6 +355,8 @@ async def sync_folder(
         while (item := await ahead) is not None:
             ahead = asyncio.ensure_future(fetch_next())
             group, bodies = item
+            if cancel is not None and cancel.is_set():
+                raise SyncStopped(f"sync of account {account.id} stopped")
             # the group's messages are ingested concurrently (their commits share the
             # database's group commits) and filed in UID order (``order``); outcomes are
             # then taken in UID order, so the mark still only passes a UID whose ingest
@@ -490,22 +499,15 @@ async def sync_account(
     *,
     progress: Progress | None = None,
     result: AccountResult | None = None,
+    cancel: threading.Event | None = None,
 ) -> AccountResult:
     """Sync every planned folder once; results accumulate in ``result`` as they finish."""
     result = result if result is not None else AccountResult(account.id)
+    await db.run(_tx, status.begin_pass, account.id, db=db)
     infos = await imap.list_folders()
     plan = plan_folders(infos, account.folders, gmail=imap.is_gmail)
     for folder in plan.folders:
-        res = await sync_folder(
-            imap,
-            db,
-            sink,
-            account,
-            folder,
-            settings,
-            labels=plan.labels,
-            gmail=plan.gmail,
-            progress=progress,
-        )
+        res = await sync_folder(imap, db, sink, account, folder, settings, labels=plan.labels,
+                                gmail=plan.gmail, progress=progress, cancel=cancel)
         result.folders.append(res)
     return result

@@ -246,6 +246,9 @@ def add_account(
     on_archive: str = "none",
     scope: str = "all",
     smtp: Submission | None = None,
+    provider: str | None = None,
+    oauth_provider: str | None = None,
+    authserv_ids: list[str] | None = None,
 ) -> ImapAccount:
     user = users.get_user(session, user_email)
     if scope not in SCOPES:
@@ -301,6 +304,9 @@ def add_account(
         smtp_host=smtp.host if smtp else None,
         smtp_port=smtp.port if smtp else None,
         smtp_security=smtp.security if smtp else None,
+        provider=provider,
+        oauth_provider=oauth_provider,
+        authserv_ids=list(authserv_ids or []),
         state="active",
         state_reason="",
         failures=0,
@@ -387,6 +393,15 @@ def render_account(row: ImapAccount, user_email: str) -> dict[str, Any]:
         "failures": row.failures,
         "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
         "last_sync_at": row.last_sync_at.isoformat() if row.last_sync_at else None,
+        "provider": row.provider,
+        "oauth_provider": row.oauth_provider,
+        "needs_signin": bool(row.needs_signin),
+        "messages_synced": int(row.messages_synced or 0),
+        # the first full pass over the initial window; ``progress`` is the running (or
+        # last) pass's messages, done of total
+        "initial_sync_done_at": row.initial_synced_at.isoformat() if row.initial_synced_at else None,
+        "progress": {"done": int(row.sync_done or 0), "total": int(row.sync_total or 0)},
+        "authserv_ids": list(row.authserv_ids or []),
     }
 
 
@@ -419,13 +434,18 @@ def mark_failure(
     *,
     poll_interval: int,
     now: dt.datetime | None = None,
+    auth_refused: bool = False,
 ) -> dt.datetime | None:
     """Pause the account with ``reason``; returns when it will be tried again. A disabled
-    account (its user was disabled while this session ended) is left as it is."""
+    account (its user was disabled while this session ended) is left as it is.
+    ``auth_refused`` on an OAuth account (the grant or its token refused): only the user
+    signing in again can fix it — ``needs_signin``, which the page offers; it is still
+    retried, in case the refusal was passing."""
     row = session.get(ImapAccount, account_id)
     if row is None or row.state == "disabled":
         return None
     now = now or utcnow()
+    row.needs_signin = auth_refused and row.auth_kind != "password"
     row.failures = (row.failures or 0) + 1
     row.state = "paused"
     row.state_reason = reason[:REASON_MAX]
@@ -461,8 +481,11 @@ def mark_success(session: Session, account_id: int, *, now: dt.datetime | None =
     if row is None:
         return
     row.last_sync_at = now or utcnow()
+    if row.initial_synced_at is None:
+        row.initial_synced_at = row.last_sync_at
     if row.state == "disabled":
         return
+    row.needs_signin = False
     row.state = "active"
     row.state_reason = ""
     row.failures = 0

@@ -177,3 +177,24 @@ def notice(
     )
     return _build(settings, to_name=name, to_addr=user_email, subject=subject,
                   text="".join(lines), html=html, purpose="notice")
+
+
+def signin_link(settings: Settings, *, user_name: str, user_email: str, url: str,
+                expires_at: dt.datetime) -> OutboundMail:
+    """The mail with a single-use link that signs the user in to the Mail page (SPEC §9)."""
+    name = user_name or user_email
+    ttl = human_duration(settings.signin.link_ttl)
+    subject = "Your Smart Bcc sign-in link"
+    text = (
+        f"Hello {name},\n\n"
+        "someone - most likely you - asked to sign in to Smart Bcc as\n"
+        f"{user_email}. Open this link and press the Sign in button:\n\n"
+        f"  {url}\n\n"
+        f"The link works once and expires in {ttl} ({when(expires_at)}).\n"
+        "If you did not ask for it, ignore this email: nobody can sign in without it.\n"
+    )
+    html = _env.get_template("mail_signin.html").render(
+        subject=subject, user_name=name, user_email=user_email, url=url, ttl=ttl,
+        expires=when(expires_at))
+    return _build(settings, to_name=name, to_addr=user_email, subject=subject, text=text,
+                  html=html, purpose="signin")

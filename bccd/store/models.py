@@ -470,6 +470,16 @@ class ImapAccount(Base):
     # the ``bccd serve`` instance syncing it now, until when (``mailboxes.accounts.claim_lease``)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
+    # connected by the user (SPEC §7): the preset it came from (``mailboxes.presets``), the
+    # ``[oauth.<name>]`` provider that consented, and whether the user must sign in again
+    provider: Mapped[str | None] = mapped_column(String(64))
+    oauth_provider: Mapped[str | None] = mapped_column(String(64))
+    needs_signin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # status a person can read: messages stored, the running pass's progress, first full sync
+    messages_synced: Mapped[int] = mapped_column(BigInteger, default=0)
+    sync_done: Mapped[int] = mapped_column(Integer, default=0)
+    sync_total: Mapped[int] = mapped_column(Integer, default=0)
+    initial_synced_at: Mapped[dt.datetime | None]
 
 
 class ImapFolderState(Base):
@@ -512,3 +522,8 @@ class OutboxJob(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     done_at: Mapped[dt.datetime | None]
+
+
+
+# OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
+from bccd.store.grants import OAuthState, SigninLink  # noqa: E402, F401

@@ -55,6 +55,7 @@ from bccd.linking import blocklist, manual
 from bccd.mailstore import actions, attachments, read, shapes
 from bccd.store.models import User
 from bccd.web.downloads import download, safe_content_type
+from bccd.web.mailbox_pages import listing as mailbox_listing
 from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ NOTICES = {
     "saved": "Settings saved.", "alt_added": "A confirmation link was emailed to the address.",
     "alt_resent": "A new confirmation link was emailed.", "alt_removed": "Address removed.",
     "blocked": "Blocked.", "unblocked": "No longer blocked.",
+    "mailbox_removed": "Mailbox removed. Its mail stays.",
+    "mailbox_removed_mail": "Mailbox removed, with the mail that came only from it.",
 }
 
 
@@ -289,7 +292,8 @@ class Pages(PageBase):
         def work(s: Any, user: User) -> dict[str, Any]:
             return {"me": shapes.user_full(s, user, self.services.settings),
                     "alternates": flow.list_for(s, user),
-                    "blocked": blocklist.listing(s, user)}
+                    "blocked": blocklist.listing(s, user),
+                    "mailboxes": mailbox_listing(s, user)}
 
         try:
             viewer, data = await self.read(request, work)

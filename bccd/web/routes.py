@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bccd.web import api, confirm, ops, pages
+from bccd.web import api, confirm, mailbox_pages, oauth_callback, ops, pages, signin
 
 if TYPE_CHECKING:
     from bccd.runtime import Services
 
 RouteFactory = Callable[["Services"], list[Any]]
 
-FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api.routes, pages.routes, ops.routes)
+# signin before pages: it extends /mail/login
+FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api.routes, signin.routes, oauth_callback.routes,
+                                       mailbox_pages.routes, pages.routes, ops.routes)

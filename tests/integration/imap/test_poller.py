@@ -247,7 +247,7 @@ def _stand_in_sessions(monkeypatch: pytest.MonkeyPatch, close: Callable[[], Any]
         connects.append(account_id)
         return None, StandIn()
 
-    async def sync(*args: Any) -> Any:
+    async def sync(*args: Any, **kwargs: Any) -> Any:
         return type("Result", (), {"stored": 0})()
 
     monkeypatch.setattr(poller, "connect_account", connect)
