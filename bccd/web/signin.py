@@ -26,6 +26,7 @@ import asyncio
 import hmac
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -106,9 +107,9 @@ class Signin(PageBase):
                 return self._error(400, "Nothing was changed", "The form did not match the link.")
 
             def spend() -> tuple[int, str] | None:
-                with self.db.transaction() as s:
+                with self.db.transaction() as s:  # the link is spent with the session made
                     user = signin_links.use(s, token)
-                    return (user.id, user.api_token_hash) if user else None
+                    return (user.id, self.sessions.issue(s, user)) if user else None
 
             found = await self.db.run(spend)
             if found is not None:
@@ -125,8 +126,9 @@ class Signin(PageBase):
                          expires=f"at {when(info.expires_at)}" if info.expires_at else "soon")
 
     def signed_in(self, found: tuple[int, str]) -> Response:
+        """Go to the Mail page with the session ``found`` = (user id, cookie value)."""
         resp = RedirectResponse("/mail", status_code=303)
-        resp.set_cookie(COOKIE, self.sessions.issue(*found), **self.sessions.cookie_kwargs())  # type: ignore[arg-type]
+        resp.set_cookie(COOKIE, found[1], **self.sessions.cookie_kwargs())  # type: ignore[arg-type]
         resp.delete_cookie(LOGIN_COOKIE, path="/mail/login")
         return resp
 
@@ -163,11 +165,11 @@ class Signin(PageBase):
             return self._error(403, "Not signed in", str(exc))
 
         def find() -> tuple[int, str] | None:
-            from sqlalchemy import func, select
-
-            with self.db.read() as s:
+            with self.db.transaction() as s:
                 user = s.scalar(select(User).where(func.lower(User.email) == email.lower()))
-                return (user.id, user.api_token_hash) if user and not user.disabled else None
+                if user is None or user.disabled:
+                    return None
+                return user.id, self.sessions.issue(s, user)
 
         found = await self.db.run(find)
         if found is None:
