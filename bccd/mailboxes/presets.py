@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bccd.errors import NotFound
+from bccd.errors import Invalid
 
 DATA = Path(__file__).resolve().parent / "presets.toml"
 AUTH_KINDS = ("oauth", "app_password", "password")
@@ -106,7 +106,7 @@ def get(preset_id: str) -> Preset:
     for p in presets():
         if p.id == preset_id:
             return p
-    raise NotFound(f"no mailbox provider {preset_id!r}")
+    raise Invalid(f"provider: no mailbox provider {preset_id!r}")
 
 
 def for_oauth(provider: str) -> Preset | None:

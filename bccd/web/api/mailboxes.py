@@ -138,7 +138,7 @@ async def start_consent(request: Request, p: Caller,
     return {"authorize_url": url, "redirect_uri": flow.callback_url(services_of(request))}
 
 
-@router.get("/me/mailboxes/{mailbox_id}", operation_id="getMailbox", responses=NOT_FOUND)
+@router.get("/me/mailboxes/{mailbox_id:int}", operation_id="getMailbox", responses=NOT_FOUND)
 async def get_mailbox(request: Request, p: Caller, mailbox_id: IdPath) -> dict[str, Any]:
     db = services_of(request).db
 
@@ -149,7 +149,7 @@ async def get_mailbox(request: Request, p: Caller, mailbox_id: IdPath) -> dict[s
     return await run(request, work)
 
 
-@router.get("/me/mailboxes/{mailbox_id}/folders", operation_id="listMailboxFolders",
+@router.get("/me/mailboxes/{mailbox_id:int}/folders", operation_id="listMailboxFolders",
             responses={**NOT_FOUND, **LOGIN_FAILED})
 async def mailbox_folders(request: Request, p: Caller, mailbox_id: IdPath) -> Any:
     """The folders (Gmail: labels) the server lists now, to choose from."""
@@ -160,7 +160,7 @@ async def mailbox_folders(request: Request, p: Caller, mailbox_id: IdPath) -> An
     return [{"name": f.name, "special": f.special or None, "selectable": f.selectable} for f in found]
 
 
-@router.patch("/me/mailboxes/{mailbox_id}", operation_id="updateMailbox",
+@router.patch("/me/mailboxes/{mailbox_id:int}", operation_id="updateMailbox",
               responses={**NOT_FOUND, **LOGIN_FAILED})
 async def update_mailbox(request: Request, p: Caller, mailbox_id: IdPath, body: MailboxPatch) -> Any:
     changes: dict[str, Any] = {}
@@ -180,7 +180,7 @@ async def update_mailbox(request: Request, p: Caller, mailbox_id: IdPath, body: 
         return _login_failed(exc)
 
 
-@router.delete("/me/mailboxes/{mailbox_id}", operation_id="removeMailbox", responses=NOT_FOUND)
+@router.delete("/me/mailboxes/{mailbox_id:int}", operation_id="removeMailbox", responses=NOT_FOUND)
 async def remove_mailbox(request: Request, p: Caller, mailbox_id: IdPath,
                          delete_mail: Annotated[bool, Query(
                              description="also delete mail that came only from this mailbox")] = False
