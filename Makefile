@@ -25,7 +25,7 @@ run: venv
 
 ## the whole suite (what CI runs): lint, types, migrations drift, every test
 test: venv
-	$(VENV)/bin/ruff check bccd tests bench migrations
+	$(VENV)/bin/ruff check bccd tests bench
 	$(VENV)/bin/mypy --strict bccd
 	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
@@ -34,7 +34,7 @@ test-fast: venv
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check bccd tests bench migrations
+	$(VENV)/bin/ruff check bccd tests bench
 
 typecheck: venv
 	$(VENV)/bin/mypy --strict bccd
@@ -54,9 +54,9 @@ lock:
 migration: venv
 	test -n "$(MSG)" || (echo 'usage: make migration MSG="what changed"' && exit 2)
 	rm -f /tmp/bccd-migration.sqlite3
-	$(PY) -c "import glob; from alembic import command; from bccd.store.migrate import alembic_config; c = alembic_config('sqlite:////tmp/bccd-migration.sqlite3'); command.upgrade(c, 'head'); command.revision(c, message='$(MSG)', autogenerate=True, rev_id=f'{len(glob.glob(\"migrations/versions/*.py\")) + 1:04d}')"
+	$(PY) -c "import glob; from alembic import command; from bccd.store.migrate import alembic_config; c = alembic_config('sqlite:////tmp/bccd-migration.sqlite3'); command.upgrade(c, 'head'); command.revision(c, message='$(MSG)', autogenerate=True, rev_id=f'{len(glob.glob(\"bccd/migrations/versions/*.py\")) + 1:04d}')"
 	rm -f /tmp/bccd-migration.sqlite3
-	$(VENV)/bin/ruff check --fix -q migrations || true
+	$(VENV)/bin/ruff check --fix -q bccd/migrations || true
 	@echo 'now set HEAD in bccd/store/migrate.py to the new revision id (tests/integration/test_schema.py checks it)'
 
 clean:
