@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -52,9 +53,17 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist, and the wheel built from it (build's default), with the pinned setuptools
-    of the test set (no isolation: nothing is fetched)."""
+    of the test set (no isolation: nothing is fetched). Built from a copy of what the build
+    reads — the top-level files and the package — because setuptools writes its work files
+    (``bccd.egg-info``, ``bccd-<version>/``) into the source tree, and the checkout is not
+    this test's alone."""
+    src = tmp_path_factory.mktemp("src")
+    for f in REPO.iterdir():
+        if f.is_file():
+            shutil.copy2(f, src / f.name)
+    shutil.copytree(PACKAGE, src / "bccd", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, REPO], cwd=out)
+    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, src], cwd=out)
     return out
 
 
