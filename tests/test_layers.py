@@ -27,7 +27,8 @@ def test_layers_point_one_way(monkeypatch, capsys) -> None:
 
 def test_no_module_is_over_the_size_of_one_responsibility() -> None:
     sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
-             for p in (ROOT / "bccd").rglob("*.py")}
+             for p in (ROOT / "bccd").rglob("*.py")
+             if "migrations" not in p.parts}  # alembic revisions: generated, never edited
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
 
 

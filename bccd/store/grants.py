@@ -1,5 +1,5 @@
-"""Models of authorization in flight (SPEC §7, §9): OAuth 2.0 / OpenID Connect
-``state`` records and emailed sign-in links. Part of ``bccd.store.models`` (which
+"""Models of access granted or in flight (SPEC §7, §9): Mail page sessions, OAuth 2.0 /
+OpenID Connect ``state`` records and emailed sign-in links. Part of ``bccd.store.models`` (which
 re-exports them, so ``Base.metadata`` always holds them); a module of its own to keep each
 file to one responsibility."""
 
@@ -11,6 +11,19 @@ from sqlalchemy import CheckConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bccd.store.models import Base, _fk, _pk, utcnow
+
+
+class WebSession(Base):
+    """A signed-in session of the Mail page (``bccd.web.session``): the cookie's secret is
+    kept only as its SHA-256; signing out deletes the row."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = _pk()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = _fk("users.id")
+    token_tag: Mapped[str] = mapped_column(String(16))  # the API token it was opened with
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class OAuthState(Base):

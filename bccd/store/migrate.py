@@ -20,7 +20,8 @@ from bccd.store.db import Database
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# inside the package (bccd/migrations), so an installed wheel migrates as a checkout does
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
 HEAD = "0006"

@@ -118,19 +118,6 @@ class User(Base):
     company: Mapped[Company] = relationship(lazy="joined")
 
 
-class WebSession(Base):
-    """A signed-in session of the Mail page (``bccd.web.session``): the cookie's secret is
-    kept only as its SHA-256; signing out deletes the row."""
-
-    __tablename__ = "web_sessions"
-    id: Mapped[int] = _pk()
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int] = _fk("users.id")
-    token_tag: Mapped[str] = mapped_column(String(16))  # the API token it was opened with
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
-
-
 class Alternate(Base):
     __tablename__ = "alternates"
     __table_args__ = (
@@ -526,4 +513,4 @@ class OutboxJob(Base):
 
 
 # OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
-from bccd.store.grants import OAuthState, SigninLink  # noqa: E402, F401
+from bccd.store.grants import OAuthState, SigninLink, WebSession  # noqa: E402, F401

@@ -32,7 +32,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bccd import accounts
 from bccd.errors import BccdError
 from bccd.log import get_logger
-from bccd.store.models import User, WebSession
+from bccd.store.grants import WebSession
+from bccd.store.models import User
 from bccd.web.session import COOKIE, LOGIN_COOKIE, SessionData, Sessions, new_login_nonce
 
 if TYPE_CHECKING:

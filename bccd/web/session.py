@@ -43,7 +43,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bccd.config import Settings
-from bccd.store.models import User, WebSession, utcnow
+from bccd.store.grants import WebSession
+from bccd.store.models import User, utcnow
 
 COOKIE = "bccd_session"
 LOGIN_COOKIE = "bccd_login"

@@ -3,6 +3,8 @@ and models, and the constraints the linking rules rely on — on both engines.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -26,6 +28,14 @@ def test_migrations_create_every_table_and_are_current(db: Database) -> None:
     tables = set(inspect(db.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert check_current(db)
+
+
+def test_migrations_live_inside_the_package() -> None:
+    import bccd
+
+    assert MIGRATIONS_DIR == Path(bccd.__file__).resolve().parent / "migrations"
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
 
 
 def test_head_is_the_newest_migration_and_at_head_reads_it(db_url: str) -> None:
