@@ -30,9 +30,9 @@ from tests.integration.auth.smtpkit import (
     send,
     stored_anywhere,
 )
+from tests.support.authkit import Key, sign_without_from
 from tests.support.dnsserver import DnsTestServer
 from tests.support.server import BccdServer
-from tests.unit.auth.authkit import Key, sign_without_from
 
 Build = Callable[[Ctx], bytes]
 

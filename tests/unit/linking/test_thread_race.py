@@ -12,7 +12,7 @@ from bccd.linking import threading
 from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import Thread, ThreadRef
-from tests.unit.linking.builders import company_and_user
+from tests.unit.builders import company_and_user
 
 
 def _user(db: Database) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bccd.auth.dkim import verify_signatures
-from tests.unit.auth.authkit import CLIENT_IP, message, sign
+from tests.support.authkit import CLIENT_IP, message, sign
 
 GENKEY = shutil.which("opendkim-genkey") or shutil.which("opendkim-genkey", path="/usr/sbin")
 TESTMSG = shutil.which("opendkim-testmsg") or shutil.which("opendkim-testmsg", path="/usr/sbin")
@@ -89,7 +89,7 @@ def test_opendkim_rsa_sha1_is_refused_by_policy(signed_by_opendkim, authenticato
 
 def test_dkimpy_signature_with_opendkim_key_passes(dns, opendkim_key, authenticator):
     """The opendkim-genkey key and record, signed rsa-sha256 by dkimpy: a full pass."""
-    from tests.unit.auth.authkit import Key
+    from tests.support.authkit import Key
 
     key_path, _ = opendkim_key
     genkey_record = "".join(re.findall(r'"([^"]*)"', (key_path.parent / "odk.txt").read_text()))

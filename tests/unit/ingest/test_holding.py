@@ -1,5 +1,5 @@
-"""Keeping copies in quarantine: bounds, one notice per address per day, and links that
-stay valid (SPEC §4.4)."""
+"""Keeping copies in quarantine (``bccd.ingest.holding``): bounds, one notice per address per
+day, and links that stay valid (SPEC §4.4)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from bccd.confirm import flow
 from bccd.ingest import holding
 from bccd.ingest.outcome import Disposition
 from bccd.notify import outbound
-from bccd.quarantine import copies, hold
+from bccd.quarantine import hold
 from bccd.store.db import Database
 from bccd.store.models import Alternate, Notice, OutboxJob
-from tests.unit.confirm.conftest import alice, make_settings
+from tests.unit.conftest import alice, make_settings
 
 ALT = "alice@home.test"
 T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
@@ -87,11 +87,3 @@ def test_a_notice_sends_the_user_to_settings_and_issues_no_token(
         alt = s.query(Alternate).one()
         assert alt.status == "pending" and alt.last_sent_at is None
         assert alt.token_hash is None and alt.token_expires_at is None
-
-
-def test_purge_deletes_only_copies_past_retention(db: Database, settings: Settings) -> None:
-    holding.keep(db, settings, _req("old"), now=T0)
-    holding.keep(db, settings, _req("new"), now=T0 + dt.timedelta(days=10))
-    assert copies.purge_expired(db, 14 * 86400, now=T0 + dt.timedelta(days=15), batch=1) == 1
-    with db.read() as s:
-        assert [c.subject for c in copies.list_copies(s, 1)] == ["s-new"]

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.crypto import parse_pem_private_key
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 CORPORA = REPO / ".." / "shared" / "corpora"
 MAILAUTH = CORPORA / "mailauth"
 FLANKER = CORPORA / "flanker"

@@ -21,9 +21,9 @@ import yaml
 
 from bccd.auth.dns import Resolver
 from bccd.auth.spf import check_spf
+from tests.support.authkit import MAILAUTH
 from tests.support.dnsserver import DnsTestServer
-from tests.unit.auth.authkit import MAILAUTH
-from tests.unit.auth.conftest import RESOLVER_TIMEOUT
+from tests.unit.conftest import RESOLVER_TIMEOUT
 
 SUITE = MAILAUTH / "spf" / "rfc7208-tests.yml"
 

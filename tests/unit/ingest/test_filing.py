@@ -39,7 +39,7 @@ from bccd.store.models import (
 )
 from bccd.store.queries import FixedIn
 from tests.support.mail import make_message
-from tests.unit.linking.builders import bob_and_imap_account, company_and_user
+from tests.unit.builders import bob_and_imap_account, company_and_user
 
 BCC = "bcc.localhost"
 

@@ -25,7 +25,13 @@ from bccd.store.models import (
     User,
 )
 from tests.support.mail import make_message
-from tests.unit.linking.builders import bob_and_imap_account, company_and_user
+from tests.unit.builders import bob_and_imap_account, company_and_user
+
+
+@pytest.fixture
+def db(migrated_db: Database) -> Database:
+    """The tests build their own company (``tests.unit.builders``): an empty database."""
+    return migrated_db
 
 
 @pytest.fixture

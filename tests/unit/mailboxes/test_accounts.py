@@ -1,4 +1,5 @@
-"""Account records: validation, encrypted credentials, state transitions, back-off."""
+"""Mailbox records (``bccd.mailboxes.accounts``): validation, encrypted credentials, state
+transitions, back-off."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from bccd import accounts as users
 from bccd.crypto import SecretBox
 from bccd.errors import Conflict, Invalid, NotFound
 from bccd.mailboxes import accounts
-from bccd.mailboxes.writeback import server_action
 from bccd.store.db import Database
 from bccd.store.models import Base, ImapAccount, utcnow
 
@@ -176,18 +176,3 @@ def test_parse_folders() -> None:
     assert accounts.parse_folders(None) == [] and accounts.parse_folders("") == []
     with pytest.raises(Invalid):
         accounts.parse_folders("A,,B")
-
-
-@pytest.mark.parametrize(
-    ("action", "on_archive", "expected"),
-    [
-        ("archive", "none", None),
-        ("archive", "archive", "archive"),
-        ("archive", "delete", "delete"),
-        ("delete", "none", None),
-        ("delete", "archive", "delete"),
-        ("delete", "delete", "delete"),
-    ],
-)
-def test_writeback_server_action(action: str, on_archive: str, expected: str | None) -> None:
-    assert server_action(action, on_archive) == expected

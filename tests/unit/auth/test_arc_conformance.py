@@ -20,8 +20,8 @@ import yaml
 from bccd.auth.arc import verify_arc
 from bccd.auth.dkim import verify_message
 from bccd.auth.dns import Resolver
+from tests.support.authkit import MAILAUTH
 from tests.support.dnsserver import DnsTestServer
-from tests.unit.auth.authkit import MAILAUTH
 
 SUITE = MAILAUTH / "arc" / "arc-draft-validation-tests.yml"
 

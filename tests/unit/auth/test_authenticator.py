@@ -8,8 +8,7 @@ from bccd.auth.authenticator import DmarcAuthenticator
 from bccd.auth.dns import Resolver
 from bccd.auth.results import FEATURES
 from bccd.auth.verdict import AuthVerdict, DnsTempError
-from tests.support.dnsserver import DnsTestServer
-from tests.unit.auth.authkit import (
+from tests.support.authkit import (
     AUTHSERV_ID,
     CLIENT_IP,
     Key,
@@ -17,6 +16,7 @@ from tests.unit.auth.authkit import (
     sign,
     sign_without_from,
 )
+from tests.support.dnsserver import DnsTestServer
 
 
 def evaluate(

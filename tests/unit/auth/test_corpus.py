@@ -22,8 +22,8 @@ from dkim.canonicalization import CanonicalizationPolicy
 from bccd.auth.dkim import verify_signatures
 from bccd.auth.results import FEATURES
 from bccd.auth.spf import check_spf
+from tests.support.authkit import AUTHSERV_ID, FLANKER, MAILAUTH, sign
 from tests.support.dnsserver import DnsTestServer
-from tests.unit.auth.authkit import AUTHSERV_ID, FLANKER, MAILAUTH, sign
 
 DKIM_EC = MAILAUTH / "dkim-ec"
 REAL_MESSAGES = sorted(p.name for p in MAILAUTH.glob("*.eml"))
