@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.integration.reliability.conftest import Running
+from tests.integration.smtp.conftest import Running
 from tests.support.mail import make_message, send
 from tests.support.reliability_smtp import Raw, dot_stuff, query, stored
 

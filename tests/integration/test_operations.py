@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.reliability.conftest import Certs
+from tests.integration.conftest import Certs
 from tests.support.dnsserver import DnsTestServer
 from tests.support.mail import make_message
 from tests.support.reliability_smtp import Raw, dot_stuff, stored
