@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.support.dnsserver import DnsTestServer
 from tests.support.mail import make_message
 from tests.support.reliability_smtp import Raw, dot_stuff, stored
 from tests.support.server import REPO, BccdServer, free_port, wait_port
+from tests.support.wait import wait_until
 
 CONF = REPO / "conf"
 
@@ -265,10 +265,8 @@ def test_socket_activation_with_smtp_workers_shares_the_inherited_socket(make_se
     srv, alice, port, proc = _activated(make_server, {"smtp": {"workers": 2}})
     try:
         wait_port(srv.http_port, 30, proc)
-        deadline = time.monotonic() + 30
-        while not any(e.get("event") == "smtp_worker_ready" for e in srv.log_events()):
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.1)
+        wait_until(lambda: any(e.get("event") == "smtp_worker_ready" for e in srv.log_events()),
+                   timeout=30, detail=srv.log)
         for i in range(12):
             _bcc_copy(port, alice["bcc_address"], f"<shared{i}@acme.test>")
         with pytest.raises(OSError):  # neither process bound smtp.listen

@@ -7,13 +7,13 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
 
 
 def _count_messages(srv: BccdServer, email: str) -> int:
@@ -54,20 +54,14 @@ def test_client_disconnect_during_commit_stores_exactly_once(server: BccdServer)
     while not f.readline().startswith(b"354"):
         pass
     s.sendall(raw + b".\r\n")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(
-        e.get("event") == "data_received" for e in server.log_events()
-    ):
-        time.sleep(0.01)
+    wait_until(lambda: any(e.get("event") == "data_received" for e in server.log_events()),
+               timeout=30, interval=0.01)
     # hang up hard (RST) while the server is filing the message
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _count_messages(server, "alice@acme.test") == 0:
-        time.sleep(0.2)
+    wait_until(lambda: _count_messages(server, "alice@acme.test") != 0, timeout=30, interval=0.2)
     assert _count_messages(server, "alice@acme.test") == 1
-    while time.monotonic() < deadline and not _outcomes(server):
-        time.sleep(0.05)
+    wait_until(lambda: _outcomes(server), timeout=30, interval=0.05)
     assert _outcomes(server) == ["stored"]  # logged once, though the client was gone
     # the client never saw 250, so it retries: still one message
     assert send(server.smtp_port, alice["bcc_address"], raw)[0] == 250

@@ -7,7 +7,6 @@ import shutil
 import signal
 import smtplib
 import ssl
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from tests.integration.conftest import Certs
 from tests.support.mail import make_message
 from tests.support.reliability_smtp import Raw, stored
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
 
 
 def _client_ctx(certs: Certs, **kw: object) -> ssl.SSLContext:
@@ -83,11 +83,9 @@ def test_a_tls_1_1_client_is_refused(tls_server: BccdServer, certs: Certs) -> No
     # the client did offer TLS 1.1 (it got as far as the server hanging up on it) ...
     assert not isinstance(info.value, ssl.SSLError) or "NO_PROTOCOLS_AVAILABLE" not in str(info.value)
     # ... and the server refused it for its version
-    deadline = time.monotonic() + 5
-    while not any("UNSUPPORTED_PROTOCOL" in str(e.get("reason"))
-                  for e in tls_server.log_events() if e.get("event") == "tls_handshake_failed"):
-        assert time.monotonic() < deadline, tls_server.log()[-3000:]
-        time.sleep(0.05)
+    wait_until(lambda: any("UNSUPPORTED_PROTOCOL" in str(e.get("reason"))
+                           for e in tls_server.log_events() if e.get("event") == "tls_handshake_failed"),
+               timeout=5, interval=0.05, detail=lambda: tls_server.log()[-3000:])
     # and the listener is still fine
     assert _peer_cert(tls_server.smtp_port, certs) == _der(certs.first[0])
 
@@ -127,19 +125,15 @@ def test_sighup_reloads_the_certificate_for_new_connections(make_server, certs: 
         shutil.copy(certs.second[1], key)
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while not any(e.get("event") == "tls_reloaded" for e in srv.log_events()):
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.05)
+        wait_until(lambda: any(e.get("event") == "tls_reloaded" for e in srv.log_events()),
+                   timeout=10, interval=0.05, detail=srv.log)
         assert before.noop()[0] == 250
     assert _peer_cert(srv.smtp_port, certs) == _der(certs.second[0])
     # a broken certificate is refused: the one in use stays
     cert.write_text("not a certificate")
     srv.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while not any(e.get("event") == "tls_reload_failed" for e in srv.log_events()):
-        assert time.monotonic() < deadline, srv.log()
-        time.sleep(0.05)
+    wait_until(lambda: any(e.get("event") == "tls_reload_failed" for e in srv.log_events()),
+               timeout=10, interval=0.05, detail=srv.log)
     assert _peer_cert(srv.smtp_port, certs) == _der(certs.second[0])
     assert srv.proc.poll() is None
     figures("certificate reload on SIGHUP", reloaded=True, broken_cert_kept_old=True)
@@ -158,18 +152,15 @@ def test_sighup_reaches_every_smtp_worker(make_server, certs: Certs, tmp_path: P
     shutil.copy(certs.first[0], cert)
     shutil.copy(certs.first[1], key)
     srv = make_server({"smtp": {"tls_cert": str(cert), "tls_key": str(key), "workers": 2}})
-    deadline = time.monotonic() + 20
-    while not any(e.get("event") == "smtp_worker_ready" for e in srv.log_events()):
-        assert time.monotonic() < deadline, srv.log()
-        time.sleep(0.05)
+    wait_until(lambda: any(e.get("event") == "smtp_worker_ready" for e in srv.log_events()),
+               timeout=20, interval=0.05, detail=srv.log)
     shutil.copy(certs.second[0], cert)
     shutil.copy(certs.second[1], key)
     assert srv.proc is not None
     srv.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while {e.get("worker", 0) for e in srv.log_events() if e.get("event") == "tls_reloaded"} != {0, 1}:
-        assert time.monotonic() < deadline, srv.log()
-        time.sleep(0.05)
+    wait_until(lambda: {e.get("worker", 0) for e in srv.log_events()
+                        if e.get("event") == "tls_reloaded"} == {0, 1},
+               timeout=10, interval=0.05, detail=srv.log)
     # whichever process takes the connection, it presents the new certificate
     for _ in range(8):
         assert _peer_cert(srv.smtp_port, certs) == _der(certs.second[0])
