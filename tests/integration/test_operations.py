@@ -51,6 +51,7 @@ def dovecot() -> Iterator[object]:
         yield server
 
 
+@pytest.mark.spec("8")
 def test_doctor_passes_a_good_installation_and_names_a_broken_mailbox(
         make_server, dns: DnsTestServer, certs: Certs, dovecot) -> None:
     dns.add_mx("bcc.acme-corp.net", 10, "mx.acme-corp.net")
@@ -117,6 +118,7 @@ def _expired_cert(d: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.spec("8")
 def test_doctor_says_what_to_fix(make_server, dns: DnsTestServer, tmp_path: Path) -> None:
     cert, key = _expired_cert(tmp_path)
     srv = make_server({

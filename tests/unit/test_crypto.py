@@ -6,7 +6,10 @@ import pytest
 
 from bccd.crypto import SecretBox, SecretError, derive_fernet_key
 
+pytestmark = pytest.mark.spec("10")
 
+
+@pytest.mark.spec("7")
 def test_round_trip_and_ciphertext_hides_plaintext() -> None:
     box = SecretBox(["k1"])
     token = box.encrypt_json({"password": "hunter2"})

@@ -14,6 +14,8 @@ from tests.support.mail import make_message, send
 from tests.support.server import CliError, write_config
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("6")
+
 ALT = "alice.private@home.test"
 
 

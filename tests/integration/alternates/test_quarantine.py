@@ -19,6 +19,8 @@ from tests.support.mail import make_message, send
 from tests.support.server import CliError
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("4.4")
+
 ALT = "alice@home.test"
 QUARANTINE = {"auth": {"unverified": "quarantine"}}
 

@@ -35,6 +35,8 @@ from tests.support.dnsserver import DnsTestServer
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = [pytest.mark.spec("4.1"), pytest.mark.spec("4.2")]
+
 Build = Callable[[Ctx], bytes]
 
 
@@ -476,6 +478,7 @@ def _ctx(name: str, dns: DnsTestServer, keys: dict[str, Key], tmp_path: Any) -> 
                workdir=tmp_path)
 
 
+@pytest.mark.spec("3")
 def test_dns_timeout_is_451_then_retry_after_recovery_is_stored_once(
         auth_server: BccdServer, dns: DnsTestServer, keys: dict[str, Key], tmp_path: Any) -> None:
     srv, c = auth_server, _ctx("timeout-retry", dns, keys, tmp_path)

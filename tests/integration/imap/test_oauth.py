@@ -23,6 +23,8 @@ from tests.support.dovecot import Dovecot
 from tests.support.oauth import OAuthServer
 from tests.support.wait import wait_until_async
 
+pytestmark = pytest.mark.spec("7")
+
 BOB = "Bob Client <bob@client.test>"
 
 

@@ -22,6 +22,8 @@ from tests.integration.imap.helpers import make_message, stored
 from tests.support.dovecot import Dovecot
 from tests.support.wait import wait_until_async
 
+pytestmark = pytest.mark.spec("7")
+
 BOB = "Bob Client <bob@client.test>"
 
 
@@ -141,6 +143,7 @@ def _lease(db: Database, account_id: int) -> tuple[str | None, object]:
 
 
 @BOTH_ENGINES
+@pytest.mark.spec("11")
 async def test_two_instances_sync_an_account_one_at_a_time(
     dovecot: Dovecot,
     add_account: Callable[..., int],

@@ -22,6 +22,8 @@ from tests.integration.imap.helpers import make_message, stored
 from tests.support.dovecot import Dovecot
 from tests.support.wait import wait_until_async
 
+pytestmark = pytest.mark.spec("7")
+
 BOB = "Bob Client <bob@client.test>"
 NO_MOVE = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS SPECIAL-USE\n"
 NO_MOVE_NO_UIDPLUS = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE SPECIAL-USE\n"

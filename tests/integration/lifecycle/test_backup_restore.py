@@ -22,6 +22,8 @@ from tests.support import pg
 from tests.support.server import BccdServer, CliError
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("8")
+
 USERS = ("alice@acme.test", "bob@acme.test")
 
 

@@ -14,6 +14,8 @@ from tests.support.linking_world import server_on
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("10")
+
 TINY = {
     "auth": {"unverified": "quarantine"},
     "retention": {"rejections": "2s", "quarantine": "2s", "interval": "1s", "blob_grace": "0s"},

@@ -15,6 +15,8 @@ from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("3")
+
 
 def _count_messages(srv: BccdServer, email: str) -> int:
     return sum(t["messages"] for t in srv.cli("mail", "list", email))

@@ -19,6 +19,8 @@ from tests.support.reliability_smtp import Raw, SqliteLock, dot_stuff, raw_diges
 from tests.support.server import REPO, BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("3")
+
 
 def _run_load(port: int, rcpt: str, out: Path, tag: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(

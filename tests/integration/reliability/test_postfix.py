@@ -19,7 +19,8 @@ from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available(), reason="Postfix is not installed")]
+              pytest.mark.skipif(not available(), reason="Postfix is not installed"),
+              pytest.mark.spec("3")]
 
 N = 20
 DOMAIN = "pf.test"

@@ -29,6 +29,8 @@ from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("11")
+
 ALICE = "alice@acme.test"
 
 

@@ -10,6 +10,8 @@ import pytest
 from tests.support.mail import dialog, make_message, send
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("3")
+
 
 @pytest.fixture
 def alice(server: BccdServer) -> dict:
@@ -20,6 +22,7 @@ def _count_messages(srv: BccdServer, email: str) -> int:
     return sum(t["messages"] for t in srv.cli("mail", "list", email))
 
 
+@pytest.mark.spec("4.1")
 def test_copy_from_login_address_is_stored_and_listed(server: BccdServer, alice: dict) -> None:
     server.cli("person", "create", "--company", "acme", "--name", "Bob", "--email", "bob@client.test")
     code, text = send(server.smtp_port, alice["bcc_address"], make_message(subject="Quote"))
@@ -75,6 +78,7 @@ def test_every_reply_carries_an_enhanced_status_code(server: BccdServer, alice: 
         assert enhanced[0] == code[0] and enhanced.count(".") == 2, r
 
 
+@pytest.mark.spec("4.1")
 def test_sender_not_users_address_is_550_5_7_1_and_recorded(server: BccdServer, alice: dict) -> None:
     raw = make_message(frm="Mallory <mallory@evil.test>")
     code, text = send(server.smtp_port, alice["bcc_address"], raw)
@@ -112,6 +116,7 @@ def test_the_same_address_twice_in_one_data_is_one_copy(server: BccdServer) -> N
     assert _count_messages(server, "alice@acme.test") == 1
 
 
+@pytest.mark.spec("5.3")
 def test_storage_on_both_engines_files_and_dedups(make_server, db_url: str) -> None:
     srv = make_server(database_url=db_url, start=False)
     srv.cli("db", "upgrade")

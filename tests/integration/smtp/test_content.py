@@ -15,6 +15,8 @@ from sqlalchemy import create_engine, text
 from tests.support.mail import make_message, send
 from tests.support.server import CORPORA, BccdServer
 
+pytestmark = pytest.mark.spec("3")
+
 CORPUS_DIRS = ["mail-parser", "flanker", "nodemailer-mailparser", "mailauth"]
 SKIP_SUFFIXES = (".yml", ".yaml", ".json", ".pem", ".md", ".txt", ".png", ".wav", ".js", ".key", ".pub")
 
@@ -56,6 +58,7 @@ def _raw_rows(srv: BccdServer) -> list[tuple[str, bytes]]:
     return [(a, bytes(b)) for a, b in rows]
 
 
+@pytest.mark.spec("5.1")
 def test_every_corpus_message_is_stored_or_refused_precisely(server: BccdServer) -> None:
     alice = server.setup_user()
     files = corpus_files()
@@ -81,6 +84,7 @@ def test_every_corpus_message_is_stored_or_refused_precisely(server: BccdServer)
     assert server.cli("mail", "list", "alice@acme.test")
 
 
+@pytest.mark.spec("5.9")
 def test_raw_message_is_kept_byte_for_byte_with_long_lines(server: BccdServer) -> None:
     alice = server.setup_user()
     long_line = b"x" * 200_000
@@ -134,6 +138,7 @@ def _many_parts(n: int) -> bytes:
 
 
 @pytest.mark.parametrize("raw", [_nested(1000), _many_parts(50_000)], ids=["1000-deep", "50000-parts"])
+@pytest.mark.spec("5.1")
 def test_mime_bombs_are_554_5_6_0_within_the_budget(server: BccdServer, raw: bytes) -> None:
     alice = server.setup_user()
     t0 = time.monotonic()
@@ -142,6 +147,7 @@ def test_mime_bombs_are_554_5_6_0_within_the_budget(server: BccdServer, raw: byt
     assert code == 554 and reply.startswith(b"5.6.0")
 
 
+@pytest.mark.spec("5.9")
 def test_attachments_are_extracted_and_content_addressed(server: BccdServer) -> None:
     alice = server.setup_user()
     pdf = b"%PDF-1.4 fake" * 100

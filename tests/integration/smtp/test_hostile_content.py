@@ -12,6 +12,8 @@ from tests.integration.smtp.conftest import Running
 from tests.support.mail import make_message, send
 from tests.support.reliability_smtp import query, stored
 
+pytestmark = [pytest.mark.spec("3"), pytest.mark.spec("5.1")]
+
 BUDGET = 30.0          # seconds a bomb may take, end to end (parse budget: 20 s)
 MAX_LATENCY = 3.0      # a small message sent meanwhile
 

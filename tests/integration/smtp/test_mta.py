@@ -14,6 +14,8 @@ from tests.support.mail import make_message
 from tests.support.reliability_smtp import Raw, dot_stuff, query, stored
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("3")
+
 
 def _events(srv: BccdServer, name: str) -> list[dict]:
     return [e for e in srv.log_events() if e.get("event") == name]

@@ -13,6 +13,8 @@ from tests.integration.smtp.conftest import Running
 from tests.support.mail import make_message, send
 from tests.support.reliability_smtp import Raw, dot_stuff, query, stored
 
+pytestmark = pytest.mark.spec("3")
+
 SMUGGLED = (b"MAIL FROM:<mallory@evil.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
             b"From: CEO <ceo@acme.test>\r\nSubject: smuggled\r\nMessage-ID: <smuggled-{n}@evil.test>\r\n"
             b"\r\nwire the money\r\n")

@@ -19,6 +19,8 @@ from tests.support.reliability_smtp import Raw, stored
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("3")
+
 
 def _client_ctx(certs: Certs, **kw: object) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(certs.ca_file))

@@ -26,6 +26,7 @@ pytestmark = [
     pytest.mark.xdist_group("web_browser"),  # one world and one browser per module
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.spec("9"),
 ]
 
 

@@ -15,7 +15,8 @@ from tests.support.mail import make_message, send
 from tests.support.wait import wait_until
 from tests.support.web_hooks import Receiver, verify
 
-pytestmark = pytest.mark.xdist_group("web_webhooks")  # one world per module
+pytestmark = [pytest.mark.xdist_group("web_webhooks"),  # one world per module
+              pytest.mark.spec("9")]
 
 
 def test_events_are_signed_retried_and_visible(make_server) -> None:

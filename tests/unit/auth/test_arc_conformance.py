@@ -23,6 +23,8 @@ from bccd.auth.dns import Resolver
 from tests.support.authkit import MAILAUTH
 from tests.support.dnsserver import DnsTestServer
 
+pytestmark = pytest.mark.spec("4.2")
+
 SUITE = MAILAUTH / "arc" / "arc-draft-validation-tests.yml"
 
 NOT_APPLICABLE: dict[str, str] = {}

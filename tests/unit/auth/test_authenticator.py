@@ -18,6 +18,8 @@ from tests.support.authkit import (
 )
 from tests.support.dnsserver import DnsTestServer
 
+pytestmark = pytest.mark.spec("4.2")
+
 
 def evaluate(
     auth: DmarcAuthenticator,

@@ -25,6 +25,8 @@ from bccd.auth.spf import check_spf
 from tests.support.authkit import AUTHSERV_ID, FLANKER, MAILAUTH, sign
 from tests.support.dnsserver import DnsTestServer
 
+pytestmark = pytest.mark.spec("4.2")
+
 DKIM_EC = MAILAUTH / "dkim-ec"
 REAL_MESSAGES = sorted(p.name for p in MAILAUTH.glob("*.eml"))
 

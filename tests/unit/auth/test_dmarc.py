@@ -7,6 +7,8 @@ import pytest
 from bccd.auth.dmarc import aligned, evaluate, fetch_record, organizational_domain
 from bccd.auth.verdict import DnsTempError
 
+pytestmark = pytest.mark.spec("4.2")
+
 
 @pytest.mark.parametrize(
     ("domain", "org"),

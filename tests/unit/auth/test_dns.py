@@ -11,6 +11,8 @@ from bccd.auth.dns import Resolver
 from bccd.auth.verdict import DnsTempError
 from bccd.config import DnsSettings
 
+pytestmark = pytest.mark.spec("4.2")
+
 
 def test_txt_joins_character_strings_per_record(dns, resolver):
     dns.add_txt("multi.test", ["v=spf1 ", "-all"])

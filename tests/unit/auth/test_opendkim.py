@@ -22,8 +22,9 @@ from tests.support.authkit import CLIENT_IP, message, sign
 GENKEY = shutil.which("opendkim-genkey") or shutil.which("opendkim-genkey", path="/usr/sbin")
 TESTMSG = shutil.which("opendkim-testmsg") or shutil.which("opendkim-testmsg", path="/usr/sbin")
 
-pytestmark = pytest.mark.skipif(
-    not (GENKEY and TESTMSG), reason="Debian package opendkim-tools is not installed")
+pytestmark = [pytest.mark.skipif(not (GENKEY and TESTMSG),
+                                 reason="Debian package opendkim-tools is not installed"),
+              pytest.mark.spec("4.2")]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from bccd.config import ConfigError, Settings
 from bccd.ingest.outcome import NotAuthentic
 from tests.support.authkit import CLIENT_IP, message, sign
 
+pytestmark = pytest.mark.spec("4.2")
+
 
 def _evaluate(authenticator: Any, raw: bytes) -> AuthVerdict:
     return authenticator.evaluate(raw, header_from="alice@corp.test", client_ip=CLIENT_IP,

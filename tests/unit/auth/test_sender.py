@@ -8,6 +8,8 @@ import pytest
 from bccd.auth.sender import FromRefused, parse_from
 from bccd.ingest.outcome import classify
 
+pytestmark = pytest.mark.spec("4.1")
+
 
 @pytest.mark.parametrize(("value", "email", "name"), [
     ("alice@corp.test", "alice@corp.test", ""),

@@ -25,6 +25,8 @@ from tests.support.authkit import MAILAUTH
 from tests.support.dnsserver import DnsTestServer
 from tests.unit.conftest import RESOLVER_TIMEOUT
 
+pytestmark = pytest.mark.spec("4.2")
+
 SUITE = MAILAUTH / "spf" / "rfc7208-tests.yml"
 
 NOT_APPLICABLE: dict[str, str] = {

@@ -21,6 +21,8 @@ from bccd.store.db import Database
 from bccd.store.models import Alternate, OutboxJob, Quarantined, utcnow
 from tests.unit.conftest import alice
 
+pytestmark = pytest.mark.spec("6")
+
 ALT = "alice@home.test"
 T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from bccd.confirm import tokens
 from tests.unit.conftest import make_settings
+
+pytestmark = pytest.mark.spec("6")
 
 
 def test_tokens_are_random_base32_and_stored_only_as_sha256() -> None:

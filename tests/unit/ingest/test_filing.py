@@ -95,6 +95,7 @@ def test_a_copy_that_starts_a_thread_with_a_known_person_reads_once(world: World
         Participant.email == "bob@client.test")) == [world.bob]
 
 
+@pytest.mark.spec("5.2")
 def test_own_alternates_and_blocked_counterparts_are_not_linked(world: World) -> None:
     with world.db.transaction() as s:
         s.add(Alternate(user_id=world.user, email="alice@home.test", status="confirmed"))
@@ -115,6 +116,7 @@ def test_own_alternates_and_blocked_counterparts_are_not_linked(world: World) ->
     assert out.disposition is Disposition.DROPPED
 
 
+@pytest.mark.spec("5.6")
 def test_a_new_thread_links_the_one_open_deal_and_suggests_several(world: World) -> None:
     with world.db.transaction() as s:
         deal = Item(company_id=world.company, kind="deal", title="D", person_id=world.bob)
@@ -133,6 +135,7 @@ def test_a_new_thread_links_the_one_open_deal_and_suggests_several(world: World)
         Suggestion.thread_id == out.thread_id))) == 2
 
 
+@pytest.mark.spec("5.4")
 def test_replies_join_the_thread_and_a_late_root_takes_its_subject(world: World) -> None:
     first = world.file(make_message(to="Bob <bob@client.test>", subject="Re: Offer",
                                     message_id="<r1@acme.test>", in_reply_to="<root@acme.test>",
@@ -149,6 +152,7 @@ def test_replies_join_the_thread_and_a_late_root_takes_its_subject(world: World)
 
 
 @pytest.mark.parametrize("chain", [3, 16, 40])
+@pytest.mark.spec("5.4")
 def test_a_reply_with_a_long_references_chain_joins_its_thread(world: World, chain: int) -> None:
     # up to 16 ids are looked up in the one read per copy, more by the threading layer
     root = world.file(make_message(to="Bob <bob@client.test>", message_id="<c0@acme.test>"))
@@ -162,6 +166,7 @@ def test_a_reply_with_a_long_references_chain_joins_its_thread(world: World, cha
     assert late.thread_id == root.thread_id
 
 
+@pytest.mark.spec("5.4")
 def test_a_reply_joins_a_thread_the_session_already_holds(world: World) -> None:
     first = world.file(make_message(to="Bob <bob@client.test>", message_id="<a1@acme.test>"))
     raw = make_message(to="Bob <bob@client.test>", message_id="<a2@acme.test>",
@@ -179,6 +184,7 @@ def test_a_reply_joins_a_thread_the_session_already_holds(world: World) -> None:
         assert held.last_message_at > before  # the ORM object saw the update
 
 
+@pytest.mark.spec("5.3")
 def test_imap_then_bcc_links_as_a_bcc_copy_once(world: World) -> None:
     raw = make_message(frm="Alice <alice@acme.test>",
                        to="Bob <bob@client.test>, Carol <carol@newco.test>",

@@ -15,6 +15,8 @@ from bccd.ingest.forwarded import as_original, recover
 from bccd.ingest.parse import Parsed, parse
 from bccd.ingest.types import Source
 
+pytestmark = pytest.mark.spec("4.3")
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml" / "forwarded"
 LIMIT = 512 * 1024
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from bccd.config import Settings
 from bccd.confirm import flow
 from bccd.ingest import holding
@@ -14,6 +16,8 @@ from bccd.quarantine import hold
 from bccd.store.db import Database
 from bccd.store.models import Alternate, Notice, OutboxJob
 from tests.unit.conftest import alice, make_settings
+
+pytestmark = pytest.mark.spec("4.4")
 
 ALT = "alice@home.test"
 T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)

@@ -19,6 +19,8 @@ from bccd.ingest.pipeline import Pipeline
 from bccd.ingest.types import Envelope
 from tests.support.authkit import CLIENT_IP, message, sign
 
+pytestmark = pytest.mark.spec("4.2")
+
 MAILBOX = Mailbox(email="alice@corp.test", name="Alice")
 ENVELOPE = Envelope(mail_from="alice@corp.test", client_ip=CLIENT_IP, helo="mail.corp.test")
 

@@ -17,6 +17,8 @@ from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import Alternate, Company, Item, User
 
+pytestmark = pytest.mark.spec("2")
+
 SETTINGS = Settings.model_validate({"smtp": {"bcc_domain": "bcc.test"},
                                     "security": {"secret_key": "unit-key"}})
 
@@ -90,6 +92,7 @@ def test_entity_addresses(db: Database) -> None:
         assert _resolve(db, forged) == R.UNKNOWN_RECIPIENT
 
 
+@pytest.mark.spec("4.1")
 def test_users_for_a_sender(db: Database) -> None:
     ids = _ids(db)
     acme = ids["acme"]

@@ -54,6 +54,7 @@ def _count(db: Database, model: type, *where: object) -> int:
         return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
+@pytest.mark.spec("5.5")
 async def test_imap_matches_known_persons_but_never_creates_any(
         db: Database, world: tuple[Pipeline, int, int, int]) -> None:
     pipe, _company, user, account = world
@@ -68,6 +69,7 @@ async def test_imap_matches_known_persons_but_never_creates_any(
         assert [(lk.kind, lk.how) for lk in s.scalars(select(Link))] == [("person", "auto")]
 
 
+@pytest.mark.spec("5.2")
 async def test_imap_copy_from_a_blocked_sender_is_dropped_and_counted(
         db: Database, world: tuple[Pipeline, int, int, int]) -> None:
     pipe, _company, user, account = world
@@ -81,6 +83,7 @@ async def test_imap_copy_from_a_blocked_sender_is_dropped_and_counted(
     assert _count(db, Message) == 0
 
 
+@pytest.mark.spec("5.3")
 async def test_a_message_by_imap_then_by_bcc_is_one_message_linked_as_a_bcc_copy(
         db: Database, world: tuple[Pipeline, int, int, int]) -> None:
     pipe, company, user, account = world

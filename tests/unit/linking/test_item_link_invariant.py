@@ -15,6 +15,8 @@ from bccd.store.db import Database
 from bccd.store.models import Item, Link, Thread, User
 from tests.unit.builders import company_and_user
 
+pytestmark = pytest.mark.spec("5.6")
+
 
 def _setup(s) -> tuple[User, list[Item]]:
     c, u = company_and_user(s)

@@ -17,6 +17,8 @@ from bccd.mailboxes import accounts
 from bccd.store.db import Database
 from bccd.store.models import Base, ImapAccount, utcnow
 
+pytestmark = pytest.mark.spec("7")
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:

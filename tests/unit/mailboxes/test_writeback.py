@@ -7,6 +7,8 @@ import pytest
 
 from bccd.mailboxes.writeback import server_action
 
+pytestmark = pytest.mark.spec("7")
+
 
 @pytest.mark.parametrize(
     ("action", "on_archive", "expected"),

@@ -7,6 +7,8 @@ import email
 import email.policy
 from email.message import EmailMessage
 
+import pytest
+
 from bccd.config import Settings
 from bccd.notify import mails
 
@@ -19,6 +21,7 @@ def _parse(text: str) -> EmailMessage:
     return msg
 
 
+@pytest.mark.spec("6")
 def test_confirmation_mail_is_multipart_alternative_and_escapes_names(settings: Settings) -> None:
     mail = mails.confirmation(settings, user_name="Eve <script>alert(1)</script>",
                               user_email="eve@acme.test", company="Acme & Co",
@@ -38,6 +41,7 @@ def test_confirmation_mail_is_multipart_alternative_and_escapes_names(settings: 
     assert msg["Auto-Submitted"] == "auto-generated"
 
 
+@pytest.mark.spec("6")
 def test_an_internationalised_address_is_sent_with_smtputf8(settings: Settings) -> None:
     mail = mails.confirmation(settings, user_name="Jürgen", user_email="j@acme.test",
                               company="Acme", address="jürgen@home.test",
@@ -57,6 +61,7 @@ def test_durations_read_like_a_person_wrote_them() -> None:
     assert mails.copies(1) == "a Bcc copy" and mails.copies(3) == "3 Bcc copies"
 
 
+@pytest.mark.spec("4.4")
 def test_the_notice_names_the_address_and_keeps_bcc_capitalised(settings: Settings) -> None:
     mail = mails.notice(settings, user_name="Alice", user_email="alice@acme.test",
                         address="alice@home.test", held=2, settings_url="https://x/mail/settings",
@@ -68,6 +73,7 @@ def test_the_notice_names_the_address_and_keeps_bcc_capitalised(settings: Settin
     assert body is not None and "https://x/mail/settings" in body.get_content()
 
 
+@pytest.mark.spec("4.4")
 def test_the_notice_never_carries_a_link_that_confirms(settings: Settings) -> None:
     """SPEC §4.4: the notice goes to the user's login mailbox; only the quarantined
     address's own mailbox may receive a confirmation link."""

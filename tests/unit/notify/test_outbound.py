@@ -14,6 +14,8 @@ from bccd.notify.outbound import OutboundMail, OutboundPermanent, OutboundTempor
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.server import free_port
 
+pytestmark = pytest.mark.spec("10")
+
 MAIL = OutboundMail(sender="bccd@bcc.localhost", recipients=("alt@home.test",),
                     message="From: bccd@bcc.localhost\r\nTo: alt@home.test\r\nSubject: hi\r\n\r\nbody\r\n")
 

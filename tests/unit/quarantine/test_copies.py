@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from bccd.config import Settings
 from bccd.ingest import holding
 from bccd.quarantine import copies, hold
 from bccd.store.db import Database
+
+pytestmark = pytest.mark.spec("4.4")
 
 ALT = "alice@home.test"
 T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
