@@ -9,6 +9,8 @@ import pytest
 
 from tests.support.server import BccdServer, CliError
 
+pytestmark = pytest.mark.spec("8")
+
 
 @pytest.fixture
 def srv(make_server, db_url: str) -> BccdServer:
@@ -113,6 +115,7 @@ def test_json_output_is_one_document(srv: BccdServer) -> None:
     assert json.loads(r.stdout)["slug"] == "acme"
 
 
+@pytest.mark.spec("10")
 def test_bad_config_is_refused_at_start_with_key_and_reason(srv: BccdServer) -> None:
     srv.config.write_text(srv.config.read_text() + '\n[retention]\nquarantine = "soon"\n')
     r = srv.cli_proc("serve")

@@ -96,6 +96,7 @@ def test_one_address_may_belong_to_persons_of_two_companies(db: Database) -> Non
         assert s.query(PersonEmail).filter_by(email="bob@client.test").count() == 2
 
 
+@pytest.mark.spec("5.3")
 def test_message_id_is_unique_per_user_not_globally(db: Database) -> None:
     with db.transaction() as s:
         c, _ = _company_and_person(s, "acme")
@@ -117,6 +118,7 @@ def test_message_id_is_unique_per_user_not_globally(db: Database) -> None:
                       direction="outgoing", raw_sha256="0" * 64))
 
 
+@pytest.mark.spec("1")
 def test_item_status_must_fit_its_kind(db: Database) -> None:
     from bccd.store.models import Item
 

@@ -10,6 +10,8 @@ import pytest
 
 from bccd.config import ConfigError, ensure_secret_key, load_settings, parse_duration, parse_size
 
+pytestmark = pytest.mark.spec("10")
+
 
 def test_defaults_run_with_no_file() -> None:
     s = load_settings(None, environ={})

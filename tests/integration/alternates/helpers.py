@@ -1,15 +1,10 @@
-"""Shared helpers for the alternate-address tests: links in captured mail, polling."""
+"""Shared helpers for the alternate-address tests: links in captured mail."""
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from tests.support.capture_smtp import Captured
-
-T = TypeVar("T")
 
 LINK_RE = re.compile(r"(https?://[^\s\"<>]+/confirm/[a-z2-7]+)")
 
@@ -24,15 +19,3 @@ def confirm_link(mail: Captured) -> str:
 
 def token_of(link: str) -> str:
     return link.rsplit("/", 1)[1]
-
-
-def wait_until(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.2) -> T:
-    """Poll ``fn`` until it returns something truthy; AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last  # type: ignore[no-any-return]
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

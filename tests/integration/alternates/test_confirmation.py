@@ -8,10 +8,13 @@ import time
 import httpx
 import pytest
 
-from tests.integration.alternates.helpers import confirm_link, token_of, wait_until
+from tests.integration.alternates.helpers import confirm_link, token_of
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.mail import make_message, send
 from tests.support.server import CliError, write_config
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.spec("6")
 
 ALT = "alice.private@home.test"
 

@@ -13,10 +13,13 @@ import pytest
 
 from bccd.quarantine import copies as quarantine
 from bccd.store.db import Database
-from tests.integration.alternates.helpers import confirm_link, token_of, wait_until
+from tests.integration.alternates.helpers import confirm_link, token_of
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.mail import make_message, send
 from tests.support.server import CliError
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.spec("4.4")
 
 ALT = "alice@home.test"
 QUARANTINE = {"auth": {"unverified": "quarantine"}}

@@ -11,6 +11,8 @@ from tests.support.capture_smtp import CaptureSmtp
 from tests.support.dnsserver import DnsTestServer
 from tests.support.mail import make_message, send
 
+pytestmark = pytest.mark.spec("4.4")
+
 
 @pytest.fixture
 def dns() -> Iterator[DnsTestServer]:

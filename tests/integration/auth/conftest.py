@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.auth.smtpkit import GENKEY, TESTMSG, OpendkimKey
+from tests.support.authkit import Key, corpus_keys
 from tests.support.dnsserver import DnsTestServer
 from tests.support.server import BccdServer
-from tests.unit.auth.authkit import Key, corpus_keys
 
 DNS_TIMEOUT = 1.0
 

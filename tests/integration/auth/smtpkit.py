@@ -15,9 +15,9 @@ from typing import Any
 
 from bccd.auth.dkim import verify_signatures
 from bccd.auth.dns import Resolver
+from tests.support.authkit import Key, sign
 from tests.support.dnsserver import DnsTestServer
 from tests.support.server import BccdServer
-from tests.unit.auth.authkit import Key, sign
 
 SPF_LOOPBACK = "v=spf1 ip4:127.0.0.1 -all"   # the SMTP client connects from 127.0.0.1
 AUTHSERV_ID = "bccd.test"   # smtp.hostname of the test server: our authserv-id

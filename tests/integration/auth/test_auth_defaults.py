@@ -9,8 +9,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bccd.config import Settings, load_settings
 from tests.support.server import BccdServer, write_config
+
+pytestmark = pytest.mark.spec("4.2")
 
 
 def _defaults(make_server: Callable[..., BccdServer]) -> BccdServer:

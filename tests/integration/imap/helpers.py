@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.utils
 import hashlib
-from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -175,11 +173,3 @@ def stored(db: Database, user_id: int) -> list[dict[str, Any]]:
                 }
             )
         return out
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)

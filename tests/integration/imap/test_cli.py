@@ -13,6 +13,8 @@ from bccd.cli import main
 from tests.integration.imap.helpers import RecordingSink, make_message
 from tests.support.dovecot import Dovecot
 
+pytestmark = [pytest.mark.spec("7"), pytest.mark.spec("8")]
+
 BOB = "Bob Client <bob@client.test>"
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from bccd.imap import client
 from bccd.mailboxes.accounts import AccountConfig, PasswordAuth
-from tests.integration.imap.helpers import wait_for
 from tests.support.dovecot import Dovecot
+from tests.support.wait import wait_until_async
 
 
 async def test_a_connection_opened_for_a_cancelled_connect_is_closed(
@@ -34,13 +34,13 @@ async def test_a_connection_opened_for_a_cancelled_connect_is_closed(
 
     monkeypatch.setattr(client, "open_connection", slow_open)
     task = asyncio.create_task(client.connect(account, PasswordAuth(dovecot.users[imap_user])))
-    await wait_for(started.is_set)
+    await wait_until_async(started.is_set)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     gate.set()
-    await wait_for(lambda: bool(opened))  # logged in, for nobody
-    await wait_for(lambda: opened[0].client.socket().fileno() == -1)
+    await wait_until_async(lambda: bool(opened))  # logged in, for nobody
+    await wait_until_async(lambda: opened[0].client.socket().fileno() == -1)
 
 
 async def test_a_logout_whose_caller_is_cancelled_still_closes_the_connection(
@@ -63,4 +63,4 @@ async def test_a_logout_whose_caller_is_cancelled_still_closes_the_connection(
         await closing
     stop_idle.set()
     assert await asyncio.wait_for(idle, 10) is False
-    await wait_for(lambda: imap.conn.client.socket().fileno() == -1)
+    await wait_until_async(lambda: imap.conn.client.socket().fileno() == -1)

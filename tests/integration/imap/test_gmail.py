@@ -23,6 +23,8 @@ from tests.integration.imap.conftest import USER_EMAIL, BccdUser
 from tests.integration.imap.gmail_peer import ALL_MAIL, GmailPeer
 from tests.integration.imap.helpers import make_message, stored
 
+pytestmark = pytest.mark.spec("7")
+
 BOB = "Bob Client <bob@client.test>"
 
 

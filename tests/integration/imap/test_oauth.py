@@ -18,9 +18,12 @@ from bccd.mailboxes import accounts
 from bccd.store.db import Database
 from bccd.store.models import ImapAccount
 from tests.integration.imap.conftest import USER_EMAIL, BccdUser
-from tests.integration.imap.helpers import make_message, stored, wait_for
+from tests.integration.imap.helpers import make_message, stored
 from tests.support.dovecot import Dovecot
 from tests.support.oauth import OAuthServer
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.spec("7")
 
 BOB = "Bob Client <bob@client.test>"
 
@@ -198,7 +201,7 @@ async def test_a_rotated_refresh_token_is_kept_when_the_connect_is_cancelled_mid
     with pytest.raises(asyncio.CancelledError):
         await connecting
     gate.set()
-    await wait_for(lambda: _auth(db, box, account).refresh_token != first, timeout=10)
+    await wait_until_async(lambda: _auth(db, box, account).refresh_token != first, timeout=10)
     assert first not in oauth_server.grants  # rotated away: only the stored one works now
     assert _auth(db, box, account).refresh_token in oauth_server.grants
 

@@ -18,8 +18,11 @@ from bccd.imap.sync import IngestSink
 from bccd.store.db import Database
 from bccd.store.models import ImapAccount
 from tests.integration.imap.conftest import BOTH_ENGINES, USER_EMAIL, BccdUser
-from tests.integration.imap.helpers import make_message, stored, wait_for
+from tests.integration.imap.helpers import make_message, stored
 from tests.support.dovecot import Dovecot
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.spec("7")
 
 BOB = "Bob Client <bob@client.test>"
 
@@ -52,8 +55,8 @@ async def test_wrong_password_paused_other_account_keeps_syncing_and_idle(
     caplog.set_level(logging.DEBUG)
     task = asyncio.create_task(run_poller(slow, db, sink, stop))
     try:
-        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1)
-        await wait_for(lambda: _row(db, bad).state == "paused")
+        await wait_until_async(lambda: len(stored(db, bccd_user.id)) == 1)
+        await wait_until_async(lambda: _row(db, bad).state == "paused")
         row = _row(db, bad)
         assert row.state_reason.startswith("login to 127.0.0.1:")
         assert "refused" in row.state_reason and "AUTHENTICATIONFAILED" in row.state_reason
@@ -62,7 +65,7 @@ async def test_wrong_password_paused_other_account_keeps_syncing_and_idle(
 
         await asyncio.sleep(0.5)  # the good account is now idling on INBOX
         dovecot.append(good_user, make_message(BOB, USER_EMAIL, message_id="<g2@client.test>"))
-        await wait_for(lambda: len(stored(db, bccd_user.id)) == 2, timeout=8)
+        await wait_until_async(lambda: len(stored(db, bccd_user.id)) == 2, timeout=8)
         assert sorted(m["message_id"] for m in stored(db, bccd_user.id)) == [
             "g1@client.test",
             "g2@client.test",
@@ -88,15 +91,15 @@ async def test_paused_account_is_retried_with_backoff_and_recovers(
     stop = asyncio.Event()
     task = asyncio.create_task(run_poller(settings, db, sink, stop))
     try:
-        await wait_for(lambda: _row(db, account).failures >= 1)
+        await wait_until_async(lambda: _row(db, account).failures >= 1)
         first = _row(db, account)
         assert first.state == "paused" and first.next_attempt_at is not None
         dovecot.add_user("late-user", "pw-late")
         dovecot.append("late-user", make_message(BOB, USER_EMAIL, message_id="<late@client.test>"))
-        await wait_for(lambda: _row(db, account).state == "active", timeout=10)
+        await wait_until_async(lambda: _row(db, account).state == "active", timeout=10)
         row = _row(db, account)
         assert row.failures == 0 and row.state_reason == "" and row.next_attempt_at is None
-        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1)
+        await wait_until_async(lambda: len(stored(db, bccd_user.id)) == 1)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -117,7 +120,7 @@ async def test_poller_picks_up_accounts_added_while_running(
         user = dovecot.add_user("added-later", "pw")
         dovecot.append(user, make_message(BOB, USER_EMAIL, message_id="<later@client.test>"))
         add_account(dovecot, user)
-        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1, timeout=8)
+        await wait_until_async(lambda: len(stored(db, bccd_user.id)) == 1, timeout=8)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -140,6 +143,7 @@ def _lease(db: Database, account_id: int) -> tuple[str | None, object]:
 
 
 @BOTH_ENGINES
+@pytest.mark.spec("11")
 async def test_two_instances_sync_an_account_one_at_a_time(
     dovecot: Dovecot,
     add_account: Callable[..., int],
@@ -166,7 +170,7 @@ async def test_two_instances_sync_an_account_one_at_a_time(
         task = asyncio.create_task(run_poller(leased, other, sink, stop, owner=name))
         instances[name] = (other, stop, task)
     try:
-        await wait_for(lambda: len(stored(db, bccd_user.id)) == 1)
+        await wait_until_async(lambda: len(stored(db, bccd_user.id)) == 1)
         holder, until = _lease(db, account)
         assert holder in instances and until is not None
         await asyncio.sleep(3)  # a renewal (every 2 s) later: still one holder, no second sync
@@ -177,9 +181,9 @@ async def test_two_instances_sync_an_account_one_at_a_time(
         stop_holder.set()
         await asyncio.wait_for(task_holder, 10)
         [other_name] = instances
-        await wait_for(lambda: _lease(db, account)[0] == other_name, timeout=10)
+        await wait_until_async(lambda: _lease(db, account)[0] == other_name, timeout=10)
         dovecot.append(user, make_message(BOB, USER_EMAIL, message_id="<lease2@client.test>"))
-        await wait_for(lambda: len(stored(db, bccd_user.id)) == 2, timeout=10)
+        await wait_until_async(lambda: len(stored(db, bccd_user.id)) == 2, timeout=10)
         assert ingested == {holder: 1, other_name: 1}
     finally:
         for other, stop, task in instances.values():
@@ -280,7 +284,7 @@ async def test_the_lease_is_released_when_shutdown_cuts_a_hung_logout_short(
     _stand_in_sessions(monkeypatch, hung)
     stop = asyncio.Event()
     task = asyncio.create_task(run_poller(settings, db, sink, stop, owner="me"))
-    await wait_for(lambda: _lease(db, account)[0] == "me")
+    await wait_until_async(lambda: _lease(db, account)[0] == "me")
     stop.set()  # the first cancel: the account's session ends and says LOGOUT …
     await asyncio.wait_for(closing.wait(), 10)
     task.cancel()  # … which hangs: shutdown's grace is over, the poller is cancelled
@@ -324,14 +328,14 @@ async def test_a_disabled_then_enabled_account_restarts_only_after_its_old_sessi
     stop = asyncio.Event()
     task = asyncio.create_task(run_poller(settings, db, sink, stop, owner="me"))
     try:
-        await wait_for(lambda: _lease(db, account)[0] == "me")
+        await wait_until_async(lambda: _lease(db, account)[0] == "me")
         set_disabled(True)
         await asyncio.wait_for(closing.wait(), 30)  # the poller ended the session: LOGOUT
         set_disabled(False)
         await asyncio.sleep(2.5)  # … and sees the account wanted again: not while it ends
         assert connects == [account]
         logout.set()
-        await wait_for(lambda: len(connects) == 2)
+        await wait_until_async(lambda: len(connects) == 2)
         await asyncio.sleep(1)  # whatever the old session released, it did so before
         assert _lease(db, account)[0] == "me"
     finally:

@@ -18,6 +18,8 @@ from tests.integration.imap.conftest import ALT_EMAIL, BOTH_ENGINES, USER_EMAIL,
 from tests.integration.imap.helpers import FailingSink, make_message, stored
 from tests.support.dovecot import Dovecot
 
+pytestmark = pytest.mark.spec("7")
+
 BOB = "Bob Client <bob@client.test>"
 
 
@@ -364,6 +366,7 @@ async def test_host_down_pauses(
     assert account_row(db, account).state == "paused"
 
 
+@pytest.mark.spec("10")
 async def test_rotated_secret_key_still_decrypts_and_re_encrypts(
     dovecot: Dovecot, imap_user: str, add_account: Callable[..., int], settings: Settings,
     db: Database, sink: IngestSink, bccd_user: BccdUser,

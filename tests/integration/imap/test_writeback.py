@@ -18,8 +18,11 @@ from bccd.mailboxes.writeback import WRITEBACK_KIND, enqueue_writeback
 from bccd.store.db import Database
 from bccd.store.models import OutboxJob
 from tests.integration.imap.conftest import BOTH_ENGINES, USER_EMAIL, BccdUser
-from tests.integration.imap.helpers import make_message, stored, wait_for
+from tests.integration.imap.helpers import make_message, stored
 from tests.support.dovecot import Dovecot
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.spec("7")
 
 BOB = "Bob Client <bob@client.test>"
 NO_MOVE = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS SPECIAL-USE\n"
@@ -256,7 +259,7 @@ async def test_failed_attempt_is_retried_later(
     stop = asyncio.Event()
     worker = asyncio.create_task(run_writeback(settings, db, stop, interval=0.1))
     try:
-        await wait_for(lambda: jobs(db)[0].state == "done")
+        await wait_until_async(lambda: jobs(db)[0].state == "done")
     finally:
         stop.set()
         await asyncio.wait_for(worker, 5)

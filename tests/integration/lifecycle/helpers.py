@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
@@ -18,8 +17,6 @@ from sqlalchemy.engine import Engine
 from bccd.store.models import Base
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
-
-T = TypeVar("T")
 
 
 class World:
@@ -135,14 +132,3 @@ def scalar(srv: BccdServer, query: Any) -> Any:
             return conn.execute(query).scalar()
     finally:
         eng.dispose()
-
-
-def wait_until(fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

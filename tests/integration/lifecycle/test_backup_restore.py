@@ -11,7 +11,6 @@ import hashlib
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,9 @@ import pytest
 from tests.integration.lifecycle.helpers import blob_dir_of, mail
 from tests.support import pg
 from tests.support.server import BccdServer, CliError
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.spec("8")
 
 USERS = ("alice@acme.test", "bob@acme.test")
 
@@ -97,13 +99,6 @@ class Load:
         self.thread.join(60)
 
 
-def _wait(cond: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def _restored(make_server: Callable[..., BccdServer], backup: Path) -> tuple[BccdServer, dict]:
     srv = make_server(start=False)
     result = srv.cli("restore", str(backup))
@@ -116,11 +111,11 @@ def test_a_backup_under_smtp_load_restores_into_a_new_directory_with_identical_l
     live = make_server()
     world = _world(live)
     with Load(live, world) as load:
-        _wait(lambda: len(load.acked) >= 10)
+        wait_until(lambda: len(load.acked) >= 10, timeout=20, interval=0.05)
         acked_before = set(load.acked)
         made = live.cli("backup", str(tmp_path / "under-load"))
         n = len(load.acked)
-        _wait(lambda: len(load.acked) >= n + 5)  # the load went on during and after it
+        wait_until(lambda: len(load.acked) >= n + 5, timeout=20, interval=0.05)  # the load went on during and after it
     assert load.errors == []
     assert made["format"] == "bccd-backup/1" and made["secret_key"] == "file"
     assert (tmp_path / "under-load").stat().st_mode & 0o777 == 0o700
@@ -175,7 +170,7 @@ def test_on_postgresql_pg_dump_then_the_blob_directory_under_a_hold_restores_eve
     with pytest.raises(CliError, match="pg_dump"):
         live.cli("backup", str(tmp_path / "refused"))
     with Load(live, world) as load:
-        _wait(lambda: len(load.acked) >= 6)
+        wait_until(lambda: len(load.acked) >= 6, timeout=20, interval=0.05)
         # docs/operations.md, "PostgreSQL": hold, pg_dump, copy the blobs, release
         blobs, backup = blob_dir_of(live), tmp_path / "pg-backup"
         backup.mkdir()

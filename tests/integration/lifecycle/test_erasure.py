@@ -11,6 +11,8 @@ import pytest
 from tests.integration.lifecycle.helpers import World, blob_exists, mail, rows_mentioning
 from tests.support.server import BccdServer, CliError
 
+pytestmark = pytest.mark.spec("8")
+
 
 def _threads(srv: BccdServer, email: str) -> list[dict]:
     return [srv.cli("mail", "show", str(t["thread_id"])) for t in srv.cli("mail", "list", email)]

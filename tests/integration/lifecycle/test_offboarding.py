@@ -22,6 +22,8 @@ from tests.integration.lifecycle.helpers import (
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer, CliError, free_port
 
+pytestmark = pytest.mark.spec("8")
+
 
 def _imap_add(srv: BccdServer, email: str, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("LC_IMAP_PASSWORD", "secret")

@@ -9,9 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.lifecycle.helpers import blob_exists, mail, wait_until
+from tests.integration.lifecycle.helpers import blob_exists, mail
 from tests.support.linking_world import server_on
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.spec("10")
 
 TINY = {
     "auth": {"unverified": "quarantine"},
@@ -48,7 +51,7 @@ def test_the_server_purges_expired_rejections_quarantine_and_unused_blobs(
     srv.cli("mail", "delete", str(threads["deleted"]))
 
     wait_until(lambda: srv.cli("rejections", "list", a) == []
-               and srv.cli("quarantine", "list", a) == [] and not blob_exists(srv, sha))
+               and srv.cli("quarantine", "list", a) == [] and not blob_exists(srv, sha), timeout=15)
     assert [t["subject"] for t in srv.cli("mail", "list", a)] == ["kept"]
     passes = [e for e in srv.log_events() if e.get("event") == "lifecycle_pass"]
     assert sum(e["rejections"] for e in passes) == 1

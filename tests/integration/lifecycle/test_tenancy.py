@@ -17,6 +17,8 @@ from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Attachment, Link, Message, Person, Thread, User
 
+pytestmark = [pytest.mark.spec("5.8"), pytest.mark.spec("5.9")]
+
 
 def _attachment(db: Database, blobs: BlobStore, owner_email: str, data: bytes, *,
                 visibility: str = "private", person: bool = False) -> int:

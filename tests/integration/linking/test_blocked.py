@@ -12,6 +12,8 @@ import pytest
 from tests.support.linking_world import Tenant, dropped_count, message_count
 from tests.support.server import BccdServer, CliError
 
+pytestmark = pytest.mark.spec("5.2")
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml" / "forwarded"
 
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Callable
 
+import pytest
+
 from bccd.addresses import entity_bcc_address
 from tests.support.linking_world import Tenant
 from tests.support.server import BccdServer
+
+pytestmark = pytest.mark.spec("2")
 
 NEW_KEY = "new-key-0123456789abcdefghijklmnopqrstuv"
 OLD_KEY = "old-key-0123456789abcdefghijklmnopqrstuv"

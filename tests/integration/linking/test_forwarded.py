@@ -11,6 +11,8 @@ import pytest
 from tests.support.linking_world import Tenant
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("4.3")
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml" / "forwarded"
 
 

@@ -12,6 +12,9 @@ import pytest
 from tests.support.linking_world import Tenant
 from tests.support.server import BccdServer
 
+pytestmark = [pytest.mark.spec("5.2"), pytest.mark.spec("5.5"), pytest.mark.spec("5.6"),
+              pytest.mark.spec("5.8")]
+
 BOB = "bob@client.test"
 CAROL = "carol@client.test"
 

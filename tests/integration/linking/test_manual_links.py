@@ -9,6 +9,8 @@ import pytest
 from tests.support.linking_world import Tenant, message_count
 from tests.support.server import BccdServer, CliError
 
+pytestmark = [pytest.mark.spec("5.6"), pytest.mark.spec("8")]
+
 
 def item_links(thread: dict) -> list[dict]:
     return [lk for lk in thread["links"] if lk["kind"] in ("deal", "lead", "project")]

@@ -11,6 +11,8 @@ from bccd.linking import retro
 from tests.support.linking_world import Tenant
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("5.7")
+
 
 def test_adding_an_address_to_a_person_links_the_existing_threads(srv: BccdServer) -> None:
     t = Tenant(srv, "retro-email")

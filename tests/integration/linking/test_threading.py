@@ -7,8 +7,12 @@ from __future__ import annotations
 import smtplib
 import threading
 
+import pytest
+
 from tests.support.linking_world import Tenant, message_count
 from tests.support.server import BccdServer
+
+pytestmark = [pytest.mark.spec("5.3"), pytest.mark.spec("5.4")]
 
 
 def test_reply_joins_its_parents_thread(srv: BccdServer) -> None:

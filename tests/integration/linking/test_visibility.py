@@ -10,6 +10,8 @@ import pytest
 from tests.support.linking_world import Tenant
 from tests.support.server import BccdServer, CliError
 
+pytestmark = [pytest.mark.spec("1"), pytest.mark.spec("5.8")]
+
 
 def subjects(t: Tenant, local: str, *filters: str) -> set[str]:
     return {th["subject"] for th in t.threads(local, *filters)}

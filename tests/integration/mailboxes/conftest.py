@@ -10,9 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -98,17 +97,6 @@ def closed_port() -> int:
 def api(srv: BccdServer, token: str) -> httpx.Client:
     return httpx.Client(base_url=f"{srv.http_url}/api/v1", timeout=60,
                         headers={"Authorization": f"Bearer {token}"})
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def message(i: int, sender: str = "carol@customer.test", to: str = "alice@acme.test") -> bytes:

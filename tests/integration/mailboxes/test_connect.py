@@ -14,10 +14,11 @@ import httpx
 import pytest
 import trustme
 
-from tests.integration.mailboxes.conftest import api, message, wait_until
+from tests.integration.mailboxes.conftest import api, message
 from tests.support.dovecot import Dovecot
 from tests.support.oauth_provider import OAuthProvider
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
 
 _n = iter(range(1, 10_000))
 
@@ -42,7 +43,7 @@ def test_a_password_mailbox_is_saved_after_bccd_logged_in_and_listed_its_folders
         assert "INBOX" in box["server_folders"] and "Sent" in box["server_folders"]
         assert box["smtp"] is None  # "other": no submission server unless given
         shown = wait_until(lambda: (m := c.get(f"/me/mailboxes/{box['id']}").json())[
-            "initial_sync_done_at"] and m, what="the initial sync")
+            "initial_sync_done_at"] and m, what="the initial sync", timeout=30)
         assert shown["messages_synced"] == 1 and shown["state"] == "active"
         assert shown["progress"] == {"done": 1, "total": 1}
         assert [m["id"] for m in c.get("/me/mailboxes").json()] == [box["id"]]
@@ -156,7 +157,7 @@ def test_oauth_consent_saves_the_mailbox_and_it_syncs_over_xoauth2(
     box_id = int(done.headers["location"].split("/")[-1].split("?")[0])
     with api(site, _token(site)) as c:
         box = wait_until(lambda: (m := c.get(f"/me/mailboxes/{box_id}").json())[
-            "initial_sync_done_at"] and m, what="the initial sync over XOAUTH2")
+            "initial_sync_done_at"] and m, what="the initial sync over XOAUTH2", timeout=30)
         assert box["messages_synced"] == 1
     assert box["username"] == email and box["auth"] == "xoauth2" and box["provider"] == "gmail"
     assert box["oauth_provider"] == "google" and box["authserv_ids"] == ["mx.google.com"]
@@ -222,7 +223,7 @@ def test_an_expired_grant_pauses_with_sign_in_again_and_signing_in_again_resumes
     box_id = int(done.headers["location"].split("/")[-1].split("?")[0])
     with api(site, _token(site)) as c:
         wait_until(lambda: c.get(f"/me/mailboxes/{box_id}").json()["initial_sync_done_at"],
-                   what="the first sync")
+                   what="the first sync", timeout=30)
         for t in list(provider._by_refresh.values()):
             if t.user.email == email and t.refresh_token:
                 provider.revoke(t.refresh_token)

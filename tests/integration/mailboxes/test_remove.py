@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.mailboxes.conftest import api, message, wait_until
+from tests.integration.mailboxes.conftest import api, message
 from tests.support.dovecot import Dovecot
 from tests.support.server import BccdServer, CliError
+from tests.support.wait import wait_until
 
 _n = iter(range(1, 10_000))
 
@@ -30,7 +31,7 @@ def test_removing_a_mailbox_mid_sync_stops_it_cleanly_and_keeps_or_deletes_its_m
                                             "port": dovecot.ssl_port, "email": login,
                                             "password": "pw"}).json()
         wait_until(lambda: 0 < c.get(f"/me/mailboxes/{box['id']}").json()["messages_synced"],
-                   what="the initial sync under way")
+                   what="the initial sync under way", timeout=30)
         r = c.delete(f"/me/mailboxes/{box['id']}", params={"delete_mail": str(delete_mail).lower()})
         assert r.status_code == 200, r.text
         assert c.get(f"/me/mailboxes/{box['id']}").status_code == 404
@@ -55,7 +56,7 @@ def test_imap_remove_on_the_command_line(site: BccdServer, dovecot: Dovecot) -> 
                                             "port": dovecot.ssl_port, "email": login,
                                             "password": "pw"}).json()
         wait_until(lambda: c.get(f"/me/mailboxes/{box['id']}").json()["initial_sync_done_at"],
-                   what="the initial sync")
+                   what="the initial sync", timeout=30)
     assert site.cli("imap", "remove", str(box["id"]), "--delete-mail") == {
         "id": box["id"], "removed": True, "messages_deleted": 1}
     assert site.cli("imap", "list") == []

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.mailboxes.conftest import wait_until
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.dovecot import Dovecot
 from tests.support.oauth_provider import OAuthProvider
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
 
 CHROMIUM = os.environ.get("BCCD_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -110,7 +110,7 @@ def test_the_consent_flow_in_a_browser_from_the_settings_page_and_back(
                 page.reload()
                 return "Last sync" in page.inner_text("#status-line")
 
-            wait_until(synced, what="the status line to show the first sync")
+            wait_until(synced, what="the status line to show the first sync", timeout=30)
             assert page.locator("input[name=folders][value=Sent]").count() == 1
             page.goto(f"{site.http_url}/mail/settings")
             assert page.locator("#mailboxes", has_text=email).is_visible()

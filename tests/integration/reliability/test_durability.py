@@ -17,6 +17,9 @@ from tests.support import reliability_load as load
 from tests.support.mail import make_message
 from tests.support.reliability_smtp import Raw, SqliteLock, dot_stuff, raw_digests_at, stored, stored_at
 from tests.support.server import REPO, BccdServer
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.spec("3")
 
 
 def _run_load(port: int, rcpt: str, out: Path, tag: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -31,14 +34,6 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_kill_9_under_concurrent_load_loses_nothing_and_stores_nothing_twice(
         make_server, db_url: str, tmp_path: Path, figures) -> None:
@@ -50,7 +45,8 @@ def test_kill_9_under_concurrent_load_loses_nothing_and_stores_nothing_twice(
     gen = _run_load(srv.smtp_port, alice["bcc_address"], out, "k9", "--first", "0", "--count", "100000",
                     "--concurrency", "8", "--until-down")
     try:
-        _wait(lambda: sum(r["status"] == "ack" for r in _records(out)) >= 80, 90, "80 acknowledged")
+        wait_until(lambda: sum(r["status"] == "ack" for r in _records(out)) >= 80, 90, interval=0.05,
+                   what="80 acknowledged")
         srv.kill9()  # in the middle of 8 concurrent transactions
         gen.wait(60)
     finally:
@@ -133,7 +129,8 @@ def test_sigterm_drains_in_flight_transactions_and_refuses_new_connections(make_
         assert idle.cmd("EHLO idle.test")[0] == 250
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGTERM)
-        _wait(lambda: any(e.get("event") == "smtp_draining" for e in srv.log_events()), 10, "draining")
+        wait_until(lambda: any(e.get("event") == "smtp_draining" for e in srv.log_events()), 10,
+                   interval=0.05, what="draining")
         with Raw(srv.smtp_port, greet=False) as late:
             code, text = late.reply()
             assert (code, text.split()[1]) == (421, "4.3.2")

@@ -27,6 +27,8 @@ from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from tests.support.dnsserver import DnsTestServer
 
+pytestmark = pytest.mark.spec("5.1")
+
 DOMAIN = "fuzz.test"
 DELIBERATE = {(550, "5.7.1"), (550, "5.7.26"), (552, "5.3.4"), (554, "5.6.0")}
 

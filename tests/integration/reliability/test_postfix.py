@@ -16,9 +16,11 @@ from tests.support.mail import make_message
 from tests.support.reliability_postfix import PostfixRelay, available
 from tests.support.reliability_smtp import SqliteLock, query, stored
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available(), reason="Postfix is not installed")]
+              pytest.mark.skipif(not available(), reason="Postfix is not installed"),
+              pytest.mark.spec("3")]
 
 N = 20
 DOMAIN = "pf.test"
@@ -70,10 +72,9 @@ def test_postfix_queues_while_the_database_is_locked_and_delivers_each_message_o
                 raw = make_message(frm=f"Alice <alice@{DOMAIN}>", subject=f"via postfix {i}",
                                    message_id=f"<pf-{i}@{DOMAIN}>")
                 s.sendmail(f"alice@{DOMAIN}", [rcpt], raw)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(_events(bccd, "smtp_exception")) + sum(
-                e.get("outcome") == "tempfail" for e in _events(bccd, "copy_outcome")) < 3:
-            time.sleep(0.2)
+        wait_until(lambda: len(_events(bccd, "smtp_exception")) + sum(
+            e.get("outcome") == "tempfail" for e in _events(bccd, "copy_outcome")) >= 3,
+            timeout=30, interval=0.2, detail=postfix.log)
         time.sleep(2)  # Postfix retries at least once more against the lock
         # read while the lock is still held (WAL: a reader is not blocked by it); once it
         # is released, a copy whose commit was waiting on it may land at once
@@ -83,9 +84,8 @@ def test_postfix_queues_while_the_database_is_locked_and_delivers_each_message_o
         e.get("outcome") == "tempfail" for e in _events(bccd, "copy_outcome"))
     assert tempfails >= 3, postfix.log()
     assert while_locked == {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(stored(db)) < N or not postfix.queue_empty()):
-        time.sleep(0.5)
+    wait_until(lambda: len(stored(db)) >= N and postfix.queue_empty(), timeout=60, interval=0.5,
+               detail=postfix.log)
     counts = stored(db)
     assert counts == {f"pf-{i}@{DOMAIN}": 1 for i in range(N)}, postfix.log()
     assert postfix.queue_empty()

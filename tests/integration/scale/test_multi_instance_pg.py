@@ -23,10 +23,13 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.integration.alternates.helpers import confirm_link, token_of, wait_until
+from tests.integration.alternates.helpers import confirm_link, token_of
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.spec("11")
 
 ALICE = "alice@acme.test"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.alternates.helpers import wait_until
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer, child_pids
+from tests.support.wait import wait_until
 
 ALICE = "alice@acme.test"
 

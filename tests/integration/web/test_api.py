@@ -11,7 +11,8 @@ import pytest
 from tests.support.mail import make_message, send
 from tests.support.web_world import World
 
-pytestmark = pytest.mark.xdist_group("web_api")  # one world per module
+pytestmark = [pytest.mark.xdist_group("web_api"),  # one world per module
+              pytest.mark.spec("9")]
 
 PROBLEM = "application/problem+json"
 
@@ -200,6 +201,7 @@ def test_link_unlink_visibility_archive_delete(world: World) -> None:
         _problem(alice.get(f"/threads/{tid}"), 404)
 
 
+@pytest.mark.spec("5.7")
 def test_admin_upserts_drive_retroactive_linking(world: World) -> None:
     srv = world.srv
     srv.cli("company", "set", "other", "--create-unknown-contacts", "off")
@@ -336,6 +338,7 @@ def test_no_webhook_url_no_events(world: World) -> None:
         _problem(admin.get("/admin/webhooks/deliveries", params={"state": "lost"}), 422)
 
 
+@pytest.mark.spec("4.4")
 def test_quarantine_list_and_release(make_server) -> None:
     import httpx
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import BccdServer
+from tests.support.wait import wait_until
 from tests.support.web_hooks import PixelServer
 from tests.support.web_world import World, build
 
@@ -25,6 +26,7 @@ pytestmark = [
     pytest.mark.xdist_group("web_browser"),  # one world and one browser per module
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.spec("9"),
 ]
 
 
@@ -111,9 +113,7 @@ def test_sign_in_open_link_and_remote_content_blocked(site: World, pixel: PixelS
         # the reader asks for the images: now (and only now) the remote image loads
         page.click(".remote a")
         page.wait_for_url("**images=1**")
-        deadline = time.monotonic() + 10
-        while not pixel.paths and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: pixel.paths, timeout=10)
         assert pixel.paths == ["/pixel.gif?u=dana"]
         inner = next(f for f in page.frames if f != page.main_frame)
         assert inner.evaluate("document.title") != "pwned" and page.title() == title

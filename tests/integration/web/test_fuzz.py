@@ -20,7 +20,8 @@ import pytest
 
 from tests.support.web_world import World
 
-pytestmark = pytest.mark.xdist_group("web_fuzz")  # one world per module
+pytestmark = [pytest.mark.xdist_group("web_fuzz"),  # one world per module
+              pytest.mark.spec("9")]
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 

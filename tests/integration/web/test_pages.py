@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.web_world import World
 
-pytestmark = pytest.mark.xdist_group("web_pages")  # one world per module
+pytestmark = [pytest.mark.xdist_group("web_pages"),  # one world per module
+              pytest.mark.spec("9")]
 
 
 def _nonce(page: str) -> str:

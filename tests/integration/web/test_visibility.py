@@ -9,7 +9,10 @@ import pytest
 
 from tests.support.web_world import World
 
-pytestmark = pytest.mark.xdist_group("web_visibility")  # one world per module
+pytestmark = [pytest.mark.xdist_group("web_visibility"),  # one world per module
+              pytest.mark.spec("1"),
+              pytest.mark.spec("5.8"),
+              pytest.mark.spec("9")]
 
 
 def _ids(http, **params) -> set[int]:

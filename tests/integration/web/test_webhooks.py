@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 
 import httpx
 import pytest
 
 from tests.support.mail import make_message, send
+from tests.support.wait import wait_until
 from tests.support.web_hooks import Receiver, verify
 
-pytestmark = pytest.mark.xdist_group("web_webhooks")  # one world per module
-
-
-def _wait(fn, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {fn()!r}")
+pytestmark = [pytest.mark.xdist_group("web_webhooks"),  # one world per module
+              pytest.mark.spec("9")]
 
 
 def test_events_are_signed_retried_and_visible(make_server) -> None:
@@ -54,7 +45,7 @@ def test_events_are_signed_retried_and_visible(make_server) -> None:
             api.post(f"/threads/{t['thread_id']}/links", json={"kind": "deal", "id": other["id"]},
                      headers=as_alice)
 
-            events = _wait(lambda: (len(hook.delivered()) >= 4 and hook.delivered()))
+            events = wait_until(lambda: (len(hook.delivered()) >= 4 and hook.delivered()), timeout=20)
             by_type: dict[str, list] = {}
             for h in events:
                 by_type.setdefault(h.event()["type"], []).append(h.event())
@@ -86,7 +77,7 @@ def test_events_are_signed_retried_and_visible(make_server) -> None:
                 rows = [d for d in api.get("/admin/webhooks/deliveries").json() if d["state"] == "done"]
                 return rows if len(rows) == 4 else None
 
-            deliveries = _wait(all_done)
+            deliveries = wait_until(all_done, timeout=20)
             assert {d["webhook_id"] for d in deliveries} == {h.id for h in hook.delivered()}
             retried = next(d for d in deliveries if d["webhook_id"] == first.id)
             assert retried["attempts"] == 2 and retried["done_at"] and retried["last_error"] == ""
@@ -102,12 +93,12 @@ def test_a_receiver_that_keeps_refusing_leaves_the_delivery_pending_with_its_rea
         carol = srv.setup_user("carol@acme.test", name="Carol", admin=True)
         raw = make_message(to="x@client.test", message_id="<x@acme.test>")
         assert send(srv.smtp_port, alice["bcc_address"], raw)[0] == 250
-        _wait(lambda: len(hook.hits) >= 2, timeout=15)
+        wait_until(lambda: len(hook.hits) >= 2, timeout=15)
         assert verify("raw-secret", hook.hits[0])
         with httpx.Client(base_url=f"{srv.http_url}/api/v1", timeout=10,
                           headers={"Authorization": f"Bearer {carol['api_token']}"}) as api:
-            [d] = _wait(lambda: [d for d in api.get("/admin/webhooks/deliveries").json()
-                                 if d["attempts"] >= 2])
+            [d] = wait_until(lambda: [d for d in api.get("/admin/webhooks/deliveries").json()
+                                      if d["attempts"] >= 2], timeout=20)
         assert d["type"] == "message.stored" and d["state"] == "pending"
         assert d["last_error"] == "DeliveryFailed: receiver answered 500"
         assert d["next_attempt_at"]
@@ -128,7 +119,7 @@ def test_a_link_made_from_the_command_line_is_posted_by_the_server(make_server) 
         def linked():
             return [h.event() for h in hook.delivered() if h.event()["type"] == "thread.linked"]
 
-        [event] = _wait(linked)
+        [event] = wait_until(linked, timeout=20)
         assert event["data"]["thread_id"] == t["thread_id"]
         assert (event["data"]["link"]["kind"], event["data"]["link"]["id"], event["data"]["link"]["how"]) == \
             ("deal", deal["id"], "manual")
@@ -152,5 +143,5 @@ def test_a_person_linked_from_the_command_line_is_a_thread_linked_event_like_fro
         def linked():
             return [h.event() for h in hook.delivered() if h.event()["type"] == "thread.linked"]
 
-        [event] = _wait(linked)
+        [event] = wait_until(linked)
         assert event["data"]["link"] == {"kind": "person", "id": person["id"], "how": "manual"}

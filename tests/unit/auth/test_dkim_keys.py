@@ -10,8 +10,8 @@ import pytest
 from bccd.auth import dkim as bccd_dkim
 from bccd.auth.arc import NOT_SIGNED, verify_arc
 from bccd.auth.dns import Resolver
+from tests.support.authkit import Key, message, sign
 from tests.support.dnsserver import DnsTestServer
-from tests.unit.auth.authkit import Key, message, sign
 
 
 def test_the_key_memo_is_installed() -> None:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 import bccd.auth.authenticator  # noqa: F401 - installs the replacement
-from tests.unit.auth.authkit import Key, message, sign
+from tests.support.authkit import Key, message, sign
 
 Verify = Callable[[Any, bytes, dict[str, int]], bool]
 

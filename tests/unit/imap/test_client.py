@@ -26,6 +26,8 @@ from bccd.imap.client import (
 from bccd.mailboxes.accounts import OAuth2Auth
 from tests.support.oauth import OAuthServer
 
+pytestmark = pytest.mark.spec("7")
+
 
 @pytest.fixture
 def ca_pem(tmp_path: Path) -> str:

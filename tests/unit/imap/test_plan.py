@@ -7,6 +7,8 @@ import pytest
 from bccd.imap.client import FolderInfo, ProtocolFailure, find_special
 from bccd.imap.sync import LabelFilter, Plan, _groups, _Meta, plan_folders
 
+pytestmark = pytest.mark.spec("7")
+
 
 def F(name: str, *flags: str) -> FolderInfo:
     return FolderInfo(name, frozenset(f.lower() for f in flags))

@@ -1,20 +1,13 @@
-"""A migrated SQLite database per test, and small builders for linking state."""
+"""The linking tests build their own company (``tests.unit.builders``): here ``db`` is the
+empty migrated database."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bccd.store.db import Database
-from bccd.store.migrate import upgrade
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'unit.sqlite3'}"
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
+def db(migrated_db: Database) -> Database:
+    return migrated_db

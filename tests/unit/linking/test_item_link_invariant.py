@@ -13,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from bccd.linking import threading
 from bccd.store.db import Database
 from bccd.store.models import Item, Link, Thread, User
-from tests.unit.linking.builders import company_and_user
+from tests.unit.builders import company_and_user
+
+pytestmark = pytest.mark.spec("5.6")
 
 
 def _setup(s) -> tuple[User, list[Item]]:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import threading as threading_
 
+import pytest
 from sqlalchemy import func, select
 
 from bccd.linking import threading
 from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import Thread, ThreadRef
-from tests.unit.linking.builders import company_and_user
+from tests.unit.builders import company_and_user
+
+pytestmark = [pytest.mark.spec("5.4"), pytest.mark.spec("11")]
 
 
 def _user(db: Database) -> tuple[int, int]:

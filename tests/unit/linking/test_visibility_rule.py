@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from sqlalchemy import select
 
 from bccd.linking import visibility
 from bccd.store.db import Database
 from bccd.store.models import Company, Item, Link, Organization, Person, Thread, User
+
+pytestmark = [pytest.mark.spec("1"), pytest.mark.spec("5.8")]
 
 
 def _user(s, company: Company, name: str, admin: bool = False) -> User:
