@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import uvicorn
+from sqlalchemy import select
 
 from bccd.config import Settings
 from bccd.errors import BccdError
@@ -40,6 +41,7 @@ from bccd.smtp.server import SmtpService
 from bccd.smtp.workers import WorkerPool
 from bccd.store import events
 from bccd.store.db import Database
+from bccd.store.models import Company
 from bccd.systemd import listen_sockets
 from bccd.web.app import create_app
 
@@ -97,6 +99,25 @@ def install_signals(smtp: SmtpService, stop: asyncio.Event, *,
     loop.add_signal_handler(signal.SIGHUP, reload_tls)
 
 
+async def _guide_a_first_run(services: Services) -> None:
+    """On an installation without any company, say once (at start) what to do next."""
+
+    def empty() -> bool:
+        with services.db.read() as s:
+            return s.scalar(select(Company.id).limit(1)) is None
+
+    try:
+        if not await services.db.run(empty):
+            return
+    except Exception:  # the database is checked and reported elsewhere (/healthz, doctor)
+        return
+    log.info("no_company_yet",
+             next_step="run `bccd quickstart` in another terminal (.venv/bin/bccd from a"
+                       " checkout): it creates a company and your user, and prints your Smart"
+                       " Bcc address, a sign-in link for the Mail page and a first copy to send",
+             mail_page=services.settings.http.base_url.rstrip("/") + "/mail")
+
+
 async def run(settings: Settings, db: Database, *, config_path: str | None = None) -> None:
     events.attach(db, settings)
     pipeline = build_pipeline(settings, db)
@@ -136,6 +157,7 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     else:
         log.info("http_listening", address=f"{host}:{port}")
     log.info("bccd_ready", bcc_domain=settings.smtp.bcc_domain, smtp_processes=processes)
+    await _guide_a_first_run(services)
     await stop.wait()
     log.info("bccd_stopping")
     if pool is not None:

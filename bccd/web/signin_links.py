@@ -2,8 +2,8 @@
 stored hashed (SHA-256), sent through ``outbound`` as bccd's own mail.
 
 :func:`request_link` takes the address typed on ``/mail/login``: when it is an enabled
-user's login address it stores a new link and queues the mail (at most one per
-``signin.resend_interval``); otherwise it does nothing. Either way the caller answers
+user's login address it stores a new link (:func:`new_link`) and queues the mail (at most
+one per ``signin.resend_interval``); otherwise it does nothing. Either way the caller answers
 the same. :func:`lookup` tells what a link is (pending, used, expired, unknown) without
 changing it — the GET of the link only shows a button; :func:`use` spends it in one
 conditional UPDATE and returns the user to sign in (``None`` when it cannot).
@@ -59,14 +59,23 @@ def request_link(session: Session, settings: Settings, email: str, *,
     recent = session.scalar(select(func.max(SigninLink.created_at)).where(SigninLink.user_id == user.id))
     if recent is not None and now - recent < dt.timedelta(seconds=settings.signin.resend_interval):
         return False
+    url, expires = new_link(session, settings, user, now=now)
+    outbound.enqueue_mail(session, mails.signin_link(
+        settings, user_name=user.name, user_email=user.email, url=url, expires_at=expires))
+    return True
+
+
+def new_link(session: Session, settings: Settings, user: User, *,
+             now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
+    """A new sign-in link for ``user`` (stored hashed, single use, valid
+    ``signin.link_ttl``) → (its URL, when it expires). ``request_link`` mails it; the
+    operator's ``bccd quickstart`` prints it."""
+    now = now or utcnow()
     token = secrets.token_urlsafe(32)
     expires = now + dt.timedelta(seconds=settings.signin.link_ttl)
     session.add(SigninLink(user_id=user.id, token_hash=hash_token(token), created_at=now,
                            expires_at=expires))
-    outbound.enqueue_mail(session, mails.signin_link(
-        settings, user_name=user.name, user_email=user.email, url=link_url(settings, token),
-        expires_at=expires))
-    return True
+    return link_url(settings, token), expires
 
 
 def _row(session: Session, token: str) -> SigninLink | None:
