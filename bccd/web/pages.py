@@ -79,7 +79,7 @@ class Pages(PageBase):
         def work(s: Any, user: User) -> dict[str, Any]:
             page = read.list_threads(s, user, filters, limit=PAGE_SIZE, offset=offset)
             active = filters.entities()
-            names = read.entity_names(s, active)
+            names = read.entity_names(s, user, active)
             return {"page": page, "filters": [{"kind": k, "id": v, "name": names.get((k, v))}
                                               for k, v in active]}
 
