@@ -110,6 +110,9 @@ class Pages(PageBase):
         def work(s: Any, user: User) -> dict[str, Any]:
             shown = read.thread_detail(s, self.services.blobs, user, thread_id,
                                             allow_remote=images)
+            thread = manual.get_thread(s, thread_id, user)
+            for lk in shown["links"]:  # no unlink button where only the owner may unlink
+                lk["removable"] = manual.may_remove(s, thread, lk["kind"], lk["id"], user)
             return {"thread": shown, "choices": read.link_choices(s, user)}
 
         try:
