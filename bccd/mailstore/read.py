@@ -253,7 +253,8 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
                      "dmarc": auth.get("dmarc", "none"), "arc": auth.get("arc", "none"),
                      "verdict": auth.get("verdict", "none"),
                      "signing_domains": auth.get("dkim_domains", []),
-                     "authentication_results": auth.get("results_header", "")},
+                     "authentication_results": auth.get("results_header", ""),
+                     "forwarding": _forwarding(auth.get("forwarding"))},
         })
     owner = session.get(User, thread.owner_id)
     return {
@@ -267,6 +268,18 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
         "manual_items": thread.manual_items,
         "messages": out_msgs,
     }
+
+
+def _forwarding(fwd: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A recovered original's ``auth.forwarding`` (SPEC §4.3): the verdict of the copy that
+    forwarded it, and who forwarded it — in the shape of ``auth`` itself."""
+    if not fwd:
+        return None
+    return {"by": fwd.get("by"), "dkim": fwd.get("dkim", "none"), "spf": fwd.get("spf", "none"),
+            "dmarc": fwd.get("dmarc", "none"), "arc": fwd.get("arc", "none"),
+            "verdict": fwd.get("verdict", "none"),
+            "signing_domains": fwd.get("dkim_domains", []),
+            "authentication_results": fwd.get("results_header", "")}
 
 
 def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:

@@ -157,7 +157,8 @@ class AttachmentOut(BaseModel):
     sha256: str
 
 
-class AuthOut(BaseModel):
+class ForwardingOut(BaseModel):
+    by: str | None = Field(description="who forwarded the original")
     dkim: str
     spf: str
     dmarc: str
@@ -165,6 +166,19 @@ class AuthOut(BaseModel):
     verdict: str
     signing_domains: list[str]
     authentication_results: str
+
+
+class AuthOut(BaseModel):
+    dkim: str
+    spf: str
+    dmarc: str
+    arc: str
+    verdict: str = Field(description="pass | fail | none | skipped, or forwarded: an "
+                         "original recovered from a forward has no verdict of its own")
+    signing_domains: list[str]
+    authentication_results: str
+    forwarding: ForwardingOut | None = Field(
+        default=None, description="for a forwarded original: the verdict of the forwarding")
 
 
 class MessageOut(BaseModel):
