@@ -22,9 +22,10 @@ original — direction ``incoming`` (``outgoing`` when the original's sender is 
 they forwarded their own sent mail), sender = the original's From, ``forwarded_by`` =
 the user's address, and no authenticity verdict of its own: ``auth.verdict`` is
 ``forwarded`` with the copy's verdict kept as ``auth.forwarding`` (what was checked is
-who forwarded it, never who wrote the original: the block is the forwarder's text) — or the request unchanged when the copy was not forwarded *to the
-Smart Bcc address*: a forward addressed to someone else (any To/Cc that is neither the
-user's nor at the Bcc domain) is the user's own outgoing message. When nothing can be
+who forwarded it, never who wrote the original: the block is the forwarder's text) —
+or the request unchanged when the copy was not forwarded *to the Smart Bcc address*: a
+forward addressed to someone else (any To/Cc that is neither the user's nor at the Bcc
+domain) is the user's own outgoing message. When nothing can be
 recovered (no block, no parseable From, several attached messages) the caller files the
 copy as the user's outgoing message — the raw bytes are kept either way.
 

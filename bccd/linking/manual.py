@@ -16,8 +16,9 @@ types a person can read:
   see that entity, so removing it — or replacing such an item link by linking another
   deal, lead or project — would widen who can see the thread: only the thread's owner
   (or the operator) may; any other viewer, admins included, gets ``Forbidden`` (SPEC §9).
-  Removing a link to a company-visible entity widens nothing and is open to every viewer. Unlinking an item also marks ``manual_items`` — the
-  user said "not this one", so the next copy does not link it again. A person unlinked
+  Removing a link to a company-visible entity widens nothing and is open to every viewer.
+  Unlinking an item also marks ``manual_items`` — the user said "not this one", so the
+  next copy does not link it again. A person unlinked
   by hand is linked again by a later copy that has them as a counterpart (the address
   still names them): remove the address from the person, or block it, to stop that.
 * ``set_visibility``, ``archive``, ``delete_thread``: the owner's (or the operator's)
