@@ -35,6 +35,11 @@ State per (account, folder) is ``ImapFolderState(uidvalidity, last_uid)``:
   group's bodies are already being fetched (one group ahead, so at most two groups'
   bytes are held).
 
+Direction (SPEC §7): each message's ``ImapOrigin`` says whether it is in the account's
+``\\Sent`` folder (or, on Gmail, carries the ``\\Sent`` label) and carries the account's
+``authserv_ids``; ingest decides from those whether mail from the user's addresses is
+theirs (``ingest.pipeline``). The sent folder is synced before the others.
+
 Failure: an ingest outcome ``TEMPFAIL`` (returned or raised) stops the folder with
 :class:`IngestDeferred` after committing the mark up to the last ingested UID, so the
 message is fetched again on the next run; a permanent refusal (``REFUSED``) is logged and
@@ -239,6 +244,11 @@ class FolderResult:
         }
 
 
+def _has_sent_label(labels: Sequence[str]) -> bool:
+    """Gmail: the message carries the system label ``\\Sent``."""
+    return any(_norm_label(lb) == "\\sent" for lb in labels)
+
+
 def _labels(value: Any) -> tuple[str, ...]:
     from imapclient.imap_utf7 import decode as utf7_decode
 
@@ -273,7 +283,10 @@ async def sync_folder(
     gmail: bool = False,
     progress: Progress | None = None,
     today: dt.date | None = None,
+    sent: bool = False,
 ) -> FolderResult:
+    """One folder (see the module docstring); ``sent``: it is the account's ``\\Sent``
+    folder, whose mail from the user's addresses is theirs (SPEC §7)."""
     cfg = settings.imap
     sel = await imap.select(folder, readonly=True)
     last_uid, fresh = await db.run(_tx, _prepare_state, account.id, folder, sel.uidvalidity, db=db)
@@ -363,6 +376,8 @@ async def sync_folder(
                         uid=m.uid,
                         gm_thrid=m.thrid,
                         gm_labels=m.labels,
+                        sent=sent or _has_sent_label(m.labels),
+                        authserv_ids=account.authserv_ids,
                     )
                     pending[m.uid] = asyncio.ensure_future(
                         _ingest(sink, raw, account, origin, order.take()))
@@ -495,7 +510,10 @@ async def sync_account(
     result = result if result is not None else AccountResult(account.id)
     infos = await imap.list_folders()
     plan = plan_folders(infos, account.folders, gmail=imap.is_gmail)
-    for folder in plan.folders:
+    sent = find_special(infos, "\\Sent")
+    # the sent folder first: a message the user sent to themselves is then filed from it,
+    # as theirs, before its copy in the inbox (which alone could not prove it)
+    for folder in sorted(plan.folders, key=lambda f: f != sent):
         res = await sync_folder(
             imap,
             db,
@@ -506,6 +524,7 @@ async def sync_account(
             labels=plan.labels,
             gmail=plan.gmail,
             progress=progress,
+            sent=folder == sent,
         )
         result.folders.append(res)
     return result

@@ -247,6 +247,7 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
             "text": m.text_body,
             "has_html": bool(m.html_body),
             "forwarded_by": m.forwarded_by,
+            "unverified_sender": m.unverified_sender,
             "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type,
                              "size": a.size, "sha256": a.sha256} for a in atts],
             "auth": {"dkim": auth.get("dkim", "none"), "spf": auth.get("spf", "none"),

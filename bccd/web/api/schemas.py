@@ -199,6 +199,9 @@ class MessageOut(BaseModel):
     html: str | None = Field(description="the HTML body, sanitized; remote images removed")
     remote_images: bool = Field(description="the original HTML references remote images")
     forwarded_by: str | None
+    unverified_sender: bool = Field(
+        description="synced mail whose From claims the user but was not proven theirs "
+                    "(not in the sent folder, no DMARC pass from the provider): incoming")
     attachments: list[AttachmentOut]
     auth: AuthOut
 
