@@ -35,10 +35,8 @@ State per (account, folder) is ``ImapFolderState(uidvalidity, last_uid)``:
   group's bodies are already being fetched (one group ahead, so at most two groups'
   bytes are held).
 
-Direction (SPEC §7): each message's ``ImapOrigin`` says whether it is in the account's
-``\\Sent`` folder (or, on Gmail, carries the ``\\Sent`` label) and carries the account's
-``authserv_ids``; ingest decides from those whether mail from the user's addresses is
-theirs (``ingest.pipeline``). The sent folder is synced before the others.
+Direction (SPEC §7): ``ImapOrigin.sent`` (the ``\\Sent`` folder, synced first, or Gmail's
+``\\Sent`` label) and the account's ``authserv_ids`` let ingest decide whose mail it is.
 
 Failure: an ingest outcome ``TEMPFAIL`` (returned or raised) stops the folder with
 :class:`IngestDeferred` after committing the mark up to the last ingested UID, so the
@@ -244,11 +242,6 @@ class FolderResult:
         }
 
 
-def _has_sent_label(labels: Sequence[str]) -> bool:
-    """Gmail: the message carries the system label ``\\Sent``."""
-    return any(_norm_label(lb) == "\\sent" for lb in labels)
-
-
 def _labels(value: Any) -> tuple[str, ...]:
     from imapclient.imap_utf7 import decode as utf7_decode
 
@@ -283,10 +276,8 @@ async def sync_folder(
     gmail: bool = False,
     progress: Progress | None = None,
     today: dt.date | None = None,
-    sent: bool = False,
+    sent: bool = False,  # the account's \Sent folder (SPEC §7)
 ) -> FolderResult:
-    """One folder (see the module docstring); ``sent``: it is the account's ``\\Sent``
-    folder, whose mail from the user's addresses is theirs (SPEC §7)."""
     cfg = settings.imap
     sel = await imap.select(folder, readonly=True)
     last_uid, fresh = await db.run(_tx, _prepare_state, account.id, folder, sel.uidvalidity, db=db)
@@ -376,7 +367,7 @@ async def sync_folder(
                         uid=m.uid,
                         gm_thrid=m.thrid,
                         gm_labels=m.labels,
-                        sent=sent or _has_sent_label(m.labels),
+                        sent=sent or "\\sent" in map(_norm_label, m.labels),
                         authserv_ids=account.authserv_ids,
                     )
                     pending[m.uid] = asyncio.ensure_future(
@@ -511,8 +502,7 @@ async def sync_account(
     infos = await imap.list_folders()
     plan = plan_folders(infos, account.folders, gmail=imap.is_gmail)
     sent = find_special(infos, "\\Sent")
-    # the sent folder first: a message the user sent to themselves is then filed from it,
-    # as theirs, before its copy in the inbox (which alone could not prove it)
+    # Sent first: mail the user sent to themselves is filed from it, before the inbox copy
     for folder in sorted(plan.folders, key=lambda f: f != sent):
         res = await sync_folder(
             imap,
