@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import JSON, column, insert, select, table
 
+from bccd import accounts
+from bccd.store.db import Database
+from bccd.store.migrate import upgrade
+from bccd.store.models import Message, Thread, UTCDateTime, utcnow
 from tests.integration.security.two_companies import Companies
 from tests.support.dnsserver import DnsTestServer
 from tests.support.linking_world import server_on
@@ -98,3 +103,40 @@ def test_a_forwarded_original_never_carries_the_forwarders_verdict(
         page = http.get(f"/mail/threads/{row['thread_id']}").text
     assert f"forwarded by {c.email('alice')}" in page
     assert "auth: pass" not in page and "verdict-pass" not in page, page
+
+
+def test_originals_planted_before_the_upgrade_lose_the_forwarders_verdict(db_url: str) -> None:
+    """Revision 0004 gives forwarded originals already stored the ``forwarded`` verdict;
+    the user's own mail that they later forwarded (From one of their addresses) keeps
+    the verdict it was filed with."""
+    upgrade(db_url, "0003")
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            user = accounts.create_user(s, "alice@acme.test",
+                                        accounts.create_company(s, "Acme", "acme")).user
+            thread = Thread(company_id=user.company_id, owner_id=user.id, subject="x")
+            s.add(thread)
+            s.flush()
+            passed = {"dkim": "pass", "spf": "pass", "dmarc": "pass", "verdict": "pass",
+                      "dkim_domains": ["acme.test"], "results_header": "bccd.test; dkim=pass"}
+            old = table("messages", column("company_id"), column("user_id"),
+                        column("thread_id"), column("dedup_key"), column("direction"),
+                        column("from_addr"), column("from_name"), column("subject"),
+                        column("text_body"), column("html_body"), column("raw_size"),
+                        column("raw_sha256"), column("forwarded_by"), column("auth", JSON),
+                        column("created_at", UTCDateTime()))
+            for key, frm in (("planted", CUSTOMER), ("own", "alice@acme.test")):
+                s.execute(insert(old).values(
+                    company_id=user.company_id, user_id=user.id, thread_id=thread.id,
+                    dedup_key=key, direction="incoming", from_addr=frm, from_name="",
+                    subject=key, text_body="", html_body="", raw_size=0, raw_sha256="0" * 64,
+                    forwarded_by="alice@acme.test", auth=passed, created_at=utcnow()))
+        upgrade(db_url)
+        with db.read() as s:
+            auths = {k: a for k, a in s.execute(select(Message.dedup_key, Message.auth))}
+    finally:
+        db.dispose()
+    assert auths["planted"]["verdict"] == "forwarded" and auths["planted"]["dkim"] == "none"
+    assert auths["planted"]["forwarding"] == {**passed, "by": "alice@acme.test"}
+    assert auths["own"] == passed
