@@ -266,7 +266,8 @@ class OutboundSettings(_Section):
 
 class ConfirmSettings(_Section):
     ttl: Duration = 72 * 3600
-    resend_interval: Duration = 300
+    resend_interval: Duration = 300   # per (user, address)
+    daily_cap: int = Field(default=20, ge=1, le=10_000)  # confirmation mails per user a day
 
 
 class ImapSettings(_Section):

@@ -11,6 +11,12 @@ Contract:
   unparsable ones are skipped. :func:`trusted_results` keeps those whose authserv-id is in
   the trusted list and never one claiming our own authserv-id (a forger can write any
   header; only a trusted relay's are believed, and ours come from us alone).
+- :func:`provider_dmarc_pass` is a mailbox provider's own word on a synced message (SPEC
+  §7): whether the *topmost* ``Authentication-Results`` field comes from one of the
+  account's authserv-ids and says ``dmarc=pass`` for the From domain. A provider adds its
+  field at delivery, above every header it received, and (RFC 8601 §5) removes or renames
+  fields claiming its own id; so only the topmost field can be its own, and a sender's
+  forged copy of it further down is never read.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ import authres
 import authres.arc
 import authres.dmarc
 
+from bccd.addresses import AddressError, normalize_domain
 from bccd.auth.dkim import SignatureResult
 from bccd.auth.spf import SpfResult
 
-__all__ = ["FEATURES", "build_header", "incoming_results", "trusted_results"]
+__all__ = ["FEATURES", "build_header", "incoming_results", "provider_dmarc_pass",
+           "trusted_results"]
 
 FEATURES = authres.FeatureContext(authres.dmarc, authres.arc)
 
@@ -116,3 +124,27 @@ def trusted_results(raw: bytes, trusted_ids: Iterable[str], own_id: str) -> list
     own = own_id.strip().lower()
     trusted = {t.strip().lower() for t in trusted_ids} - {own}
     return [h for h in incoming_results(raw) if h.authserv_id in trusted]
+
+
+def provider_dmarc_pass(raw: bytes, provider_ids: Iterable[str], from_domain: str) -> bool:
+    """The topmost ``Authentication-Results`` field is from one of ``provider_ids`` and
+    says DMARC passed for ``from_domain`` (compared as normalized domains)."""
+    trusted = {t.strip().lower() for t in provider_ids if t.strip()}
+    values = _field_values(raw)[:1] if trusted else []
+    for value in values:
+        try:  # not parsable (e.g. a U-label, which authres does not read): no verdict
+            header = FEATURES.parse_value(value)
+        except (authres.AuthResError, ValueError, IndexError):
+            return False
+        if str(header.authserv_id).lower() not in trusted:
+            return False
+        for result in header.results:
+            if result.method != "dmarc" or str(result.result).lower() != "pass":
+                continue
+            claimed = getattr(result, "header_from", None)
+            try:
+                if claimed and normalize_domain(str(claimed)) == normalize_domain(from_domain):
+                    return True
+            except AddressError:
+                continue
+    return False

@@ -29,10 +29,22 @@ class AuthVerdict:
     summary: str = ""             # one short line for the SMTP reply (fixed phrases only)
     results_header: str = ""      # RFC 8601 Authentication-Results value
     extra: dict[str, Any] = field(default_factory=dict)
+    # an original recovered from a forward (verdict "forwarded"): the forwarding's own
+    # verdict (``as_dict`` of it) and ``by``, the forwarder's address (SPEC §4.3)
+    forwarding: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
         return self.verdict in ("pass", "skipped")
+
+    def forwarded_by(self, forwarder: str) -> AuthVerdict:
+        """The verdict of an original recovered from a copy with this verdict that
+        ``forwarder`` sent (SPEC §4.3): none of its own — who forwarded it was checked,
+        not who wrote it; this verdict is kept as the forwarding's."""
+        outer = {k: v for k, v in self.as_dict().items() if k != "forwarding"}
+        return AuthVerdict(verdict="forwarded", summary="forwarded",
+                           reason=f"recovered from a message forwarded by {forwarder}",
+                           forwarding={**outer, "by": forwarder})
 
     def as_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict`` (a deep copy) with ``dkim_domains`` as a list. A verdict

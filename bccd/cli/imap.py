@@ -64,6 +64,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("--scope", choices=accounts.SCOPES, default="all",
                    help="all mail, or only mail with a counterpart who is a known person")
     _submission_args(a)
+    a.add_argument("--authserv-id", action="append", metavar="ID", dest="authserv_ids",
+                   help="the provider's own authserv-id (repeatable): its Authentication-Results"
+                        " with DMARC pass make mail from the user outside Sent outgoing")
     a.set_defaults(handler=add)
 
     st = s.add_parser("set", parents=[common], help="change a mailbox's settings")
@@ -76,6 +79,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _submission_args(st)
     st.add_argument("--no-smtp", action="store_true",
                     help="remove the submission settings (no sending through this mailbox)")
+    ids = st.add_mutually_exclusive_group()
+    ids.add_argument("--authserv-id", action="append", metavar="ID", dest="authserv_ids",
+                     help="the provider's own authserv-ids (repeatable; replaces the list)")
+    ids.add_argument("--no-authserv-id", action="store_true",
+                     help="trust no Authentication-Results in this mailbox")
     st.set_defaults(handler=set_)
 
     rm = s.add_parser("remove", parents=[common], help="remove a mailbox (its mail stays)")
@@ -146,6 +154,7 @@ def add(ctx: Context, args: argparse.Namespace) -> Any:
             on_archive=args.on_archive,
             scope=args.scope,
             smtp=accounts.submission(args.smtp_host, args.smtp_port, args.smtp_security),
+            authserv_ids=args.authserv_ids,
         )
         return {"id": row.id}
 
@@ -164,8 +173,13 @@ def set_(ctx: Context, args: argparse.Namespace) -> Any:
         changes["smtp"] = None
     elif args.smtp_host or args.smtp_port is not None or args.smtp_security:
         changes["smtp"] = accounts.submission(args.smtp_host, args.smtp_port, args.smtp_security)
+    if args.no_authserv_id:
+        changes["authserv_ids"] = []
+    elif args.authserv_ids:
+        changes["authserv_ids"] = args.authserv_ids
     if not changes:
-        raise Invalid("nothing to change: give --folders/--all, --scope, --on-archive or --smtp-*")
+        raise Invalid("nothing to change: give --folders/--all, --scope, --on-archive, --smtp-*"
+                      " or --authserv-id")
     with ctx.database().transaction() as s:
         row = accounts.update_account(s, args.id, **changes)
         return accounts.show_account(s, row)

@@ -7,9 +7,13 @@ page call them, the web page through ``Database.run``. People-facing errors are
 - ``add(session, settings, user, address)`` creates a *pending* alternate and queues the
   confirmation mail to that address in the same transaction (the outbox delivers it; a
   relay that is briefly away never makes adding fail). For an address that is already
-  pending it is a resend: a new token, the older link stops working. Sending is
-  rate-limited per address (``confirm.resend_interval``, across users, decided by a
-  conditional UPDATE) — ``TooSoon`` says when to try again.
+  pending it is a resend: a new token, the older link stops working.
+- Sending is limited per user (``_send``), never across users: one confirmation mail per
+  (user, address) per ``confirm.resend_interval``, and at most ``confirm.daily_cap``
+  confirmation mails per user in any 24 hours, whatever the addresses. Both count the
+  ``confirmation_sends`` log, not the alternate row, so removing an address and adding it
+  again resets neither. ``TooSoon`` (429) says when to try again. What another user did
+  with the same address — in this company or another — never delays or changes an answer.
 - ``lookup(session, token)`` → ``TokenInfo`` (``pending``, ``used``, ``expired``,
   ``unknown``) — never changes anything (a GET of the link is not a confirmation).
 - ``confirm(session, token)`` confirms with one conditional UPDATE
@@ -18,6 +22,15 @@ page call them, the web page through ``Database.run``. People-facing errors are
   quarantined copies from the address are queued for release in the same transaction.
 - ``remove(session, user, address)`` deletes the alternate (pending or confirmed); copies
   from it are not accepted afterwards.
+
+Decision (SPEC §6 "no answer reveals anything about users of another company"): adding
+an address that is the login of a user of *another* company is answered exactly as adding
+any other address — a pending alternate, ``confirmation: queued``, the same limits — but
+no mail is sent to it (its owner did not ask to join another company's Smart Bcc, and the
+pending alternate can never be confirmed). Within the user's own company a colleague's
+login is refused by name (409 "… is the login address of another user of your
+company"): colleagues' addresses are no secret inside a company, and the user learns
+their mistake. The user's own login is refused likewise (400).
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,7 +51,7 @@ from bccd.confirm import tokens
 from bccd.errors import BccdError, Conflict, Invalid, NotFound
 from bccd.notify import mails, outbound
 from bccd.quarantine import hold
-from bccd.store.models import Alternate, Company, User, utcnow
+from bccd.store.models import Alternate, Company, ConfirmationSend, User, utcnow
 
 
 class TooSoon(BccdError):
@@ -88,14 +101,20 @@ def _alternate(session: Session, user: User, address: str) -> Alternate | None:
                                                   Alternate.email == address))
 
 
-def _check_address(session: Session, settings: Settings, user: User, address: str) -> None:
+def _check_address(session: Session, settings: Settings, user: User, address: str) -> bool:
+    """Raise for an address ``user`` may not add; → whether a confirmation is mailed to it
+    (not to another company's user's login: see the module docstring)."""
     if address == user.email:
         raise Invalid(f"{address} is the login address of {user.email} already")
     dom, bcc = domain_of(address), settings.smtp.bcc_domain
     if dom == bcc or dom.endswith("." + bcc):
         raise Invalid(f"{address} is a Smart Bcc address, not an address anyone sends from")
-    if session.scalar(select(User.id).where(User.email == address)) is not None:
-        raise Conflict(f"{address} is the login address of another user")
+    company_id = session.scalar(select(User.company_id).where(User.email == address))
+    if company_id is None:
+        return True
+    if company_id == user.company_id:
+        raise Conflict(f"{address} is the login address of another user of your company")
+    return False  # answered like any address, never mailed
 
 
 def add(session: Session, settings: Settings, user: User, address: str,
@@ -103,7 +122,7 @@ def add(session: Session, settings: Settings, user: User, address: str,
     """Add ``address`` as a pending alternate of ``user`` and email it a confirmation link."""
     now = now or utcnow()
     addr = parse_email_arg(address, "alternate address")
-    _check_address(session, settings, user, addr)
+    mail = _check_address(session, settings, user, addr)
     alt = _alternate(session, user, addr)
     resent = alt is not None
     if alt is None:
@@ -118,7 +137,7 @@ def add(session: Session, settings: Settings, user: User, address: str,
             resent = True
     if alt.status == "confirmed":
         raise Conflict(f"{addr} is already a confirmed address of {user.email}")
-    _send(session, settings, user, alt, now)
+    _send(session, settings, user, alt, now, mail=mail)
     assert alt.token_expires_at is not None
     return Sent(addr, alt.status, alt.token_expires_at, resent)
 
@@ -133,41 +152,61 @@ def resend(session: Session, settings: Settings, user: User, address: str,
         raise NotFound(f"{addr} is not an alternate address of {user.email}")
     if alt.status == "confirmed":
         raise Conflict(f"{addr} is already a confirmed address of {user.email}")
-    _send(session, settings, user, alt, now)
+    mail = _check_address(session, settings, user, addr)
+    _send(session, settings, user, alt, now, mail=mail)
     assert alt.token_expires_at is not None
     return Sent(addr, alt.status, alt.token_expires_at, True)
 
 
-def _send(session: Session, settings: Settings, user: User, alt: Alternate, now: dt.datetime) -> None:
+DAY = dt.timedelta(days=1)
+
+
+def _send(session: Session, settings: Settings, user: User, alt: Alternate, now: dt.datetime,
+          *, mail: bool = True) -> None:
+    """A new token for ``alt`` and, with ``mail``, its confirmation mail — within the
+    user's limits (per address, per day), or ``TooSoon``."""
     interval = dt.timedelta(seconds=settings.confirm.resend_interval)
-    last = session.scalar(select(func.max(Alternate.last_sent_at))
-                          .where(Alternate.email == alt.email))
-    if last is not None and now - last < interval:
-        wait = max(1, int((last + interval - now).total_seconds()) + 1)
+    window = max(DAY, interval)
+    # one user's sends are decided one after another: the user's row is locked
+    # (PostgreSQL; on SQLite the writer holds the database since BEGIN IMMEDIATE)
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    session.execute(delete(ConfirmationSend).where(ConfirmationSend.user_id == user.id,
+                                                   ConfirmationSend.sent_at <= now - window))
+    sends = session.execute(select(ConfirmationSend.email, ConfirmationSend.sent_at)
+                            .where(ConfirmationSend.user_id == user.id)).all()
+    here = [at for email, at in sends if email == alt.email]
+    if here and now - max(here) < interval:
+        wait = max(1, int((max(here) + interval - now).total_seconds()) + 1)
         raise TooSoon(f"a confirmation was emailed to {alt.email} less than"
                       f" {mails.human_duration(settings.confirm.resend_interval)} ago;"
                       f" try again in {wait} s", wait)
+    today = sorted(at for _, at in sends if at > now - DAY)
+    cap = settings.confirm.daily_cap
+    if len(today) >= cap:
+        wait = max(1, int((today[len(today) - cap] + DAY - now).total_seconds()) + 1)
+        raise TooSoon(f"{cap} confirmation mails were sent for you in the last 24 hours,"
+                      f" the most allowed a day; try again in {wait} s", wait)
     token = tokens.new_token()
     expires = now + dt.timedelta(seconds=settings.confirm.ttl)
-    # the conditional UPDATE is the rate limit when two resends race
     res = session.execute(
         update(Alternate)
-        .where(Alternate.id == alt.id, Alternate.status == "pending",
-               or_(Alternate.last_sent_at.is_(None), Alternate.last_sent_at <= now - interval))
+        .where(Alternate.id == alt.id, Alternate.status == "pending")
         .values(token_hash=tokens.token_hash(token), token_expires_at=expires, last_sent_at=now)
         .execution_options(synchronize_session=False)
     )
     if getattr(res, "rowcount", 0) != 1:
-        raise TooSoon(f"a confirmation was just emailed to {alt.email}; try again later",
-                      settings.confirm.resend_interval)
+        raise Conflict(f"{alt.email} was confirmed meanwhile")
+    session.add(ConfirmationSend(user_id=user.id, email=alt.email, sent_at=now))
     session.refresh(alt)
+    if not mail:
+        return
     company = session.get(Company, user.company_id)
-    mail = mails.confirmation(
+    message = mails.confirmation(
         settings, user_name=user.name, user_email=user.email,
         company=company.name if company else "", address=alt.email,
         url=tokens.confirm_url(settings.http.base_url, token), expires_at=expires,
     )
-    outbound.enqueue_mail(session, mail)
+    outbound.enqueue_mail(session, message)
 
 
 def _info(session: Session, alt: Alternate, state: TokenState) -> TokenInfo:

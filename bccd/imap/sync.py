@@ -35,6 +35,9 @@ State per (account, folder) is ``ImapFolderState(uidvalidity, last_uid)``:
   group's bodies are already being fetched (one group ahead, so at most two groups'
   bytes are held).
 
+Direction (SPEC §7): ``ImapOrigin.sent`` (the ``\\Sent`` folder, synced first, or Gmail's
+``\\Sent`` label) and the account's ``authserv_ids`` let ingest decide whose mail it is.
+
 Failure: an ingest outcome ``TEMPFAIL`` (returned or raised) stops the folder with
 :class:`IngestDeferred` after committing the mark up to the last ingested UID, so the
 message is fetched again on the next run; a permanent refusal (``REFUSED``) is logged and
@@ -273,6 +276,7 @@ async def sync_folder(
     progress: Progress | None = None,
     today: dt.date | None = None,
     cancel: threading.Event | None = None,
+    sent: bool = False,  # the account's \Sent folder (SPEC §7)
 ) -> FolderResult:
     """Sync one folder; ``cancel`` set → :class:`SyncStopped` before the next group."""
     cfg = settings.imap
@@ -372,6 +376,8 @@ async def sync_folder(
                         uid=m.uid,
                         gm_thrid=m.thrid,
                         gm_labels=m.labels,
+                        sent=sent or "\\sent" in map(_norm_label, m.labels),
+                        authserv_ids=account.authserv_ids,
                     )
                     pending[m.uid] = asyncio.ensure_future(
                         _ingest(sink, raw, account, origin, order.take()))
@@ -506,8 +512,11 @@ async def sync_account(
     await db.run(_tx, status.begin_pass, account.id, db=db)
     infos = await imap.list_folders()
     plan = plan_folders(infos, account.folders, gmail=imap.is_gmail)
-    for folder in plan.folders:
+    sent = find_special(infos, "\\Sent")
+    # Sent first: mail the user sent to themselves is filed from it, before the inbox copy
+    for folder in sorted(plan.folders, key=lambda f: f != sent):
         res = await sync_folder(imap, db, sink, account, folder, settings, labels=plan.labels,
-                                gmail=plan.gmail, progress=progress, cancel=cancel)
+                                gmail=plan.gmail, progress=progress, cancel=cancel,
+                                sent=folder == sent)
         result.folders.append(res)
     return result

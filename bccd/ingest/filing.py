@@ -135,6 +135,7 @@ class FileRequest:
     pinned: tuple[str, int] | None = None
     forwarded_by: str | None = None
     origin: ImapOrigin | None = None
+    unverified_sender: bool = False      # synced, From claims the user, not proven (SPEC §7)
 
 
 def user_addresses(session: Session, user_id: int) -> set[str]:
@@ -298,7 +299,8 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
         "from_addr": req.sender.email, "from_name": req.sender.name, "subject": p.subject,
         "date": p.date, "text_body": p.text, "html_body": p.html, "raw_size": len(req.raw),
         "raw_sha256": req.raw_sha256, "auth": req.auth.as_dict(),
-        "forwarded_by": req.forwarded_by, "created_at": utcnow(),
+        "forwarded_by": req.forwarded_by, "unverified_sender": req.unverified_sender,
+        "created_at": utcnow(),
     }
     # IntegrityError here: a concurrent duplicate (``file_in`` retries it as one)
     mid = direct.execute(conn, _INSERT_MESSAGE, values).scalar_one()

@@ -20,9 +20,12 @@ order:
 ``as_original(request, original, own)`` → the ``FileRequest`` to file: the recovered
 original — direction ``incoming`` (``outgoing`` when the original's sender is the user:
 they forwarded their own sent mail), sender = the original's From, ``forwarded_by`` =
-the user's address — or the request unchanged when the copy was not forwarded *to the
-Smart Bcc address*: a forward addressed to someone else (any To/Cc that is neither the
-user's nor at the Bcc domain) is the user's own outgoing message. When nothing can be
+the user's address, and no authenticity verdict of its own: ``auth.verdict`` is
+``forwarded`` with the copy's verdict kept as ``auth.forwarding`` (what was checked is
+who forwarded it, never who wrote the original: the block is the forwarder's text) —
+or the request unchanged when the copy was not forwarded *to the Smart Bcc address*: a
+forward addressed to someone else (any To/Cc that is neither the user's nor at the Bcc
+domain) is the user's own outgoing message. When nothing can be
 recovered (no block, no parseable From, several attached messages) the caller files the
 copy as the user's outgoing message — the raw bytes are kept either way.
 
@@ -118,7 +121,8 @@ def as_original(req: FileRequest, original: Original, own: set[str]) -> FileRequ
              original_sender=original.sender.email, original_message_id=original.parsed.message_id,
              forwarded_by=req.sender.email, direction=direction)
     return dataclasses.replace(req, parsed=original.parsed, direction=direction,
-                               sender=original.sender, forwarded_by=req.sender.email)
+                               sender=original.sender, forwarded_by=req.sender.email,
+                               auth=req.auth.forwarded_by(req.sender.email))
 
 
 def recover(parsed: Parsed, *, max_header_size: int) -> Original | None:

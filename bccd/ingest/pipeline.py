@@ -18,6 +18,7 @@ Stages, in order, each a named step with a human reason on refusal:
    451 4.7.0 on DNS failure (a copy marked for quarantine that fails is refused the same
    way: never kept, never answered by mail);
 5. forwarded-mail recovery (SPEC §4.3) once per message, off the loop;
+   (IMAP: the direction of synced mail, ``_synced_direction`` — SPEC §7;)
 6. filing (``ingest.filing.file_in``) by the database's group writer, or keeping it in
    quarantine (``ingest.holding.hold``); committed before the caller replies 250.
    ``release`` files a copy released from quarantine through the same filing path.
@@ -42,7 +43,8 @@ from typing import NoReturn, TypeVar
 import structlog
 
 from bccd import metrics
-from bccd.addresses import Addr
+from bccd.addresses import Addr, domain_of
+from bccd.auth import results
 from bccd.auth.authenticator import build_authenticator
 from bccd.auth.sender import FromRefused, Mailbox, parse_from
 from bccd.auth.verdict import SKIPPED, Authenticator, AuthVerdict, DnsTempError
@@ -87,6 +89,21 @@ def _synced_sender(parsed: Parsed) -> Addr:
         lenient = parse_address_list(parsed.from_values[:1])
         return lenient[0] if lenient else Addr("", "")
     return Addr(mb.email, mb.name)
+
+
+def _synced_direction(raw: bytes, sender: Addr, own: set[str], origin: ImapOrigin
+                      ) -> tuple[str, bool]:
+    """SPEC §7 "Direction of synced mail" → (direction, unverified_sender). Anyone can put
+    the user's address in From and send it to their mailbox, so a From of the user's is
+    believed only from the account's sent folder (or Gmail's ``\\Sent`` label) or on the
+    provider's own DMARC pass; elsewhere the message is incoming, marked unverified. Mail
+    from anyone else is incoming, wherever it is."""
+    if sender.email not in own:
+        return "incoming", False
+    if origin.sent or results.provider_dmarc_pass(raw, origin.authserv_ids,
+                                                  domain_of(sender.email)):
+        return "outgoing", False
+    return "incoming", True
 
 
 def _strict_from(parsed: Parsed) -> Mailbox:
@@ -239,12 +256,12 @@ class Pipeline:
             try:
                 parsed, sender = await self._parse(raw, _synced_sender)
                 own = await self.lookups.shared(("own", user_id), self._own_addresses, user_id)
-                direction = "outgoing" if sender.email in own else "incoming"
+                direction, unverified = _synced_direction(raw, sender, own, origin)
                 req = filing.FileRequest(
                     user_id=user_id, raw=raw, parsed=parsed, source=Source.IMAP,
                     direction=direction, sender=sender, auth=AuthVerdict(verdict="none",
                     reason="synced over IMAP"), bcc_domain=self.settings.smtp.bcc_domain,
-                    raw_sha256=raw_sha, origin=origin,
+                    raw_sha256=raw_sha, origin=origin, unverified_sender=unverified,
                 )
                 out = await self._file(req, turn)
             except Exception as exc:

@@ -35,7 +35,9 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class ImapOrigin:
-    """Where an IMAP-synced message came from (recorded for write-back)."""
+    """Where an IMAP-synced message came from (recorded for write-back), and what the
+    account says about it: whether it is in the sent folder, whose Authentication-Results
+    are the provider's own (SPEC §7 "Direction of synced mail")."""
 
     account_id: int
     folder: str
@@ -43,6 +45,8 @@ class ImapOrigin:
     uid: int
     gm_thrid: str | None = None
     gm_labels: tuple[str, ...] = field(default_factory=tuple)
+    sent: bool = False                   # in the account's \Sent folder, or has Gmail's \Sent label
+    authserv_ids: tuple[str, ...] = ()   # the provider's own (its Authentication-Results)
 
 
 class FilingOrder:

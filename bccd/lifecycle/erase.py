@@ -44,6 +44,7 @@ from bccd.store.models import (
     Alternate,
     Blocked,
     Company,
+    ConfirmationSend,
     Link,
     Message,
     Notice,
@@ -184,6 +185,8 @@ def _erase(s: Session, addr: str, company_ids: list[int] | None, removal: Remova
             func.lower(Notice.address) == addr, _in(Notice.user_id, user_ids))),
         "alternates": (Alternate, select(Alternate.id).where(
             func.lower(Alternate.email) == addr, _in(Alternate.user_id, user_ids))),
+        "confirmation_sends": (ConfirmationSend, select(ConfirmationSend.id).where(
+            func.lower(ConfirmationSend.email) == addr, _in(ConfirmationSend.user_id, user_ids))),
         "blocked": (Blocked, select(Blocked.id).where(
             func.lower(Blocked.pattern) == addr, _in(Blocked.user_id, user_ids))),
     }

@@ -11,8 +11,14 @@ types a person can read:
   person re-applies rule §5.6 (the person's single open item may now apply). A link the
   thread did not have is a ``thread.linked`` event (``store.events``; item links emit it
   in ``linking.deals``), whoever made it — the CLI or the web.
-* ``unlink``: removes one link. Unlinking an item also marks ``manual_items`` — the
-  user said "not this one", so the next copy does not link it again. A person unlinked
+* ``unlink``: removes one link. A link to an entity that is not visible to the whole
+  company (``visibility.link_narrows``) keeps the shared thread from everyone who may not
+  see that entity, so removing it — or replacing such an item link by linking another
+  deal, lead or project — would widen who can see the thread: only the thread's owner
+  (or the operator) may; any other viewer, admins included, gets ``Forbidden`` (SPEC §9).
+  Removing a link to a company-visible entity widens nothing and is open to every viewer.
+  Unlinking an item also marks ``manual_items`` — the user said "not this one", so the
+  next copy does not link it again. A person unlinked
   by hand is linked again by a later copy that has them as a counterpart (the address
   still names them): remove the address from the person, or block it, to stop that.
 * ``set_visibility``, ``archive``, ``delete_thread``: the owner's (or the operator's)
@@ -64,10 +70,31 @@ def _check_entity(session: Session, thread: Thread, kind: str, entity_id: int,
         raise NotFound(f"no {kind} {entity_id}")
 
 
+def may_remove(session: Session, thread: Thread, kind: str, entity_id: int,
+               actor: User | None) -> bool:
+    """Whether ``actor`` may remove the thread's link to (kind, entity_id)."""
+    return (actor is None or actor.id == thread.owner_id
+            or not visibility.link_narrows(session, kind, entity_id))
+
+
+def _may_remove(session: Session, thread: Thread, kind: str, entity_id: int,
+                actor: User | None) -> None:
+    """Raise unless ``actor`` may remove the thread's link to (kind, entity_id)."""
+    if not may_remove(session, thread, kind, entity_id, actor):
+        raise Forbidden(f"only the owner of thread {thread.id} may remove its link to {kind}"
+                        f" {entity_id}: that link keeps the conversation from colleagues who"
+                        f" may not see the {kind}")
+
+
 def link(session: Session, thread: Thread, kind: str, entity_id: int,
          actor: User | None) -> None:
     _check_entity(session, thread, kind, entity_id, actor)
     if kind in deals.ITEM_KINDS:
+        replaced = session.execute(select(Link.kind, Link.entity_id).where(
+            Link.thread_id == thread.id, Link.kind.in_(deals.ITEM_KINDS),
+            ~((Link.kind == kind) & (Link.entity_id == entity_id)))).all()
+        for old_kind, old_id in replaced:  # a thread has one item: linking replaces it
+            _may_remove(session, thread, old_kind, old_id, actor)
         deals.set_item_link(session, thread.id, kind, entity_id, "manual")
         thread.manual_items = True
         return
@@ -90,6 +117,10 @@ def unlink(session: Session, thread: Thread, kind: str, entity_id: int,
            actor: User | None) -> None:
     if kind not in LINK_KINDS:
         raise Invalid(f"kind must be one of {', '.join(LINK_KINDS)}")
+    if session.scalar(select(Link.id).where(Link.thread_id == thread.id, Link.kind == kind,
+                                            Link.entity_id == entity_id)) is None:
+        raise NotFound(f"thread {thread.id} is not linked to {kind} {entity_id}")
+    _may_remove(session, thread, kind, entity_id, actor)
     res = session.execute(delete(Link).where(Link.thread_id == thread.id, Link.kind == kind,
                                              Link.entity_id == entity_id))
     if not getattr(res, "rowcount", 0):

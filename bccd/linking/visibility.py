@@ -11,6 +11,11 @@
   changing the default later affects new threads only. The owner changes one thread
   with ``mail set THREAD_ID --visibility``.
 
+* A link to an entity that is not visible to the whole company (``visible_to = owner``,
+  or an entity that no longer exists) *narrows* a shared thread: it keeps the thread from
+  every colleague who may not see that entity. Removing such a link widens who can see the
+  thread, so only the thread's owner may (``link_narrows``; ``linking.manual`` enforces it).
+
 Two forms of the same rule: ``thread_visible`` (one thread, in Python) and
 ``visible_threads`` / ``thread_visible_clause`` (a SQL filter, so listings stay indexed
 queries whatever the company's size). Tests hold them to the same answers. The entity
@@ -53,6 +58,13 @@ def entity_visible(session: Session, user: User, kind: str, entity_id: int) -> b
     if ent is None or ent.company_id != user.company_id:
         return False
     return user.is_admin or ent.visible_to == "company" or ent.owner_id == user.id
+
+
+def link_narrows(session: Session, kind: str, entity_id: int) -> bool:
+    """A link to this entity keeps a shared thread from someone in the company: the entity
+    is visible to its owner only, or no longer exists (which hides the thread too)."""
+    ent = _entity(session, kind, entity_id)
+    return ent is None or ent.visible_to != "company"
 
 
 def thread_visible(session: Session, user: User, thread: Thread) -> bool:

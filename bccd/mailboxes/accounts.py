@@ -114,6 +114,7 @@ class AccountConfig:
     folders: tuple[str, ...]
     on_archive: str
     state: str
+    authserv_ids: tuple[str, ...] = ()  # the provider's own Authentication-Results ids
 
     def label(self) -> str:
         return f"{self.username}@{self.host}:{self.port}"
@@ -132,6 +133,7 @@ def account_config(row: ImapAccount) -> AccountConfig:
         folders=tuple(str(f) for f in (row.folders or [])),
         on_archive=row.on_archive,
         state=row.state,
+        authserv_ids=tuple(str(a) for a in (row.authserv_ids or [])),
     )
 
 
@@ -221,6 +223,25 @@ def _check_host(host: str) -> str:
     return host
 
 
+MAX_AUTHSERV_IDS = 10
+
+
+def check_authserv_ids(ids: list[str] | None) -> list[str]:
+    """The provider's authserv-ids (``--authserv-id``, repeatable): the ids its own
+    ``Authentication-Results`` carry, lowercased, each a host-like token (SPEC §7)."""
+    out: list[str] = []
+    for raw in ids or []:
+        value = raw.strip().lower()
+        if not value or len(value) > 255 or any(c.isspace() or c in ';()"\\' for c in value) \
+                or not value.isascii() or not value.isprintable():
+            raise Invalid(f"--authserv-id {raw!r} is not an authserv-id (such as mx.google.com)")
+        if value not in out:
+            out.append(value)
+    if len(out) > MAX_AUTHSERV_IDS:
+        raise Invalid(f"at most {MAX_AUTHSERV_IDS} --authserv-id values")
+    return out
+
+
 def parse_folders(value: str | None) -> list[str]:
     """``A,B`` → ``["A", "B"]``; empty or None → ``[]`` (all mail)."""
     if not value:
@@ -306,7 +327,7 @@ def add_account(
         smtp_security=smtp.security if smtp else None,
         provider=provider,
         oauth_provider=oauth_provider,
-        authserv_ids=list(authserv_ids or []),
+        authserv_ids=check_authserv_ids(authserv_ids),
         state="active",
         state_reason="",
         failures=0,
@@ -334,6 +355,7 @@ def update_account(
     scope: str | Any = _KEEP,
     on_archive: str | Any = _KEEP,
     smtp: Submission | Any | None = _KEEP,
+    authserv_ids: list[str] | Any = _KEEP,
 ) -> ImapAccount:
     """Change what is synced and how (``imap set``); only the settings given change.
     ``smtp=None`` removes the submission settings (the mailbox can no longer send)."""
@@ -352,6 +374,8 @@ def update_account(
         row.smtp_host = smtp.host if smtp else None
         row.smtp_port = smtp.port if smtp else None
         row.smtp_security = smtp.security if smtp else None
+    if authserv_ids is not _KEEP:
+        row.authserv_ids = check_authserv_ids(authserv_ids)
     session.flush()
     return row
 
@@ -388,6 +412,7 @@ def render_account(row: ImapAccount, user_email: str) -> dict[str, Any]:
         "on_archive": row.on_archive,
         "smtp": ({"host": row.smtp_host, "port": row.smtp_port, "security": row.smtp_security}
                  if row.smtp_host else None),
+        "authserv_ids": list(row.authserv_ids or []),
         "state": row.state,
         "reason": row.state_reason,
         "failures": row.failures,
@@ -401,7 +426,6 @@ def render_account(row: ImapAccount, user_email: str) -> dict[str, Any]:
         # last) pass's messages, done of total
         "initial_sync_done_at": row.initial_synced_at.isoformat() if row.initial_synced_at else None,
         "progress": {"done": int(row.sync_done or 0), "total": int(row.sync_total or 0)},
-        "authserv_ids": list(row.authserv_ids or []),
     }
 
 

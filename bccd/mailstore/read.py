@@ -5,7 +5,10 @@ run them through ``Database.run``). The CLI, the API and the page all read here.
 Reads go through the one visibility rule (``linking.visibility``): listings use its SQL
 form, single threads ``get_visible_thread`` / ``linking.manual.get_thread``, attachments
 ``mailstore.attachments`` — so a thread the user may not see is the same ``NotFound`` as
-one that does not exist. Suggestions are shown only when the viewer may see the item.
+one that does not exist. Suggestions are shown only when the viewer may see the item,
+and every entity name (links, suggestions, the page's filter line) comes from
+``entity_names``, which names only what the viewer may see (SPEC §9): a link to an entity
+of which the viewer may not know is listed by kind and id alone.
 
 - ``list_threads(s, user, filters…, q=…, limit=…, offset=…, names=…)`` → a page
   ``{threads, limit, offset, next_offset}`` (``next_offset`` None on the last page) of
@@ -80,29 +83,37 @@ def _term_clause(term: str) -> Any:
     return or_(func.lower(Thread.subject).like(pat, escape="\\"), msg)
 
 
-def entity_names(s: Session, refs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+def entity_names(s: Session, viewer: User, refs: Iterable[tuple[str, int]]
+                 ) -> dict[tuple[str, int], str]:
+    """The names of the entities ``refs`` that ``viewer`` may see (SPEC §9): one query per
+    kind, filtered in SQL by the one visibility rule, so an entity of another company or
+    a colleague's owner-only one is simply absent — shown by its id alone."""
     by_kind: dict[str, set[int]] = defaultdict(set)
     for kind, eid in refs:
         by_kind[kind].add(eid)
     out: dict[tuple[str, int], str] = {}
     if by_kind.get("person"):
-        for pid, name in s.execute(select(Person.id, Person.name)
-                                   .where(Person.id.in_(by_kind["person"]))):
-            out[("person", pid)] = name
-        missing = [p for p in by_kind["person"] if not out.get(("person", p))]
-        if missing:  # a person without a name is shown by an address
+        unnamed = []
+        for pid, name in s.execute(select(Person.id, Person.name).where(
+                Person.id.in_(by_kind["person"]), visibility.entity_visible_clause(Person, viewer))):
+            if name:
+                out[("person", pid)] = name
+            else:
+                unnamed.append(pid)
+        if unnamed:  # a (visible) person without a name is shown by an address
             for pid, email in s.execute(select(PersonEmail.person_id, func.min(PersonEmail.email))
-                                        .where(PersonEmail.person_id.in_(missing))
+                                        .where(PersonEmail.person_id.in_(unnamed))
                                         .group_by(PersonEmail.person_id)):
                 out[("person", pid)] = email
     if by_kind.get("organization"):
-        for oid, name in s.execute(select(Organization.id, Organization.name)
-                                   .where(Organization.id.in_(by_kind["organization"]))):
+        for oid, name in s.execute(select(Organization.id, Organization.name).where(
+                Organization.id.in_(by_kind["organization"]),
+                visibility.entity_visible_clause(Organization, viewer))):
             out[("organization", oid)] = name
     items = {i for k in ("deal", "lead", "project") for i in by_kind.get(k, ())}
     if items:
-        for iid, kind, title in s.execute(select(Item.id, Item.kind, Item.title)
-                                          .where(Item.id.in_(items))):
+        for iid, kind, title in s.execute(select(Item.id, Item.kind, Item.title).where(
+                Item.id.in_(items), visibility.entity_visible_clause(Item, viewer))):
             out[(kind, iid)] = title
     return out
 
@@ -111,9 +122,9 @@ def _named(rows: list[dict[str, Any]], names: dict[tuple[str, int], str]) -> lis
     return [{**r, "name": names.get((r["kind"], r["id"]))} for r in rows]
 
 
-def _with_names(s: Session, threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_names(s: Session, viewer: User, threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     refs = [(r["kind"], r["id"]) for t in threads for r in (*t["links"], *t["suggestions"])]
-    names = entity_names(s, refs)
+    names = entity_names(s, viewer, refs)
     for t in threads:
         t["links"] = _named(t["links"], names)
         t["suggestions"] = _named(t["suggestions"], names)
@@ -185,7 +196,7 @@ def list_threads(
     by_id = {r["thread_id"]: r for r in _rows(s, user, ids)} if ids else {}
     threads = [by_id[i] for i in ids if i in by_id]
     if names:
-        _with_names(s, threads)
+        _with_names(s, user, threads)
     return {"threads": threads, "limit": limit, "offset": offset,
             "next_offset": offset + len(ids) if more else None}
 
@@ -243,13 +254,15 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
             "text": m.text_body,
             "has_html": bool(m.html_body),
             "forwarded_by": m.forwarded_by,
+            "unverified_sender": m.unverified_sender,
             "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type,
                              "size": a.size, "sha256": a.sha256} for a in atts],
             "auth": {"dkim": auth.get("dkim", "none"), "spf": auth.get("spf", "none"),
                      "dmarc": auth.get("dmarc", "none"), "arc": auth.get("arc", "none"),
                      "verdict": auth.get("verdict", "none"),
                      "signing_domains": auth.get("dkim_domains", []),
-                     "authentication_results": auth.get("results_header", "")},
+                     "authentication_results": auth.get("results_header", ""),
+                     "forwarding": _forwarding(auth.get("forwarding"))},
         })
     owner = session.get(User, thread.owner_id)
     return {
@@ -263,6 +276,18 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
         "manual_items": thread.manual_items,
         "messages": out_msgs,
     }
+
+
+def _forwarding(fwd: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A recovered original's ``auth.forwarding`` (SPEC §4.3): the verdict of the copy that
+    forwarded it, and who forwarded it — in the shape of ``auth`` itself."""
+    if not fwd:
+        return None
+    return {"by": fwd.get("by"), "dkim": fwd.get("dkim", "none"), "spf": fwd.get("spf", "none"),
+            "dmarc": fwd.get("dmarc", "none"), "arc": fwd.get("arc", "none"),
+            "verdict": fwd.get("verdict", "none"),
+            "signing_domains": fwd.get("dkim_domains", []),
+            "authentication_results": fwd.get("results_header", "")}
 
 
 def _inline_ok(content_type: str, size: int) -> bool:
@@ -294,7 +319,7 @@ def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: Use
     """One visible thread; with ``inline_url``, ``cid:`` images point at their parts."""
     thread = get_visible_thread(s, user, thread_id)
     shown = show_thread(s, thread, user)
-    _with_names(s, [shown])
+    _with_names(s, user, [shown])
     html_of = {mid: (html, size) for mid, html, size in s.execute(
         select(Message.id, Message.html_body, Message.raw_size)
         .where(Message.thread_id == thread.id)).tuples()}
@@ -342,7 +367,7 @@ def summary(s: Session, thread_id: int, user: User) -> dict[str, Any]:
     rows = _rows(s, user, [thread_id])
     if not rows:
         raise NotFound(f"no thread {thread_id}")
-    return _with_names(s, rows)[0]
+    return _with_names(s, user, rows)[0]
 
 
 def person_by_email(s: Session, user: User, email: str) -> int:

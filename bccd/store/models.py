@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -272,6 +273,9 @@ class Message(Base):
     raw_sha256: Mapped[str] = mapped_column(String(64))
     auth: Mapped[dict[str, Any]] = mapped_column(default=dict)
     forwarded_by: Mapped[str | None] = mapped_column(String(320))
+    # synced mail whose From claims the user, not proven theirs (SPEC §7): filed incoming
+    unverified_sender: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                    server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -407,6 +411,20 @@ class Notice(Base):
     user_id: Mapped[int] = _fk("users.id", index=False)
     address: Mapped[str] = mapped_column(String(320))
     last_sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConfirmationSend(Base):
+    """One confirmation mail sent for a user (SPEC §6). The interval per (user, address)
+    and the user's daily cap are counted here — not on the alternate, so removing and
+    adding an address again resets neither. Rows past both windows are pruned as the user
+    sends more."""
+
+    __tablename__ = "confirmation_sends"
+    __table_args__ = (Index(None, "user_id", "sent_at"),)
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = _fk("users.id", index=False)
+    email: Mapped[str] = mapped_column(String(320))
+    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Counter(Base):

@@ -98,7 +98,7 @@ class Pages(PageBase):
         def work(s: Any, user: User) -> dict[str, Any]:
             page = read.list_threads(s, user, filters, limit=PAGE_SIZE, offset=offset)
             active = filters.entities()
-            names = read.entity_names(s, active)
+            names = read.entity_names(s, user, active)
             return {"page": page, "filters": [{"kind": k, "id": v, "name": names.get((k, v))}
                                               for k, v in active]}
 
@@ -133,6 +133,9 @@ class Pages(PageBase):
 
             shown = read.thread_detail(s, inline_url, user, thread_id,
                                             allow_remote=images)
+            thread = manual.get_thread(s, thread_id, user)
+            for lk in shown["links"]:  # no unlink button where only the owner may unlink
+                lk["removable"] = manual.may_remove(s, thread, lk["kind"], lk["id"], user)
             return {"thread": shown, "choices": read.link_choices(s, user)}
 
         try:

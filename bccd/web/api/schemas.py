@@ -171,7 +171,8 @@ class AttachmentOut(BaseModel):
     sha256: str
 
 
-class AuthOut(BaseModel):
+class ForwardingOut(BaseModel):
+    by: str | None = Field(description="who forwarded the original")
     dkim: str
     spf: str
     dmarc: str
@@ -179,6 +180,19 @@ class AuthOut(BaseModel):
     verdict: str
     signing_domains: list[str]
     authentication_results: str
+
+
+class AuthOut(BaseModel):
+    dkim: str
+    spf: str
+    dmarc: str
+    arc: str
+    verdict: str = Field(description="pass | fail | none | skipped, or forwarded: an "
+                         "original recovered from a forward has no verdict of its own")
+    signing_domains: list[str]
+    authentication_results: str
+    forwarding: ForwardingOut | None = Field(
+        default=None, description="for a forwarded original: the verdict of the forwarding")
 
 
 class MessageOut(BaseModel):
@@ -199,6 +213,9 @@ class MessageOut(BaseModel):
     html: str | None = Field(description="the HTML body, sanitized; remote images removed")
     remote_images: bool = Field(description="the original HTML references remote images")
     forwarded_by: str | None
+    unverified_sender: bool = Field(
+        description="synced mail whose From claims the user but was not proven theirs "
+                    "(not in the sent folder, no DMARC pass from the provider): incoming")
     attachments: list[AttachmentOut]
     auth: AuthOut
 

@@ -5,7 +5,8 @@ Every read goes through the one read model (``mailstore.read`` → ``linking.vis
 attachments through ``mailstore.attachments``): a thread, message or attachment the caller
 may not see is a 404 with the same words as one that does not exist. Changing visibility,
 archiving and deleting are the owner's alone (403 for another user who can see the
-thread); linking needs the entity to be visible to the caller too.
+thread); linking needs the entity to be visible to the caller too, and removing (or
+replacing) a link that narrows who may see the thread is the owner's alone (403).
 """
 
 from __future__ import annotations
@@ -123,11 +124,12 @@ async def delete_thread(request: Request, p: Caller, thread_id: IdPath) -> dict[
 
 
 @router.post("/threads/{thread_id}/links", response_model=S.ThreadSummary,
-             operation_id="linkThread", responses=NOT_FOUND)
+             operation_id="linkThread", responses={**NOT_FOUND, **FORBIDDEN})
 async def link_thread(request: Request, p: Caller, thread_id: IdPath,
                       body: S.LinkIn) -> dict[str, Any]:
     """Link the thread to a person, organization, deal, lead or project by hand (a
-    deal/lead/project replaces the thread's item link: a thread has at most one)."""
+    deal/lead/project replaces the thread's item link: a thread has at most one; only the
+    thread's owner may replace a link to an owner-only item)."""
     db = services_of(request).db
 
     def work() -> dict[str, Any]:
@@ -139,10 +141,12 @@ async def link_thread(request: Request, p: Caller, thread_id: IdPath,
 
 
 @router.delete("/threads/{thread_id}/links/{kind}/{entity_id}", response_model=S.ThreadSummary,
-               operation_id="unlinkThread", responses=NOT_FOUND)
+               operation_id="unlinkThread", responses={**NOT_FOUND, **FORBIDDEN})
 async def unlink_thread(request: Request, p: Caller, thread_id: IdPath, kind: S.LinkKind,
                         entity_id: IdPath) -> dict[str, Any]:
-    """Remove one link (an item unlinked by hand is not linked again automatically)."""
+    """Remove one link (an item unlinked by hand is not linked again automatically). A link
+    to an entity visible to its owner only keeps the thread from the rest of the company:
+    only the thread's owner may remove it (403 for anyone else)."""
     db = services_of(request).db
 
     def work() -> dict[str, Any]:

@@ -230,3 +230,28 @@ def test_submission_settings_scope_and_folders_are_set_at_add_and_changed_with_i
         code, _, err = cli("imap", "set", account, *argv)
         assert code == 1 and words in err and "Traceback" not in err
     assert cli("imap", "set", "999", "--scope", "all")[2].strip().endswith("no IMAP account 999")
+
+
+def test_the_providers_authserv_ids_are_set_at_add_and_changed_with_imap_set(
+        cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §7 "Direction of synced mail": ``imap add/set --authserv-id ID`` (repeatable)
+    names the provider's own Authentication-Results; ``--no-authserv-id`` trusts none."""
+    assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
+    assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
+    monkeypatch.setenv("IMAP_PW", "pw")
+    code, data, err = cli("imap", "add", "alice@acme.test", "--host", "imap.mail.test",
+                          "--username", "alice", "--password-env", "IMAP_PW",
+                          "--authserv-id", "MX.Google.com", "--authserv-id", "mx.google.com",
+                          "--json")
+    assert code == 0, err
+    account = str(data["id"])
+    assert cli("imap", "list", "--json")[1][0]["authserv_ids"] == ["mx.google.com"]
+    code, row, err = cli("imap", "set", account, "--authserv-id", "a.test", "--authserv-id",
+                         "b.test", "--json")
+    assert code == 0 and row["authserv_ids"] == ["a.test", "b.test"], err
+    code, row, err = cli("imap", "set", account, "--scope", "known", "--json")
+    assert code == 0 and row["authserv_ids"] == ["a.test", "b.test"]  # untouched
+    code, row, err = cli("imap", "set", account, "--no-authserv-id", "--json")
+    assert code == 0 and row["authserv_ids"] == []
+    code, _, err = cli("imap", "set", account, "--authserv-id", "mx.test; dmarc=pass")
+    assert code == 1 and "is not an authserv-id" in err and "Traceback" not in err

@@ -20,6 +20,8 @@ from tests.support.oauth_provider import OAuthProvider
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("7")
+
 _n = iter(range(1, 10_000))
 
 

@@ -11,6 +11,8 @@ from tests.support.dovecot import Dovecot
 from tests.support.server import BccdServer, CliError
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("7")
+
 _n = iter(range(1, 10_000))
 
 

@@ -18,6 +18,8 @@ from tests.support.oauth_provider import OAuthProvider
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.spec("9")
+
 CHROMIUM = os.environ.get("BCCD_TEST_CHROMIUM", "/usr/bin/chromium")
 
 

@@ -1,4 +1,6 @@
-"""Helpers for the attack tests: the server process's memory, raw HTTP."""
+"""The reproduced attacks of the outside security review, each file named after its attack
+(``test_attack_*`` and the others), speaking the real SMTP, IMAP and HTTP interfaces; these
+are their helpers: the server process's memory, raw HTTP."""
 
 from __future__ import annotations
 

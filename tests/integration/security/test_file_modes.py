@@ -19,6 +19,8 @@ import pytest
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("10")
+
 
 @contextmanager
 def umask(mask: int) -> Iterator[None]:

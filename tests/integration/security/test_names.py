@@ -15,6 +15,8 @@ import pytest
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("9")
+
 BAD = ["Eve\r\nBcc: victim@else.test", "Eve\nX-Injected: 1", "Eve\rX", "Eve\x00", "Eve\x1b[31m",
        "Eve\x85next", "Eve\u2028next"]
 

@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.server import BccdServer
 
+pytestmark = pytest.mark.spec("10")
+
 TOKEN = "metrics-secret-0123456789"
 
 
