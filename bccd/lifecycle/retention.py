@@ -5,7 +5,10 @@
   waits long behind it); returns how many.
 - Quarantined copies older than ``retention.quarantine`` are deleted by
   ``bccd.quarantine.copies.purge_expired`` — the quarantine's own rule, called from here.
-- ``run_once(db, blobs, settings)`` → :class:`RetentionReport`: both purges, then a blob
+- ``purge_expired_grants(db)`` deletes Mail page sessions, sign-in links and OAuth
+  ``state`` records that expired more than ``GRANT_KEEP`` ago (until then a used or
+  expired link still answers "used"/"expired" rather than "unknown").
+- ``run_once(db, blobs, settings)`` → :class:`RetentionReport`: the purges, then a blob
   GC sweep (``blobgc.collect`` with ``retention.blob_grace``). The periodic worker
   (``bccd.lifecycle.worker``) calls it every ``retention.interval``; it is idempotent,
   so several instances may run it at once. ``stop`` (set when the server stops) ends
@@ -25,8 +28,11 @@ from bccd.lifecycle import blobgc
 from bccd.quarantine import copies
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
+from bccd.store.grants import OAuthState, SigninLink, WebSession
 from bccd.store.models import Rejection, utcnow
 from bccd.store.queries import delete_older_than
+
+GRANT_KEEP = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +40,11 @@ class RetentionReport:
     rejections: int
     quarantined: int
     blobs: blobgc.GcReport
+    grants: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"rejections": self.rejections, "quarantined": self.quarantined,
-                "blobs": self.blobs.as_dict()}
+                "grants": self.grants, "blobs": self.blobs.as_dict()}
 
 
 def purge_rejections(db: Database, retention_seconds: int, *, now: dt.datetime | None = None,
@@ -47,10 +54,19 @@ def purge_rejections(db: Database, retention_seconds: int, *, now: dt.datetime |
     return delete_older_than(db, Rejection, Rejection.created_at, cutoff, batch=batch, stop=stop)
 
 
+def purge_expired_grants(db: Database, *, now: dt.datetime | None = None, batch: int = 1000,
+                         stop: threading.Event | None = None) -> int:
+    """Delete sessions, sign-in links and OAuth states expired more than ``GRANT_KEEP`` ago."""
+    cutoff = (now or utcnow()) - GRANT_KEEP
+    return sum(delete_older_than(db, model, model.expires_at, cutoff, batch=batch, stop=stop)
+               for model in (WebSession, SigninLink, OAuthState))
+
+
 def run_once(db: Database, blobs: BlobStore, settings: Settings, *,
              now: dt.datetime | None = None, stop: threading.Event | None = None) -> RetentionReport:
     r = settings.retention
     rejections = purge_rejections(db, r.rejections, now=now, stop=stop)
     quarantined = copies.purge_expired(db, r.quarantine, now=now, stop=stop)
+    grants = purge_expired_grants(db, now=now, stop=stop)
     gc = blobgc.collect(db, blobs, grace=r.blob_grace, stop=stop)
-    return RetentionReport(rejections, quarantined, gc)
+    return RetentionReport(rejections, quarantined, gc, grants)

@@ -51,7 +51,8 @@ async def lifecycle_worker(services: Services, stop: asyncio.Event) -> None:
                 log.warning("lifecycle_pass_failed", error=f"{type(exc).__name__}: {exc}")
                 continue
             blobs = report.blobs
-            if report.rejections or report.quarantined or blobs.deleted or blobs.held or blobs.stopped:
+            if (report.rejections or report.quarantined or report.grants or blobs.deleted or blobs.held
+                    or blobs.stopped):
                 log.info("lifecycle_pass", **report.as_dict())
     finally:
         halt.set()
