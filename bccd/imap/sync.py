@@ -5,7 +5,7 @@ Takes a logged-in :class:`~bccd.imap.client.AsyncImap`, the database, an
 :class:`FolderResult` per folder. Nothing here marks mail read or changes the mailbox:
 folders are EXAMINEd (read-only) and bodies fetched with ``BODY.PEEK[]``.
 
-Which folders ("all mail", the default): when the server has a SPECIAL-USE ``\\All``
+Which folders (``bccd.imap.plan``; "all mail", the default): when the server has a SPECIAL-USE ``\\All``
 folder it alone is synced (it holds every message once); otherwise INBOX, ``\\Sent`` and
 every other selectable folder except ``\\Trash``, ``\\Junk``, ``\\Drafts`` and
 ``\\Flagged`` (unfinished or discarded mail, and a virtual copy). Special folders are
@@ -58,7 +58,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bccd.config import Settings
-from bccd.imap.client import AsyncImap, FolderInfo, ImapFailure, ProtocolFailure, find_special
+from bccd.imap.client import AsyncImap, ImapFailure, find_special
+from bccd.imap.plan import LabelFilter, norm_label, plan_folders
 from bccd.ingest.outcome import Disposition, IngestError, Outcome
 from bccd.ingest.types import FilingOrder, ImapOrigin, Turn
 from bccd.log import get_logger
@@ -69,17 +70,7 @@ from bccd.store.models import ImapFolderState, ImapMessageRef
 
 log = get_logger("bccd.imap.sync")
 
-EXCLUDED_BY_DEFAULT = frozenset({"\\trash", "\\junk", "\\drafts", "\\flagged"})
 GROUP_BYTES = 32 * 1024 * 1024  # body bytes fetched per round trip (at least one message)
-# SPECIAL-USE flag of a Gmail folder → the system label it stands for
-_GMAIL_LABEL_OF_FLAG = {
-    "\\sent": "\\sent",
-    "\\drafts": "\\draft",
-    "\\important": "\\important",
-    "\\flagged": "\\starred",
-    "\\junk": "\\spam",
-    "\\trash": "\\trash",
-}
 
 Progress = Callable[[str, int, int], None]  # (folder, done, total)
 
@@ -97,79 +88,6 @@ class SyncStopped(Exception):
 
 class IngestDeferred(ImapFailure):
     """Ingest failed temporarily; the folder stops and the message is fetched again."""
-
-
-# ---------------------------------------------------------------- planning
-
-
-def _norm_label(label: str) -> str:
-    low = label.strip().lower()
-    return "\\inbox" if low in ("inbox", "\\inbox") else low
-
-
-@dataclass(frozen=True, slots=True)
-class LabelFilter:
-    """Gmail: keep a message when any of its labels is wanted."""
-
-    wanted: frozenset[str]
-
-    def matches(self, labels: Sequence[str]) -> bool:
-        return any(_norm_label(lb) in self.wanted for lb in labels)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    folders: tuple[str, ...]
-    labels: LabelFilter | None = None
-    gmail: bool = False
-
-
-def _is_inbox(name: str) -> bool:
-    return name.upper() == "INBOX"
-
-
-def plan_folders(folders: Sequence[FolderInfo], chosen: Sequence[str], *, gmail: bool) -> Plan:
-    """Decide which folders to sync (see the module docstring). Raises ProtocolFailure."""
-    by_name = {f.name: f for f in folders}
-    if gmail:
-        all_mail = find_special(folders, "\\All")
-        if all_mail is not None:
-            if not chosen:
-                return Plan((all_mail,), None, gmail=True)
-            wanted: set[str] = set()
-            for name in chosen:
-                wanted.add(_norm_label(name))
-                info = by_name.get(name)
-                for flag in info.flags if info else ():
-                    if flag in _GMAIL_LABEL_OF_FLAG:
-                        wanted.add(_GMAIL_LABEL_OF_FLAG[flag])
-            return Plan((all_mail,), LabelFilter(frozenset(wanted)), gmail=True)
-    if chosen:
-        picked: list[str] = []
-        for name in chosen:
-            if name.startswith("\\"):
-                found = find_special(folders, name)
-            elif _is_inbox(name):
-                found = next((f.name for f in folders if _is_inbox(f.name)), "INBOX")
-            else:
-                info = by_name.get(name)
-                found = info.name if info is not None and info.selectable else None
-            if found is None:
-                raise ProtocolFailure(f"folder {name!r} not found on the server")
-            if found not in picked:
-                picked.append(found)
-        return Plan(tuple(picked))
-    all_mail = find_special(folders, "\\All")
-    if all_mail is not None:
-        return Plan((all_mail,))
-    inbox = next((f.name for f in folders if _is_inbox(f.name)), "INBOX")
-    sent = find_special(folders, "\\Sent")
-    rest = sorted(
-        f.name
-        for f in folders
-        if f.selectable and not _is_inbox(f.name) and f.name != sent and not (f.flags & EXCLUDED_BY_DEFAULT)
-    )
-    return Plan(tuple([inbox] + ([sent] if sent else []) + rest))
 
 
 # ---------------------------------------------------------------- state (blocking)
@@ -376,7 +294,7 @@ async def sync_folder(
                         uid=m.uid,
                         gm_thrid=m.thrid,
                         gm_labels=m.labels,
-                        sent=sent or "\\sent" in map(_norm_label, m.labels),
+                        sent=sent or "\\sent" in map(norm_label, m.labels),
                         authserv_ids=account.authserv_ids,
                     )
                     pending[m.uid] = asyncio.ensure_future(

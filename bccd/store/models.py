@@ -438,78 +438,6 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class ImapAccount(Base):
-    __tablename__ = "imap_accounts"
-    __table_args__ = (
-        CheckConstraint("security IN ('ssl', 'starttls')", name="security"),
-        CheckConstraint("on_archive IN ('none', 'archive', 'delete')", name="on_archive"),
-        CheckConstraint("state IN ('active', 'paused', 'disabled')", name="state"),
-        CheckConstraint("scope IN ('all', 'known')", name="scope"),
-        CheckConstraint("smtp_security IS NULL OR smtp_security IN ('ssl', 'starttls')",
-                        name="smtp_security"),
-    )
-    id: Mapped[int] = _pk()
-    user_id: Mapped[int] = _fk("users.id")
-    host: Mapped[str] = mapped_column(String(255))
-    port: Mapped[int] = mapped_column(Integer)
-    security: Mapped[str] = mapped_column(String(16), default="ssl")
-    username: Mapped[str] = mapped_column(String(320))
-    auth_kind: Mapped[str] = mapped_column(String(16), default="password")
-    secret_enc: Mapped[str] = mapped_column(Text)  # Fernet token under security.secret_key
-    ca_file: Mapped[str | None] = mapped_column(Text)
-    folders: Mapped[list[Any]] = mapped_column(default=list)  # [] → all mail
-    scope: Mapped[str] = mapped_column(String(8), default="all", server_default="all")
-    on_archive: Mapped[str] = mapped_column(String(16), default="none")
-    # submission (SPEC §7, §12): sending as the user through this mailbox; no host → cannot send
-    smtp_host: Mapped[str | None] = mapped_column(String(255))
-    smtp_port: Mapped[int | None] = mapped_column(Integer)
-    smtp_security: Mapped[str | None] = mapped_column(String(16))
-    # the provider's own authserv-ids, whose Authentication-Results are believed (SPEC §7)
-    authserv_ids: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
-    state: Mapped[str] = mapped_column(String(16), default="active")
-    state_reason: Mapped[str] = mapped_column(Text, default="")
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime | None]
-    last_sync_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    # the ``bccd serve`` instance syncing it now, until when (``mailboxes.accounts.claim_lease``)
-    lease_owner: Mapped[str | None] = mapped_column(String(200))
-    lease_until: Mapped[dt.datetime | None]
-    # connected by the user (SPEC §7): the preset it came from (``mailboxes.presets``), the
-    # ``[oauth.<name>]`` provider that consented, and whether the user must sign in again
-    provider: Mapped[str | None] = mapped_column(String(64))
-    oauth_provider: Mapped[str | None] = mapped_column(String(64))
-    needs_signin: Mapped[bool] = mapped_column(Boolean, default=False)
-    # status a person can read: messages stored, the running pass's progress, first full sync
-    messages_synced: Mapped[int] = mapped_column(BigInteger, default=0)
-    sync_done: Mapped[int] = mapped_column(Integer, default=0)
-    sync_total: Mapped[int] = mapped_column(Integer, default=0)
-    initial_synced_at: Mapped[dt.datetime | None]
-
-
-class ImapFolderState(Base):
-    __tablename__ = "imap_folders"
-    __table_args__ = (UniqueConstraint("account_id", "folder"),)
-    id: Mapped[int] = _pk()
-    account_id: Mapped[int] = _fk("imap_accounts.id", index=False)
-    folder: Mapped[str] = mapped_column(String(1000))
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class ImapMessageRef(Base):
-    """Where a stored message lives on an IMAP server (for write-back)."""
-
-    __tablename__ = "imap_message_refs"
-    __table_args__ = (UniqueConstraint("account_id", "folder", "uidvalidity", "uid"),)
-    id: Mapped[int] = _pk()
-    message_id: Mapped[int] = _fk("messages.id")
-    account_id: Mapped[int] = _fk("imap_accounts.id", index=False)
-    folder: Mapped[str] = mapped_column(String(1000))
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    uid: Mapped[int] = mapped_column(BigInteger)
-
-
 class OutboxJob(Base):
     """Durable work: outbound mail, webhooks, IMAP write-back. Retried with back-off."""
 
@@ -531,4 +459,9 @@ class OutboxJob(Base):
 
 
 # OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
-from bccd.store.grants import OAuthState, SigninLink, WebSession  # noqa: E402, F401
+from bccd.store.grants import OAuthState as OAuthState  # noqa: E402
+from bccd.store.grants import SigninLink as SigninLink  # noqa: E402
+from bccd.store.grants import WebSession as WebSession  # noqa: E402
+from bccd.store.mailbox_models import ImapAccount as ImapAccount  # noqa: E402
+from bccd.store.mailbox_models import ImapFolderState as ImapFolderState  # noqa: E402
+from bccd.store.mailbox_models import ImapMessageRef as ImapMessageRef  # noqa: E402

@@ -203,8 +203,9 @@ def test_inline_images_show_in_the_sandboxed_message_frame(
         try:
             page = browser.new_page()
             page.goto(f"{srv.http_url}/mail/login")
+            page.click("summary")  # the token form sits below the emailed-link form
             page.fill("#token", tokens["alice"])
-            page.click("button[type=submit]")
+            page.click("details button[type=submit]")
             page.wait_for_url("**/mail")
             page.goto(f"{srv.http_url}/mail/threads/{thread_id}")
             frame = page.frame_locator("iframe").first

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bccd.imap.client import FolderInfo, ProtocolFailure, find_special
-from bccd.imap.sync import LabelFilter, Plan, _groups, _Meta, plan_folders
+from bccd.imap.plan import LabelFilter, Plan, plan_folders
+from bccd.imap.sync import _groups, _Meta
 
 pytestmark = pytest.mark.spec("7")
 
