@@ -126,3 +126,42 @@ def test_item_status_must_fit_its_kind(db: Database) -> None:
         c, _ = _company_and_person(s, "acme")
     with pytest.raises(IntegrityError), db.transaction() as s:
         s.add(Item(company_id=c.id, kind="lead", title="x", status="won"))
+
+
+def test_upgrading_keeps_every_row_that_references_a_rebuilt_table(db_url: str) -> None:
+    """A revision that rebuilds a table on SQLite (batch mode: copy, drop, rename) must not
+    cascade the drop to the rows that reference it: a mailbox's folder state, its message
+    refs and its messages survive every upgrade from the first revision."""
+    from sqlalchemy import text
+
+    upgrade(db_url, "0002")
+    database = Database(db_url)
+    try:
+        with database.transaction() as s:
+            s.execute(text("INSERT INTO companies (slug, name, create_unknown_contacts, created_at) "
+                           "VALUES ('acme', 'Acme', true, CURRENT_TIMESTAMP)"))
+            company = s.execute(text("SELECT id FROM companies")).scalar_one()
+            s.execute(text(
+                "INSERT INTO users (company_id, email, name, is_admin, api_token_hash, bcc_token, "
+                "sharing_default, linking_mode, email_links, disabled, created_at) "
+                "VALUES (:c, 'a@acme.test', 'A', false, 'h', 'abcdefghijklmnop', 'private', 'auto', "
+                "'app', false, CURRENT_TIMESTAMP)"), {"c": company})
+            user = s.execute(text("SELECT id FROM users")).scalar_one()
+            s.execute(text(
+                "INSERT INTO imap_accounts (user_id, host, port, security, username, auth_kind, "
+                "secret_enc, folders, on_archive, state, state_reason, failures, created_at) "
+                "VALUES (:u, 'imap.test', 993, 'ssl', 'a', 'password', 'x', '[]', 'none', "
+                "'active', '', 0, CURRENT_TIMESTAMP)"), {"u": user})
+            account = s.execute(text("SELECT id FROM imap_accounts")).scalar_one()
+            s.execute(text("INSERT INTO imap_folders (account_id, folder, uidvalidity, last_uid) "
+                           "VALUES (:a, 'INBOX', 7, 42)"), {"a": account})
+    finally:
+        database.dispose()
+    upgrade(db_url)
+    database = Database(db_url)
+    try:
+        with database.read() as s:
+            assert s.execute(text("SELECT folder, last_uid FROM imap_folders")).all() == [
+                ("INBOX", 42)]
+    finally:
+        database.dispose()
