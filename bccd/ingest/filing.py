@@ -30,7 +30,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, select, update
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,9 @@ from bccd.store.models import (
     Message,
     MessageRaw,
     MessageSource,
+    Organization,
     Participant,
+    Person,
     PersonEmail,
     Thread,
     ThreadRef,
@@ -74,6 +76,7 @@ _INSERT_ATTACHMENT = insert(Attachment)
 users, companies, messages = User.__table__, Company.__table__, Message.__table__
 sources, alternates, blocked = MessageSource.__table__, Alternate.__table__, Blocked.__table__
 thread_refs, person_emails, items = ThreadRef.__table__, PersonEmail.__table__, Item.__table__
+persons_t, orgs = Person.__table__, Organization.__table__
 _FORWARDED_BY = (update(Message).where(Message.id == bindparam("m"))
                  .values(forwarded_by=bindparam("f")))
 _THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
@@ -85,7 +88,8 @@ def _context_stmt(refs: int, person_in: Any) -> Any:
     stored under the dedup key :k, if any; whether the user has confirmed alternates and
     block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
     joined (one row each, at least one row), the company's persons of the addresses in
-    ``person_in`` and whether each has an open item. Every part is an indexed lookup."""
+    ``person_in``, whether each has an open item, and their organization if the user may
+    see it (SPEC §5.11). Every part is an indexed lookup."""
     dup = messages.alias("dup")
     cols: list[Any] = [
         users.c.id, users.c.company_id, users.c.email, users.c.is_admin, users.c.linking_mode,
@@ -106,8 +110,12 @@ def _context_stmt(refs: int, person_in: Any) -> Any:
     if person_in is not None:
         cols += [person_emails.c.email.label("person_email"), person_emails.c.person_id,
                  exists().where(items.c.person_id == person_emails.c.person_id, items.c.status == "open")
-                 .label("open_items")]
-        frm = frm.outerjoin(person_emails, and_(person_emails.c.company_id == users.c.company_id, person_in))
+                 .label("open_items"), orgs.c.id.label("organization_id")]
+        frm = (frm.outerjoin(person_emails, and_(person_emails.c.company_id == users.c.company_id, person_in))
+               .outerjoin(persons_t, persons_t.c.id == person_emails.c.person_id)
+               .outerjoin(orgs, and_(orgs.c.id == persons_t.c.organization_id,
+                                     or_(users.c.is_admin, orgs.c.visible_to == "company",
+                                         orgs.c.owner_id == users.c.id))))
     return select(*cols).select_from(frm).where(users.c.id == bindparam("u"))
 
 
@@ -188,7 +196,7 @@ def _context(s: Session, req: FileRequest) -> _Context:
     copy = engine.Copy(user=user, company=Org(row.company_id, row.create_unknown_contacts),
                        direction=req.direction, sender=req.sender, to=p.to, cc=p.cc,
                        bcc_domain=req.bcc_domain, may_create_persons=req.source is Source.BCC)
-    persons = {r.person_email: Hit(r.person_id, bool(r.open_items))
+    persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id)
                for r in rows if maybe and r.person_email is not None}
     known = engine.Known(
         alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),

@@ -5,10 +5,19 @@
   person on its participant row, its thread gets the person link (``how = auto``) and
   rule §5.6 is re-applied to that thread. An address that is the thread owner's own, or
   that the thread owner has blocked, is left alone — the same choices ingest makes.
-* ``relink_for_item(db, item_id)``: a deal/lead/project was created or changed status.
-  Rule §5.6 is re-applied to every thread linked to its person, so a new open item is
-  linked where it is now the only candidate, becomes a suggestion where it is one of
-  several, and a closed one drops out of the suggestions. Links already made are kept.
+* ``relink_for_item(db, item_id, also_persons=())``: a deal/lead/project was created or
+  changed (status, person, visibility). Rule §5.6 is re-applied to every thread linked to
+  its person (and to ``also_persons``, e.g. the person it belonged to before), so a new
+  open item is linked where it is now the only candidate, becomes a suggestion where it is
+  one of several, and a closed one drops out of the suggestions. Links already made are
+  kept.
+* ``relink_organizations(db, person_ids=…, organization_id=…)``: a person's organization
+  was set or changed, or an organization's visibility or owner changed (SPEC §5.11): the
+  automatic organization links of the threads of those persons (and of the threads
+  linked to that organization) follow (``linking.organizations.sync``); manual ones stay.
+
+Every pass also links the organizations of the persons it links, and each thread the rule
+is re-applied to gets its ``link_state`` (SPEC §5.12) with its links.
 
 Both are idempotent (links are inserted under their unique constraint, the rule is a
 function of the stored state), run in bounded batches of ``BATCH`` rows per transaction
@@ -19,12 +28,13 @@ command returns ("within seconds"). They return how many threads changed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bccd.linking import blocklist, deals
+from bccd.linking import blocklist, deals, organizations
 from bccd.store.db import Database
 from bccd.store.models import (
     Alternate,
@@ -32,6 +42,7 @@ from bccd.store.models import (
     Link,
     Message,
     Participant,
+    Person,
     PersonEmail,
     Suggestion,
     Thread,
@@ -93,33 +104,54 @@ def relink_for_addresses(db: Database, *, company_id: int, emails: Sequence[str]
                     Link.thread_id.in_(threads))))
                 insert_ignore(s, Link, [{"thread_id": t, "kind": "person", "entity_id": person_id,
                                          "how": "auto"} for t in threads])
+                changed.update(organizations.sync(s, threads))
                 for t in threads:
                     if _reapply(s, t) or t not in before:
                         changed.add(t)
     return len(changed)
 
 
-def relink_for_item(db: Database, item_id: int) -> int:
+def relink_for_item(db: Database, item_id: int, also_persons: Sequence[int | None] = ()) -> int:
     with db.read() as s:
         item = s.get(Item, item_id)
         person_id = item.person_id if item is not None else None
-    if person_id is None:
-        return 0
-    changed = 0
+    persons = sorted({p for p in (person_id, *also_persons) if p is not None})
+    changed: set[int] = set()
+    for pid in persons:
+        for threads in _batches(db, Link.kind == "person", Link.entity_id == pid):
+            with db.transaction() as s:
+                changed.update(t for t in threads if _reapply(s, t))
+    return len(changed)
+
+
+def relink_organizations(db: Database, *, person_ids: Sequence[int] = (),
+                         organization_id: int | None = None) -> int:
+    sources = [(Link.kind == "person", Link.entity_id == pid) for pid in sorted(set(person_ids))]
+    if organization_id is not None:
+        with db.read() as s:
+            members = list(s.scalars(select(Person.id).where(
+                Person.organization_id == organization_id).order_by(Person.id)))
+        sources += [(Link.kind == "person", Link.entity_id == pid) for pid in members]
+        sources.append((Link.kind == "organization", Link.entity_id == organization_id))
+    changed: set[int] = set()
+    for kind, entity in sources:
+        for threads in _batches(db, kind, entity):
+            with db.transaction() as s:
+                changed.update(organizations.sync(s, threads))
+    return len(changed)
+
+
+def _batches(db: Database, *where: Any) -> Iterator[list[int]]:
+    """The ids of the threads with a link matching ``where``, ``BATCH`` at a time."""
     last = 0
     while True:
-        with db.transaction() as s:
-            threads = list(s.scalars(
-                select(Link.thread_id)
-                .where(Link.kind == "person", Link.entity_id == person_id, Link.thread_id > last)
-                .order_by(Link.thread_id)
-                .limit(BATCH)
-            ))
-            if not threads:
-                break
-            last = threads[-1]
-            changed += sum(1 for t in threads if _reapply(s, t))
-    return changed
+        with db.read() as s:
+            threads = list(s.scalars(select(Link.thread_id).where(*where, Link.thread_id > last)
+                                     .order_by(Link.thread_id).limit(BATCH)))
+        if not threads:
+            return
+        last = threads[-1]
+        yield threads
 
 
 def _state(s: Session, thread_id: int) -> tuple[frozenset[tuple[str, int, str]],
