@@ -30,9 +30,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from bccd import replies as R
 from bccd.addresses import Addr
@@ -83,13 +84,18 @@ _THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
     Thread.__table__.c.id == bindparam("t"))
 
 
-def _context_stmt(refs: int, person_in: Any) -> Any:
+def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
     """The one read of a copy (``_Context``): the owner and company; the message already
     stored under the dedup key :k, if any; whether the user has confirmed alternates and
     block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
     joined (one row each, at least one row), the company's persons of the addresses in
     ``person_in``, whether each has an open item, and their organization if the user may
-    see it (SPEC §5.11). Every part is an indexed lookup."""
+    see it (SPEC §5.11). Every part is an indexed lookup.
+
+    ``lock`` (PostgreSQL): the read also share-locks those persons, in id order, for the
+    rest of the transaction — the lock ``linking.deals`` reads a person's items under —
+    so the linking layer need not take it again; it still reads the items afterwards
+    (this read's snapshot may predate an item committed while it waited)."""
     dup = messages.alias("dup")
     cols: list[Any] = [
         users.c.id, users.c.company_id, users.c.email, users.c.is_admin, users.c.linking_mode,
@@ -116,6 +122,14 @@ def _context_stmt(refs: int, person_in: Any) -> Any:
                .outerjoin(orgs, and_(orgs.c.id == persons_t.c.organization_id,
                                      or_(users.c.is_admin, orgs.c.visible_to == "company",
                                          orgs.c.owner_id == users.c.id))))
+        if lock:
+            pe, p, owner = person_emails.alias("lock_pe"), persons_t.alias("lock_p"), users.alias("lock_u")
+            company = select(owner.c.company_id).where(owner.c.id == bindparam("u")).scalar_subquery()
+            locked = (select(p.c.id).where(p.c.id.in_(select(pe.c.person_id).where(
+                pe.c.company_id == company, ClauseAdapter(pe).traverse(person_in))))
+                .order_by(p.c.id).with_for_update(read=True, of=p).subquery("locked"))
+            cols.append(select(func.count()).select_from(locked).scalar_subquery()
+                        .label("locked_persons"))
     return select(*cols).select_from(frm).where(users.c.id == bindparam("u"))
 
 
@@ -125,6 +139,9 @@ _REF_FORMS = (0, 1, 2, 4, 8, 16)
 _CONTEXT = {n: _context_stmt(n, None) for n in _REF_FORMS}
 _CONTEXT_PERSONS = {n: FixedIn(person_emails.c.email, "e", functools.partial(_context_stmt, n))
                     for n in _REF_FORMS}
+_CONTEXT_PERSONS_LOCKED = {n: FixedIn(person_emails.c.email, "e",
+                                      functools.partial(_context_stmt, n, lock=True))
+                           for n in _REF_FORMS}
 
 log = get_logger("bccd.ingest")
 
@@ -183,8 +200,10 @@ def _context(s: Session, req: FileRequest) -> _Context:
     for i in range(nrefs):
         params[f"r{i}"] = ids[min(i, len(ids) - 1)]
     stmt = _CONTEXT[nrefs]
+    lock = bool(maybe) and s.get_bind().dialect.name == "postgresql"
     if maybe:
-        stmt, emails = _CONTEXT_PERSONS[nrefs]([a.email for a in maybe])
+        forms = _CONTEXT_PERSONS_LOCKED if lock else _CONTEXT_PERSONS
+        stmt, emails = forms[nrefs]([a.email for a in maybe])
         params.update(emails)
     conn = s.connection()
     rows = direct.execute(conn, stmt, params)
@@ -201,7 +220,7 @@ def _context(s: Session, req: FileRequest) -> _Context:
     known = engine.Known(
         alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),
         patterns=blocklist.patterns(s, user.id) if row.has_blocked else (),
-        persons=persons)
+        persons=persons, persons_locked=lock)
     stored = None if row.dup_id is None else _Stored(
         row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
         bool(row.dup_has_bcc))

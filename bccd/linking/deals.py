@@ -32,13 +32,16 @@ kind is an item kind), so concurrent writers cannot break it.
 
 Every run stores the thread's ``link_state`` (SPEC §5.12, ``linking.linkstate``) with the
 links and suggestions it decided. On PostgreSQL the candidates are read under a share lock
-on the persons they belong to (``_lock_persons``), taken before the read: a transaction
-that creates or changes an item of those persons locks the person exclusively
-(``crm.lock_person_items``), so either it waits for this one to commit — and then its
-retroactive pass (``linking.retro``) finds this thread — or this one waits for it and reads
-its item. Without the lock, a copy filed while a deal is created could miss the deal and be
-missed by the deal's pass, leaving the thread ``no_open_item`` beside an open deal.
-(SQLite has one writer at a time: the question does not arise.)
+on the persons they belong to, taken in an earlier statement than the read (``apply``
+locks the thread's persons; for a thread a copy starts, filing's one read took it —
+``fresh_locked`` — else ``candidates`` does): a transaction that creates or changes an
+item of those persons locks the person exclusively (``crm.lock_person_items``), so either
+it waits for this one to commit — and then its retroactive pass (``linking.retro``) finds
+this thread — or this one waits for it and then reads its item. Without the lock, a copy
+filed while a deal is created could miss the deal and be missed by the deal's pass,
+leaving the thread ``no_open_item`` beside an open deal. For the same reason PostgreSQL
+reads the candidates even when filing's read found no open item. (SQLite has one writer at
+a time: the question does not arise.)
 """
 
 from __future__ import annotations
@@ -142,12 +145,15 @@ def item_links(session: Session, thread_id: int) -> list[Link]:
     ))
 
 
-def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> list[Any]:
+def candidates(session: Session, owner: OwnerLike, persons: Sequence[int], *,
+               locked: bool = False) -> list[Any]:
     """Open items of ``persons`` the owner may see, oldest first (at most 50): rows with
-    ``id`` and ``kind``."""
+    ``id`` and ``kind``. Read under the persons' share lock (taken here unless
+    ``locked``: the caller's transaction holds it)."""
     if not persons:
         return []
-    lock_persons(session, persons)
+    if not locked:
+        lock_persons(session, persons)
     stmt, params = (_CANDIDATES_ALL if owner.is_admin else _CANDIDATES_VISIBLE)(persons)
     params["c"] = owner.company_id
     if not owner.is_admin:
@@ -217,12 +223,15 @@ def apply(
     pinned_since: dt.datetime | None = None,
     fresh_persons: Sequence[int] | None = None,
     fresh_open_items: bool = True,
+    fresh_locked: bool = False,
 ) -> None:
     """``fresh_persons``: the thread was created by this copy, which linked it to these
     persons — so it has no item link nor suggestion yet and nothing needs reading back;
-    ``fresh_open_items`` False: the caller read that none of them has an open item."""
+    ``fresh_open_items`` False: the caller read that none of them has an open item;
+    ``fresh_locked``: the caller's transaction holds their share lock already."""
     if fresh_persons is not None:
-        _apply_fresh(session, thread, owner, pinned, fresh_persons, fresh_open_items)
+        _apply_fresh(session, thread, owner, pinned, fresh_persons, fresh_open_items,
+                     fresh_locked)
         return
     session.flush()
     if postgresql(session):
@@ -298,7 +307,7 @@ def _unlinked(owner: OwnerLike, has_person: bool, suggestions: bool) -> str:
 
 def _apply_fresh(session: Session, thread: ThreadLike, owner: OwnerLike,
                  pinned: tuple[str, int] | None, persons: Sequence[int],
-                 open_items: bool) -> None:
+                 open_items: bool, locked: bool) -> None:
     """``apply`` for a thread this copy created: no item link, no suggestion to replace
     (its state is still ``linkstate.INITIAL``)."""
     if pinned is not None:
@@ -307,7 +316,7 @@ def _apply_fresh(session: Session, thread: ThreadLike, owner: OwnerLike,
     # PostgreSQL reads them under the persons' lock even when the caller's earlier read
     # found no open item: one may have been committed since (module docstring)
     read = open_items or postgresql(session)
-    found = candidates(session, owner, persons) if read else []
+    found = candidates(session, owner, persons, locked=locked) if read else []
     if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
         _link_fresh(session, thread.id, found[0].kind, found[0].id, "auto")
         return

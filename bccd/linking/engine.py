@@ -61,6 +61,7 @@ class Known:
     alternates: Collection[str]   # the user's confirmed alternates
     patterns: Sequence[str]       # the user's block patterns
     persons: Mapping[str, Hit]    # the persons of (at least) every counterpart address
+    persons_locked: bool = False  # the read share-locked them (PostgreSQL, ``linking.deals``)
 
 
 def screen(session: Session, copy: Copy, known: Known | None = None) -> Screened:
@@ -107,7 +108,8 @@ def link(
         organizations.sync(session, [thread.id])
     if fresh:
         deals.apply(session, thread, copy.user, pinned=pinned, fresh_persons=person_ids,
-                    fresh_open_items=open_items)
+                    fresh_open_items=open_items,
+                    fresh_locked=known is not None and known.persons_locked)
     else:
         deals.apply(session, thread, copy.user, pinned=pinned)
     return matched

@@ -28,7 +28,7 @@ THREADS = 100_000
 PER_THREAD = 10
 DEALS = 500
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the load alone is ~1 min
 
 
 @pytest.fixture
