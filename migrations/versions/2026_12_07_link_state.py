@@ -2,7 +2,7 @@
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-08 09:00:00
+Create Date: 2026-12-07 04:00:00
 
 Adds ``threads.link_state`` (SPEC §5.12, ``bccd.linking.linkstate``) with its index, and
 fills it for the threads already stored from their links, suggestions and owners' linking
