@@ -51,13 +51,20 @@ WHERE l.kind = 'person'
 """
 
 
+CHECK = ("link_state IN ('linked', 'needs_choice', 'no_open_item', 'no_person', 'manual_mode',"
+         " 'automated')")
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('threads') as batch:
-        batch.add_column(sa.Column('link_state', sa.String(length=16), server_default='no_person',
-                                   nullable=False))
-        batch.create_check_constraint(
-            'link_state', "link_state IN ('linked', 'needs_choice', 'no_open_item', 'no_person',"
-                          " 'manual_mode', 'automated')")
+    if op.get_bind().dialect.name == "sqlite":
+        # a plain ADD COLUMN: batch mode would recreate the table, and dropping the old
+        # one under SQLite's foreign keys would take every thread's messages and links
+        op.execute("ALTER TABLE threads ADD COLUMN link_state VARCHAR(16) DEFAULT 'no_person'"
+                   f" NOT NULL CONSTRAINT ck_threads_link_state CHECK ({CHECK})")
+    else:
+        op.add_column('threads', sa.Column('link_state', sa.String(length=16),
+                                           server_default='no_person', nullable=False))
+        op.create_check_constraint(op.f('ck_threads_link_state'), 'threads', CHECK)
     op.create_index(op.f('ix_threads_company_id_link_state'), 'threads',
                     ['company_id', 'link_state'], unique=False)
     conn = op.get_bind()
@@ -68,6 +75,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index(op.f('ix_threads_company_id_link_state'), table_name='threads')
-    with op.batch_alter_table('threads') as batch:
-        batch.drop_constraint('ck_threads_link_state', type_='check')
-        batch.drop_column('link_state')
+    if op.get_bind().dialect.name == "sqlite":  # never recreate threads (see upgrade)
+        op.execute("ALTER TABLE threads DROP COLUMN link_state")
+    else:
+        op.drop_constraint(op.f('ck_threads_link_state'), 'threads', type_='check')
+        op.drop_column('threads', 'link_state')
