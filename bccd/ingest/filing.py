@@ -30,7 +30,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.util import ClauseAdapter
@@ -92,10 +92,12 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
     ``person_in``, whether each has an open item, and their organization if the user may
     see it (SPEC §5.11). Every part is an indexed lookup.
 
-    ``lock`` (PostgreSQL): the read also share-locks those persons, in id order, for the
-    rest of the transaction — the lock ``linking.deals`` reads a person's items under —
-    so the linking layer need not take it again; it still reads the items afterwards
-    (this read's snapshot may predate an item committed while it waited)."""
+    ``lock`` (PostgreSQL): when none of the copy's ids names a thread yet (it starts a
+    conversation), the read also share-locks those persons, in id order, for the rest of
+    the transaction — the lock ``linking.deals`` reads a person's items under — so the
+    linking layer need not take it again; it still reads the items afterwards (this
+    read's snapshot may predate an item committed while it waited). A reply takes that
+    lock in the linking layer, after its thread's row."""
     dup = messages.alias("dup")
     cols: list[Any] = [
         users.c.id, users.c.company_id, users.c.email, users.c.is_admin, users.c.linking_mode,
@@ -124,8 +126,12 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
                                          orgs.c.owner_id == users.c.id))))
         if lock:
             pe, p, owner = person_emails.alias("lock_pe"), persons_t.alias("lock_p"), users.alias("lock_u")
+            refs_t = thread_refs.alias("lock_r")
             company = select(owner.c.company_id).where(owner.c.id == bindparam("u")).scalar_subquery()
-            locked = (select(p.c.id).where(p.c.id.in_(select(pe.c.person_id).where(
+            # a reply locks them later, after its thread (``linking.deals``): not here
+            new = ~exists().where(refs_t.c.user_id == bindparam("u"), refs_t.c.ref.in_(
+                [bindparam(f"r{i}") for i in range(refs)])) if refs else true()
+            locked = (select(p.c.id).where(new, p.c.id.in_(select(pe.c.person_id).where(
                 pe.c.company_id == company, ClauseAdapter(pe).traverse(person_in))))
                 .order_by(p.c.id).with_for_update(read=True, of=p).subquery("locked"))
             cols.append(select(func.count()).select_from(locked).scalar_subquery()
@@ -217,17 +223,18 @@ def _context(s: Session, req: FileRequest) -> _Context:
                        bcc_domain=req.bcc_domain, may_create_persons=req.source is Source.BCC)
     persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id)
                for r in rows if maybe and r.person_email is not None}
-    known = engine.Known(
-        alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),
-        patterns=blocklist.patterns(s, user.id) if row.has_blocked else (),
-        persons=persons, persons_locked=lock)
-    stored = None if row.dup_id is None else _Stored(
-        row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
-        bool(row.dup_has_bcc))
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
         owners = {ref: tid for i, ref in enumerate(ids)
                   if (tid := getattr(row, f"ref{i}")) is not None}
+    known = engine.Known(
+        alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),
+        patterns=blocklist.patterns(s, user.id) if row.has_blocked else (),
+        # locked only when the read found no thread for the copy (``_context_stmt``)
+        persons=persons, persons_locked=lock and owners is not None and not owners)
+    stored = None if row.dup_id is None else _Stored(
+        row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
+        bool(row.dup_has_bcc))
     return _Context(copy, known, stored, owners, row.company_slug)
 
 
@@ -333,7 +340,7 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
     direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
                                           "created_at": values["created_at"]})
     matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
-                          known=ctx.known)
+                          known=ctx.known, thread_locked=True)  # resolve wrote its row
     rows = [{"company_id": company.id, "message_id": mid, "role": "from",
              "email": req.sender.email, "name": req.sender.name,
              "person_id": matched.get(req.sender.email)}]

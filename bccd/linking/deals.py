@@ -32,16 +32,19 @@ kind is an item kind), so concurrent writers cannot break it.
 
 Every run stores the thread's ``link_state`` (SPEC §5.12, ``linking.linkstate``) with the
 links and suggestions it decided. On PostgreSQL the candidates are read under a share lock
-on the persons they belong to, taken in an earlier statement than the read (``apply``
-locks the thread's persons; for a thread a copy starts, filing's one read took it —
-``fresh_locked`` — else ``candidates`` does): a transaction that creates or changes an
-item of those persons locks the person exclusively (``crm.lock_person_items``), so either
-it waits for this one to commit — and then its retroactive pass (``linking.retro``) finds
-this thread — or this one waits for it and then reads its item. Without the lock, a copy
-filed while a deal is created could miss the deal and be missed by the deal's pass,
-leaving the thread ``no_open_item`` beside an open deal. For the same reason PostgreSQL
-reads the candidates even when filing's read found no open item. (SQLite has one writer at
-a time: the question does not arise.)
+on the persons they belong to, taken in an earlier statement than the read. ``apply``
+locks the thread's row, then its persons, so two runs of the rule on one thread (a copy
+joining it and a retroactive pass, say) take turns and each reads what the other wrote,
+and nobody waits for a thread while holding a person's lock; for a thread a copy starts,
+filing's one read took the persons' lock (``fresh_locked``), else ``candidates`` takes
+it. A transaction that creates or changes an item of those persons locks the person
+exclusively first (``crm.lock_person_items``), so either it waits for this one to commit
+— and then its retroactive pass (``linking.retro``) finds this thread — or this one waits
+for it and then reads its item. Without the lock, a copy filed while a deal is created
+could miss the deal and be missed by the deal's pass, leaving the thread ``no_open_item``
+beside an open deal. For the same reason PostgreSQL reads the candidates even when
+filing's read found no open item. (SQLite has one writer at a time: the question does not
+arise.)
 """
 
 from __future__ import annotations
@@ -98,14 +101,18 @@ _CANDIDATES_VISIBLE = FixedIn(_I.c.person_id, "p", lambda in_: _OPEN.where(in_, 
 _THREAD_OPEN = _OPEN.join_from(_I, _L, and_(_L.c.thread_id == bindparam("t"),
                                             _L.c.kind == "person",
                                             _L.c.entity_id == _I.c.person_id))
+_T = Thread.__table__
 _THREAD_CANDIDATES_ALL = _THREAD_OPEN.order_by(_I.c.id).limit(MAX_CANDIDATES)
 _THREAD_CANDIDATES_VISIBLE = _THREAD_OPEN.where(_VISIBLE).order_by(_I.c.id).limit(MAX_CANDIDATES)
 
 _P = Person.__table__
-_T = Thread.__table__
 # PostgreSQL: share locks on persons before their items are read (module docstring)
 _LOCK_PERSONS = FixedIn(_P.c.id, "p", lambda in_: select(_P.c.id).where(in_)
                         .order_by(_P.c.id).with_for_update(read=True))
+# ``apply``: the thread's row first (two runs of the rule on one thread take turns; nobody
+# waits for a thread while holding person locks, so no cycle with an item change), then
+# its persons
+_LOCK_THREAD = select(_T.c.id).where(_T.c.id == bindparam("t")).with_for_update(key_share=True)
 _LOCK_THREAD_PERSONS = (select(_P.c.id).join_from(_P, _L, and_(
     _L.c.thread_id == bindparam("t"), _L.c.kind == "person", _L.c.entity_id == _P.c.id))
     .order_by(_P.c.id).with_for_update(read=True, of=_P))
@@ -163,6 +170,14 @@ def candidates(session: Session, owner: OwnerLike, persons: Sequence[int], *,
 
 def postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_threads(session: Session, thread_ids: Sequence[int]) -> None:
+    """PostgreSQL: lock these threads' rows (in id order) for a run of the rule over them
+    — before any person's lock, as filing takes them (module docstring)."""
+    if thread_ids and postgresql(session):
+        session.execute(select(Thread.id).where(Thread.id.in_(sorted(set(thread_ids))))
+                        .order_by(Thread.id).with_for_update(key_share=True))
 
 
 def lock_persons(session: Session, persons: Sequence[int]) -> None:
@@ -224,17 +239,21 @@ def apply(
     fresh_persons: Sequence[int] | None = None,
     fresh_open_items: bool = True,
     fresh_locked: bool = False,
+    thread_locked: bool = False,
 ) -> None:
     """``fresh_persons``: the thread was created by this copy, which linked it to these
     persons — so it has no item link nor suggestion yet and nothing needs reading back;
     ``fresh_open_items`` False: the caller read that none of them has an open item;
-    ``fresh_locked``: the caller's transaction holds their share lock already."""
+    ``fresh_locked``: the caller's transaction holds their share lock already;
+    ``thread_locked``: it holds the thread's row (it has just written it)."""
     if fresh_persons is not None:
         _apply_fresh(session, thread, owner, pinned, fresh_persons, fresh_open_items,
                      fresh_locked)
         return
     session.flush()
     if postgresql(session):
+        if not thread_locked:
+            direct.execute(session.connection(), _LOCK_THREAD, {"t": thread.id})
         direct.execute(session.connection(), _LOCK_THREAD_PERSONS, {"t": thread.id})
     params: dict[str, Any] = {"c": owner.company_id, "t": thread.id}
     if owner.is_admin:

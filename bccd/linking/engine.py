@@ -83,8 +83,10 @@ def link(
     pinned: tuple[str, int] | None = None,
     fresh: bool = False,
     known: Known | None = None,
+    thread_locked: bool = False,
 ) -> dict[str, int]:
-    """``fresh``: the thread was created by this copy (``threading.resolve``)."""
+    """``fresh``: the thread was created by this copy (``threading.resolve``);
+    ``thread_locked``: the caller's transaction has written the thread's row."""
     emails = [a.email for a in screened.linkable]
     open_items = True  # unknown: the deal rule reads the candidates
     orgs: list[int | None] | None = None  # unknown: read back after the person links
@@ -111,5 +113,5 @@ def link(
                     fresh_open_items=open_items,
                     fresh_locked=known is not None and known.persons_locked)
     else:
-        deals.apply(session, thread, copy.user, pinned=pinned)
+        deals.apply(session, thread, copy.user, pinned=pinned, thread_locked=thread_locked)
     return matched

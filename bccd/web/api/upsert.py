@@ -263,7 +263,7 @@ def _reapply(s: Session, thread_ids: list[int]) -> None:
         thread = s.get(Thread, tid)
         owner = s.get(User, thread.owner_id) if thread is not None else None
         if thread is not None and owner is not None:
-            deals.apply(s, thread, owner)
+            deals.apply(s, thread, owner, thread_locked=True)
 
 
 def delete_entity(db: Database, company_id: int, kind: str, external_id: str) -> None:
@@ -275,6 +275,9 @@ def delete_entity(db: Database, company_id: int, kind: str, external_id: str) ->
         row = s.scalar(q)
         if row is None:
             raise NotFound(f"no {kind} with external_id {external_id!r}")
+        # its threads first, then its person: the order filing takes them in
+        deals.lock_threads(s, list(s.scalars(select(Link.thread_id).where(
+            Link.kind == kind, Link.entity_id == row.id))))
         if model is Item:
             crm.lock_person_items(s, row.person_id)
         threads = _unlink_everywhere(s, kind, row.id)
