@@ -3,8 +3,11 @@ and items — deals, leads and projects (SPEC §1).
 
 Functions take an open session and return models. Persons' email addresses are unique
 per company (a constraint); the same address may belong to persons of two companies.
-Changes that can affect linking (a new address, a new open item) are reported to
-``bccd.linking.retro`` by the caller, which owns the session and the transaction.
+Changes that can affect linking (a new address, a new open item, a person's organization)
+are reported to ``bccd.linking.retro`` by the caller, which owns the session and the
+transaction. Every change of a person's items first locks the person
+(``lock_person_items``), so filing, which reads a person's items under a share lock, is
+never left with a stale answer (``bccd.linking.deals``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from bccd.accounts import display_name, parse_email_arg
 from bccd.errors import Conflict, Invalid, NotFound
@@ -35,6 +38,16 @@ def owner_in_company(session: Session, company: Company, email: str) -> int:
     if uid is None:
         raise NotFound(f"no user {addr} in company {company.slug!r}")
     return uid
+
+
+def lock_person_items(session: Session, *person_ids: int | None) -> None:
+    """PostgreSQL: lock these persons (``FOR NO KEY UPDATE``, in id order) before one of
+    their items is created or changed, until the commit; nothing on SQLite, whose
+    writers take turns."""
+    ids = sorted({p for p in person_ids if p is not None})
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Person.id).where(Person.id.in_(ids)).order_by(Person.id)
+                        .with_for_update(key_share=True))
 
 
 def get_or_create_org(session: Session, company: Company, name: str) -> Organization:
@@ -96,6 +109,20 @@ def create_person(
     return person
 
 
+def set_person_org(session: Session, person: Person, org: str | None) -> bool:
+    """Set (a name: found case-insensitively or created) or clear (``None``) the person's
+    organization; True when it changed (the caller relinks, SPEC §5.11)."""
+    new = None
+    if org is not None:
+        company = session.get(Company, person.company_id)
+        assert company is not None
+        new = get_or_create_org(session, company, org).id
+    changed = new != person.organization_id
+    person.organization_id = new
+    session.flush()
+    return changed
+
+
 def get_person(session: Session, person_id: int, company_id: int | None = None) -> Person:
     person = session.get(Person, person_id)
     if person is None or (company_id is not None and person.company_id != company_id):
@@ -155,6 +182,7 @@ def create_item(
         raise Invalid("title must not be empty")
     if person_id is not None:
         get_person(session, person_id, company.id)
+        lock_person_items(session, person_id)
     if deal_id is not None:
         deal = session.get(Item, deal_id)
         if deal is None or deal.company_id != company.id or deal.kind != "deal":
@@ -191,4 +219,7 @@ def get_item(session: Session, kind: str, item_id: int, company_id: int | None =
 def set_item_status(item: Item, status: str) -> None:
     if status not in ITEM_STATUSES[item.kind]:
         raise Invalid(f"{item.kind} status must be one of {', '.join(ITEM_STATUSES[item.kind])}")
+    session = object_session(item)
+    if session is not None and status != item.status:
+        lock_person_items(session, item.person_id)
     item.status = status

@@ -1,5 +1,8 @@
 """``bccd mail list|show|link|unlink|set|archive|delete`` and ``bccd rejections list``.
 
+``mail list`` filters by entity (``--person``, ``--organization``, ``--deal``, ``--lead``,
+``--project``: that entity's timeline, SPEC §5.14) and ``--needs-linking`` (SPEC §5.12).
+
 Without ``--as EMAIL`` a command acts as the operator (any thread, within its company's
 boundaries); with it, as that user: the thread must be visible to them, a linked entity
 too, and ``set``/``archive``/``delete`` are the owner's alone. The rules live in
@@ -15,7 +18,7 @@ from sqlalchemy import select
 
 from bccd import accounts
 from bccd.cli.context import Context
-from bccd.linking import manual
+from bccd.linking import linkstate, manual
 from bccd.mailstore import actions, read
 from bccd.store.models import Rejection, User
 
@@ -27,8 +30,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = s.add_parser("list", parents=[common], help="threads a user can see")
     ls.add_argument("email")
-    for kind in ("person", "deal", "lead", "project"):
-        ls.add_argument(f"--{kind}", type=int, metavar="ID")
+    for kind in ("person", "organization", "deal", "lead", "project"):
+        ls.add_argument(f"--{kind}", type=int, metavar="ID",
+                        help=f"the {kind}'s timeline (a message several users filed, once)")
+    ls.add_argument("--needs-linking", action="store_true",
+                    help="only threads whose suggestions await a choice (link_state needs_choice)")
     ls.add_argument("--limit", type=int, metavar="N", help="at most N threads, newest first")
     ls.set_defaults(handler=list_)
     sh = s.add_parser("show", parents=[common], help="one thread with its messages")
@@ -85,8 +91,9 @@ def _entity(args: argparse.Namespace) -> tuple[str, int]:
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
         user = accounts.get_user(s, args.email)
-        filters = read.Filters(person=args.person, deal=args.deal, lead=args.lead,
-                               project=args.project)
+        filters = read.Filters(person=args.person, organization=args.organization,
+                               deal=args.deal, lead=args.lead, project=args.project,
+                               link_state=linkstate.NEEDS_CHOICE if args.needs_linking else None)
         page = read.list_threads(s, user, filters, limit=args.limit, names=False)
         return page["threads"]
 

@@ -1,7 +1,9 @@
-"""``bccd person create|list|add-email``.
+"""``bccd person create|list|add-email|set``.
 
 Creating a person or adding an address triggers retroactive linking (SPEC §5.7) right
-after the commit: the output's ``relinked_threads`` counts the threads that changed.
+after the commit, and so does changing a person's organization (``set --org NAME`` or
+``--no-org``, SPEC §5.11: the automatic organization links of their threads follow): the
+output's ``relinked_threads`` counts the threads that changed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("id", type=int)
     a.add_argument("email")
     a.set_defaults(handler=add_email)
+    st = s.add_parser("set", parents=[common], help="change a person's organization")
+    st.add_argument("id", type=int)
+    org = st.add_mutually_exclusive_group(required=True)
+    org.add_argument("--org", metavar="NAME", help="the organization (created if new)")
+    org.add_argument("--no-org", action="store_true", help="no organization")
+    st.set_defaults(handler=set_)
 
 
 def create(ctx: Context, args: argparse.Namespace) -> Any:
@@ -69,4 +77,16 @@ def add_email(ctx: Context, args: argparse.Namespace) -> Any:
         out = render.person(s, p)
     out["relinked_threads"] = retro.relink_for_addresses(db, company_id=p.company_id,
                                                          emails=[addr])
+    return out
+
+
+def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.linking import retro
+
+    db = ctx.database()
+    with db.transaction() as s:
+        p = crm.get_person(s, args.id)
+        changed = crm.set_person_org(s, p, None if args.no_org else args.org)
+        out = render.person(s, p)
+    out["relinked_threads"] = retro.relink_organizations(db, person_ids=[p.id]) if changed else 0
     return out

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from bccd import accounts
 from bccd.cli.context import Context
 from bccd.lifecycle import offboard
+from bccd.linking import linkstate
 from bccd.mailstore import shapes as render
 from bccd.store.blobs import BlobStore
 from bccd.store.models import User
@@ -80,7 +81,10 @@ def show(ctx: Context, args: argparse.Namespace) -> Any:
 def set_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().transaction() as s:
         u = accounts.get_user(s, args.email)
+        mode = u.linking_mode
         accounts.set_user(s, u, sharing=args.sharing, linking=args.linking, email_links=args.email_links)
+        if u.linking_mode != mode:
+            linkstate.mode_changed(s, u.id)  # SPEC §5.12: the threads' states follow
         return render.user_full(s, u, ctx.settings)
 
 

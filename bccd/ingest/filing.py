@@ -30,9 +30,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from bccd import replies as R
 from bccd.addresses import Addr
@@ -58,7 +59,9 @@ from bccd.store.models import (
     Message,
     MessageRaw,
     MessageSource,
+    Organization,
     Participant,
+    Person,
     PersonEmail,
     Thread,
     ThreadRef,
@@ -74,18 +77,27 @@ _INSERT_ATTACHMENT = insert(Attachment)
 users, companies, messages = User.__table__, Company.__table__, Message.__table__
 sources, alternates, blocked = MessageSource.__table__, Alternate.__table__, Blocked.__table__
 thread_refs, person_emails, items = ThreadRef.__table__, PersonEmail.__table__, Item.__table__
+persons_t, orgs = Person.__table__, Organization.__table__
 _FORWARDED_BY = (update(Message).where(Message.id == bindparam("m"))
                  .values(forwarded_by=bindparam("f")))
 _THREAD = select(Thread.__table__.c.id, Thread.__table__.c.manual_items).where(
     Thread.__table__.c.id == bindparam("t"))
 
 
-def _context_stmt(refs: int, person_in: Any) -> Any:
+def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
     """The one read of a copy (``_Context``): the owner and company; the message already
     stored under the dedup key :k, if any; whether the user has confirmed alternates and
     block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
     joined (one row each, at least one row), the company's persons of the addresses in
-    ``person_in`` and whether each has an open item. Every part is an indexed lookup."""
+    ``person_in``, whether each has an open item, and their organization if the user may
+    see it (SPEC §5.11). Every part is an indexed lookup.
+
+    ``lock`` (PostgreSQL): when none of the copy's ids names a thread yet (it starts a
+    conversation), the read also share-locks those persons, in id order, for the rest of
+    the transaction — the lock ``linking.deals`` reads a person's items under — so the
+    linking layer need not take it again; it still reads the items afterwards (this
+    read's snapshot may predate an item committed while it waited). A reply takes that
+    lock in the linking layer, after its thread's row."""
     dup = messages.alias("dup")
     cols: list[Any] = [
         users.c.id, users.c.company_id, users.c.email, users.c.is_admin, users.c.linking_mode,
@@ -106,8 +118,24 @@ def _context_stmt(refs: int, person_in: Any) -> Any:
     if person_in is not None:
         cols += [person_emails.c.email.label("person_email"), person_emails.c.person_id,
                  exists().where(items.c.person_id == person_emails.c.person_id, items.c.status == "open")
-                 .label("open_items")]
-        frm = frm.outerjoin(person_emails, and_(person_emails.c.company_id == users.c.company_id, person_in))
+                 .label("open_items"), orgs.c.id.label("organization_id")]
+        frm = (frm.outerjoin(person_emails, and_(person_emails.c.company_id == users.c.company_id, person_in))
+               .outerjoin(persons_t, persons_t.c.id == person_emails.c.person_id)
+               .outerjoin(orgs, and_(orgs.c.id == persons_t.c.organization_id,
+                                     or_(users.c.is_admin, orgs.c.visible_to == "company",
+                                         orgs.c.owner_id == users.c.id))))
+        if lock:
+            pe, p, owner = person_emails.alias("lock_pe"), persons_t.alias("lock_p"), users.alias("lock_u")
+            refs_t = thread_refs.alias("lock_r")
+            company = select(owner.c.company_id).where(owner.c.id == bindparam("u")).scalar_subquery()
+            # a reply locks them later, after its thread (``linking.deals``): not here
+            new = ~exists().where(refs_t.c.user_id == bindparam("u"), refs_t.c.ref.in_(
+                [bindparam(f"r{i}") for i in range(refs)])) if refs else true()
+            locked = (select(p.c.id).where(new, p.c.id.in_(select(pe.c.person_id).where(
+                pe.c.company_id == company, ClauseAdapter(pe).traverse(person_in))))
+                .order_by(p.c.id).with_for_update(read=True, of=p).subquery("locked"))
+            cols.append(select(func.count()).select_from(locked).scalar_subquery()
+                        .label("locked_persons"))
     return select(*cols).select_from(frm).where(users.c.id == bindparam("u"))
 
 
@@ -117,6 +145,9 @@ _REF_FORMS = (0, 1, 2, 4, 8, 16)
 _CONTEXT = {n: _context_stmt(n, None) for n in _REF_FORMS}
 _CONTEXT_PERSONS = {n: FixedIn(person_emails.c.email, "e", functools.partial(_context_stmt, n))
                     for n in _REF_FORMS}
+_CONTEXT_PERSONS_LOCKED = {n: FixedIn(person_emails.c.email, "e",
+                                      functools.partial(_context_stmt, n, lock=True))
+                           for n in _REF_FORMS}
 
 log = get_logger("bccd.ingest")
 
@@ -176,8 +207,10 @@ def _context(s: Session, req: FileRequest) -> _Context:
     for i in range(nrefs):
         params[f"r{i}"] = ids[min(i, len(ids) - 1)]
     stmt = _CONTEXT[nrefs]
+    lock = bool(maybe) and s.get_bind().dialect.name == "postgresql"
     if maybe:
-        stmt, emails = _CONTEXT_PERSONS[nrefs]([a.email for a in maybe])
+        forms = _CONTEXT_PERSONS_LOCKED if lock else _CONTEXT_PERSONS
+        stmt, emails = forms[nrefs]([a.email for a in maybe])
         params.update(emails)
     conn = s.connection()
     rows = direct.execute(conn, stmt, params)
@@ -189,19 +222,20 @@ def _context(s: Session, req: FileRequest) -> _Context:
     copy = engine.Copy(user=user, company=Org(row.company_id, row.create_unknown_contacts),
                        direction=req.direction, sender=req.sender, to=p.to, cc=p.cc,
                        bcc_domain=req.bcc_domain, may_create_persons=req.source is Source.BCC)
-    persons = {r.person_email: Hit(r.person_id, bool(r.open_items))
+    persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id)
                for r in rows if maybe and r.person_email is not None}
-    known = engine.Known(
-        alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),
-        patterns=blocklist.patterns(s, user.id) if row.has_blocked else (),
-        persons=persons)
-    stored = None if row.dup_id is None else _Stored(
-        row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
-        bool(row.dup_has_bcc))
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
         owners = {ref: tid for i, ref in enumerate(ids)
                   if (tid := getattr(row, f"ref{i}")) is not None}
+    known = engine.Known(
+        alternates=participants.confirmed_alternates(s, user.id) if row.has_alternates else (),
+        patterns=blocklist.patterns(s, user.id) if row.has_blocked else (),
+        # locked only when the read found no thread for the copy (``_context_stmt``)
+        persons=persons, persons_locked=lock and owners is not None and not owners)
+    stored = None if row.dup_id is None else _Stored(
+        row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
+        bool(row.dup_has_bcc))
     return _Context(copy, known, stored, owners, row.company_slug)
 
 
@@ -308,7 +342,7 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
     direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
                                           "created_at": values["created_at"]})
     matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
-                          known=ctx.known)
+                          known=ctx.known, thread_locked=True)  # resolve wrote its row
     rows = [{"company_id": company.id, "message_id": mid, "role": "from",
              "email": req.sender.email, "name": req.sender.name,
              "person_id": matched.get(req.sender.email)}]

@@ -7,7 +7,9 @@ Within the scope (one company, or every company), in one transaction:
   filing) with its raw bytes, participants, attachments and sources; a thread left
   without messages goes too, one that keeps messages takes its subject from its first
   remaining message;
-- every person record holding the address (with all its emails), and the links to it;
+- every person record holding the address (with all its emails), and the links to it
+  (the threads that keep messages lose the automatic organization links that came with
+  the person, and their ``link_state`` follows);
 - quarantined copies from it or naming it (From, envelope, raw header or body);
 - refused-copy records naming it; notices about it; alternates and blocked-list entries
   that are exactly this address; outbox jobs whose payload holds it.
@@ -37,6 +39,7 @@ from bccd import accounts
 from bccd.errors import Invalid
 from bccd.lifecycle import cascade
 from bccd.lifecycle.offboard import Removal, collect_blobs
+from bccd.linking import linkstate, organizations
 from bccd.log import get_logger
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
@@ -144,13 +147,18 @@ def _erase(s: Session, addr: str, company_ids: list[int] | None, removal: Remova
     if person_ids:
         cascade.add_counts(removed, cascade.cascade_counts(
             s, cascade.table("persons"), cascade.in_ids(cascade.table("persons").c.id, person_ids)))
-        links = list(s.scalars(select(Link.id).where(
-            Link.kind == "person", Link.entity_id.in_(person_ids))))
+        linked = s.execute(select(Link.id, Link.thread_id).where(
+            Link.kind == "person", Link.entity_id.in_(person_ids))).all()
+        links = [int(i) for i, _ in linked]
         suggestions = list(s.scalars(select(Suggestion.id).where(
             Suggestion.kind == "person", Suggestion.entity_id.in_(person_ids))))
         cascade.add_counts(removed, {"links": cascade.delete_ids(s, Link, links),
                                      "suggestions": cascade.delete_ids(s, Suggestion, suggestions)})
         cascade.delete_ids(s, Person, person_ids)
+        # the threads that keep their messages: their organizations and state follow
+        kept = [int(t) for _, t in linked]
+        organizations.sync(s, kept)
+        linkstate.refresh(s, kept)
 
     # quarantine: the From column, then the envelope and raw bytes
     q_ids = []

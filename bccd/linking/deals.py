@@ -29,6 +29,22 @@ Decisions where the SPEC is silent:
 
 The at-most-one rule is also a partial unique index on ``links`` (``thread_id`` where the
 kind is an item kind), so concurrent writers cannot break it.
+
+Every run stores the thread's ``link_state`` (SPEC §5.12, ``linking.linkstate``) with the
+links and suggestions it decided. On PostgreSQL the candidates are read under a share lock
+on the persons they belong to, taken in an earlier statement than the read. ``apply``
+locks the thread's row, then its persons, so two runs of the rule on one thread (a copy
+joining it and a retroactive pass, say) take turns and each reads what the other wrote,
+and nobody waits for a thread while holding a person's lock; for a thread a copy starts,
+filing's one read took the persons' lock (``fresh_locked``), else ``candidates`` takes
+it. A transaction that creates or changes an item of those persons locks the person
+exclusively first (``crm.lock_person_items``), so either it waits for this one to commit
+— and then its retroactive pass (``linking.retro``) finds this thread — or this one waits
+for it and then reads its item. Without the lock, a copy filed while a deal is created
+could miss the deal and be missed by the deal's pass, leaving the thread ``no_open_item``
+beside an open deal. For the same reason PostgreSQL reads the candidates even when
+filing's read found no open item. (SQLite has one writer at a time: the question does not
+arise.)
 """
 
 from __future__ import annotations
@@ -37,13 +53,23 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, delete, literal_column, null, select, union_all, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from bccd.linking import visibility
+from bccd.linking import linkstate, visibility
 from bccd.linking.records import OwnerLike, ThreadLike
 from bccd.store import direct, events
-from bccd.store.models import Item, Link, Suggestion
+from bccd.store.models import Item, Link, Person, Suggestion, Thread
 from bccd.store.queries import FixedIn, insert_ignore
 
 ITEM_KINDS = ("deal", "lead", "project")
@@ -75,8 +101,21 @@ _CANDIDATES_VISIBLE = FixedIn(_I.c.person_id, "p", lambda in_: _OPEN.where(in_, 
 _THREAD_OPEN = _OPEN.join_from(_I, _L, and_(_L.c.thread_id == bindparam("t"),
                                             _L.c.kind == "person",
                                             _L.c.entity_id == _I.c.person_id))
+_T = Thread.__table__
 _THREAD_CANDIDATES_ALL = _THREAD_OPEN.order_by(_I.c.id).limit(MAX_CANDIDATES)
 _THREAD_CANDIDATES_VISIBLE = _THREAD_OPEN.where(_VISIBLE).order_by(_I.c.id).limit(MAX_CANDIDATES)
+
+_P = Person.__table__
+# PostgreSQL: share locks on persons before their items are read (module docstring)
+_LOCK_PERSONS = FixedIn(_P.c.id, "p", lambda in_: select(_P.c.id).where(in_)
+                        .order_by(_P.c.id).with_for_update(read=True))
+# ``apply``: the thread's row first (two runs of the rule on one thread take turns; nobody
+# waits for a thread while holding person locks, so no cycle with an item change), then
+# its persons
+_LOCK_THREAD = select(_T.c.id).where(_T.c.id == bindparam("t")).with_for_update(key_share=True)
+_LOCK_THREAD_PERSONS = (select(_P.c.id).join_from(_P, _L, and_(
+    _L.c.thread_id == bindparam("t"), _L.c.kind == "person", _L.c.entity_id == _P.c.id))
+    .order_by(_P.c.id).with_for_update(read=True, of=_P))
 
 _S = Suggestion.__table__
 _SUGGESTIONS = select(_S.c.id, _S.c.kind, _S.c.entity_id).where(_S.c.thread_id == bindparam("t"))
@@ -84,8 +123,9 @@ _CLEAR_SUGGESTIONS = delete(Suggestion).where(Suggestion.thread_id == bindparam(
 
 
 def _state(candidates: Any) -> Any:
-    """``apply``'s one read of a thread: its item links, its suggestions and the candidate
-    items of its persons, rows tagged ``link`` / ``suggestion`` / ``candidate``."""
+    """``apply``'s one read of a thread: its item links, its suggestions, the candidate
+    items of its persons, whether it has a person, and its stored state (in ``kind``) —
+    rows tagged ``link`` / ``suggestion`` / ``candidate`` / ``person`` / ``state``."""
     cand = candidates.subquery()
     return union_all(
         select(literal_column("'link'").label("tag"), _L.c.id, _L.c.kind, _L.c.entity_id,
@@ -94,6 +134,10 @@ def _state(candidates: Any) -> Any:
         select(literal_column("'suggestion'"), _S.c.id, _S.c.kind, _S.c.entity_id, null(), null())
         .where(_S.c.thread_id == bindparam("t")),
         select(literal_column("'candidate'"), cand.c.id, cand.c.kind, null(), null(), null()),
+        select(literal_column("'person'"), null(), null(), null(), null(), null())
+        .where(exists().where(_L.c.thread_id == bindparam("t"), _L.c.kind == "person")),
+        select(literal_column("'state'"), null(), _T.c.link_state, null(), null(), null())
+        .where(_T.c.id == bindparam("t")),
     )
 
 
@@ -108,11 +152,15 @@ def item_links(session: Session, thread_id: int) -> list[Link]:
     ))
 
 
-def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> list[Any]:
+def candidates(session: Session, owner: OwnerLike, persons: Sequence[int], *,
+               locked: bool = False) -> list[Any]:
     """Open items of ``persons`` the owner may see, oldest first (at most 50): rows with
-    ``id`` and ``kind``."""
+    ``id`` and ``kind``. Read under the persons' share lock (taken here unless
+    ``locked``: the caller's transaction holds it)."""
     if not persons:
         return []
+    if not locked:
+        lock_persons(session, persons)
     stmt, params = (_CANDIDATES_ALL if owner.is_admin else _CANDIDATES_VISIBLE)(persons)
     params["c"] = owner.company_id
     if not owner.is_admin:
@@ -120,8 +168,29 @@ def candidates(session: Session, owner: OwnerLike, persons: Sequence[int]) -> li
     return direct.execute(session.connection(), stmt, params)
 
 
+def postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_threads(session: Session, thread_ids: Sequence[int]) -> None:
+    """PostgreSQL: lock these threads' rows (in id order) for a run of the rule over them
+    — before any person's lock, as filing takes them (module docstring)."""
+    if thread_ids and postgresql(session):
+        session.execute(select(Thread.id).where(Thread.id.in_(sorted(set(thread_ids))))
+                        .order_by(Thread.id).with_for_update(key_share=True))
+
+
+def lock_persons(session: Session, persons: Sequence[int]) -> None:
+    """PostgreSQL: share-lock these persons before their items are read (module
+    docstring); nothing elsewhere."""
+    if persons and postgresql(session):
+        stmt, params = _LOCK_PERSONS(sorted(set(persons)))
+        direct.execute(session.connection(), stmt, params)
+
+
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
-    """Make (kind, item_id) the thread's only item link, recorded as ``how``."""
+    """Make (kind, item_id) the thread's only item link, recorded as ``how`` (the thread
+    is ``linked``)."""
     events.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
     session.execute(delete(Link).where(
         Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
@@ -132,6 +201,7 @@ def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how
         Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id,
         Link.how != how).values(how=how, created_at=dt.datetime.now(dt.UTC)))
     clear_suggestions(session, thread_id)
+    linkstate.store(session, thread_id, linkstate.LINKED)
 
 
 def clear_suggestions(session: Session, thread_id: int) -> None:
@@ -167,13 +237,24 @@ def apply(
     pinned: tuple[str, int] | None = None,
     pinned_since: dt.datetime | None = None,
     fresh_persons: Sequence[int] | None = None,
+    fresh_open_items: bool = True,
+    fresh_locked: bool = False,
+    thread_locked: bool = False,
 ) -> None:
     """``fresh_persons``: the thread was created by this copy, which linked it to these
-    persons — so it has no item link nor suggestion yet and nothing needs reading back."""
+    persons — so it has no item link nor suggestion yet and nothing needs reading back;
+    ``fresh_open_items`` False: the caller read that none of them has an open item;
+    ``fresh_locked``: the caller's transaction holds their share lock already;
+    ``thread_locked``: it holds the thread's row (it has just written it)."""
     if fresh_persons is not None:
-        _apply_fresh(session, thread, owner, pinned, fresh_persons)
+        _apply_fresh(session, thread, owner, pinned, fresh_persons, fresh_open_items,
+                     fresh_locked)
         return
     session.flush()
+    if postgresql(session):
+        if not thread_locked:
+            direct.execute(session.connection(), _LOCK_THREAD, {"t": thread.id})
+        direct.execute(session.connection(), _LOCK_THREAD_PERSONS, {"t": thread.id})
     params: dict[str, Any] = {"c": owner.company_id, "t": thread.id}
     if owner.is_admin:
         stmt = _STATE_ALL
@@ -182,7 +263,15 @@ def apply(
     existing: list[Any] = []
     current: list[Any] = []
     found: list[Any] = []
+    has_person = False
+    stored = None
     for row in direct.execute(session.connection(), stmt, params):
+        if row.tag == "person":
+            has_person = True
+            continue
+        if row.tag == "state":
+            stored = row.kind
+            continue
         (existing if row.tag == "link" else current if row.tag == "suggestion"
          else found).append(row)
     if pinned is not None:
@@ -194,11 +283,16 @@ def apply(
     if existing:
         if current:
             clear_suggestions(session, thread.id)
+        if stored != linkstate.LINKED:
+            linkstate.store(session, thread.id, linkstate.LINKED)
         return
     if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
         set_item_link(session, thread.id, found[0].kind, found[0].id, "auto")
     else:
         set_suggestions(session, thread.id, found, current=current)
+        state = _unlinked(owner, has_person, bool(found))
+        if state != stored:
+            linkstate.store(session, thread.id, state)
 
 
 def reconcile(session: Session, keep_id: int, other_id: int) -> None:
@@ -223,21 +317,38 @@ def reconcile(session: Session, keep_id: int, other_id: int) -> None:
         session.execute(update(Link).where(Link.id == best.id).values(thread_id=keep_id))
 
 
+def _unlinked(owner: OwnerLike, has_person: bool, suggestions: bool) -> str:
+    """The state of a thread the rule left without an item link."""
+    return linkstate.state(linkstate.Facts(
+        item_linked=False, persons=has_person, manual_mode=owner.linking_mode == "manual",
+        suggestions=suggestions))
+
+
 def _apply_fresh(session: Session, thread: ThreadLike, owner: OwnerLike,
-                 pinned: tuple[str, int] | None, persons: Sequence[int]) -> None:
-    """``apply`` for a thread this copy created: no item link, no suggestion to replace."""
+                 pinned: tuple[str, int] | None, persons: Sequence[int],
+                 open_items: bool, locked: bool) -> None:
+    """``apply`` for a thread this copy created: no item link, no suggestion to replace
+    (its state is still ``linkstate.INITIAL``)."""
     if pinned is not None:
         _link_fresh(session, thread.id, pinned[0], pinned[1], "address")
         return
-    found = candidates(session, owner, persons)
+    # PostgreSQL reads them under the persons' lock even when the caller's earlier read
+    # found no open item: one may have been committed since (module docstring)
+    read = open_items or postgresql(session)
+    found = candidates(session, owner, persons, locked=locked) if read else []
     if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
         _link_fresh(session, thread.id, found[0].kind, found[0].id, "auto")
-    elif found:
+        return
+    if found:
         insert_ignore(session, Suggestion, [{"thread_id": thread.id, "kind": i.kind,
                                              "entity_id": i.id} for i in found])
+    state = _unlinked(owner, bool(persons), bool(found))
+    if state != linkstate.INITIAL:
+        linkstate.store(session, thread.id, state)
 
 
 def _link_fresh(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
     events.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
     insert_ignore(session, Link, [{"thread_id": thread_id, "kind": kind, "entity_id": item_id,
                                    "how": how}])
+    linkstate.store(session, thread_id, linkstate.LINKED)

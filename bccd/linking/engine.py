@@ -8,15 +8,17 @@
 2. (``ingest.filing`` dedups, threads via ``linking.threading`` and inserts the message.)
 3. ``link(session, copy, screened, thread, pinned=…)`` → ``{email: person_id}`` for the
    participant rows: matches the linkable counterparts to persons, creates unknown ones
-   for Smart Bcc copies (``persons``, SPEC §5.5), links them to the thread
-   (``how = auto``; a manual link is never downgraded) and applies the deal/lead/project
-   rule (``deals``, SPEC §5.6).
+   for Smart Bcc copies (``persons``, SPEC §5.5), links them and their organizations to
+   the thread (``how = auto``, SPEC §5.11; a manual link is never downgraded) and applies
+   the deal/lead/project rule (``deals``, SPEC §5.6), which stores the thread's
+   ``link_state`` (SPEC §5.12).
 
 ``known`` (``Known``, optional for both): what the caller has already read for this copy
 — ``ingest.filing`` reads the user's confirmed alternates and block patterns (when there are
 any), and the persons of the copy's possible counterparts with whether they have an open
-item, in the one query it makes for the copy's owner and dedup key. Given, the linking
-layer does not read them again; the decisions are the same.
+item and the organization the owner may see, in the one query it makes for the copy's
+owner and dedup key. Given, the linking layer does not read them again; the decisions are
+the same.
 
 Failures are the database's (constraint races are absorbed by insert-or-ignore); the
 caller's transaction rolls everything back together.
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from bccd.addresses import Addr
-from bccd.linking import blocklist, deals, participants, persons
+from bccd.linking import blocklist, deals, organizations, participants, persons
 from bccd.linking.blocklist import Screened
 from bccd.linking.persons import Hit
 from bccd.linking.records import CompanyLike, OwnerLike, ThreadLike
@@ -59,6 +61,7 @@ class Known:
     alternates: Collection[str]   # the user's confirmed alternates
     patterns: Sequence[str]       # the user's block patterns
     persons: Mapping[str, Hit]    # the persons of (at least) every counterpart address
+    persons_locked: bool = False  # the read share-locked them (PostgreSQL, ``linking.deals``)
 
 
 def screen(session: Session, copy: Copy, known: Known | None = None) -> Screened:
@@ -80,27 +83,35 @@ def link(
     pinned: tuple[str, int] | None = None,
     fresh: bool = False,
     known: Known | None = None,
+    thread_locked: bool = False,
 ) -> dict[str, int]:
-    """``fresh``: the thread was created by this copy (``threading.resolve``)."""
+    """``fresh``: the thread was created by this copy (``threading.resolve``);
+    ``thread_locked``: the caller's transaction has written the thread's row."""
     emails = [a.email for a in screened.linkable]
     open_items = True  # unknown: the deal rule reads the candidates
+    orgs: list[int | None] | None = None  # unknown: read back after the person links
     if known is None:
         matched = persons.match(session, copy.company.id, emails)
     else:
         hits = {e: h for e in emails if (h := known.persons.get(e)) is not None}
         matched = {e: h.person_id for e, h in hits.items()}
-        # a person created below has no item yet
+        # a person created below has no item and no organization yet
         open_items = any(h.open_items for h in hits.values())
+        orgs = [h.organization_id for h in hits.values()]
     if copy.may_create_persons:
         unknown = [a for a in screened.linkable if a.email not in matched]
         matched.update(persons.create_unknown(session, copy.company, copy.user, unknown,
                                               copy.bcc_domain))
     person_ids = sorted({matched[e] for e in emails if e in matched})
-    insert_ignore(session, Link, [{"thread_id": thread.id, "kind": "person", "entity_id": pid,
-                                   "how": "auto"} for pid in person_ids])
-    if fresh:  # none of the persons has an open item: no candidate to read
-        deals.apply(session, thread, copy.user, pinned=pinned,
-                    fresh_persons=person_ids if open_items else [])
+    rows = [{"thread_id": thread.id, "kind": "person", "entity_id": pid, "how": "auto"}
+            for pid in person_ids]
+    insert_ignore(session, Link, rows + organizations.link_rows(thread.id, orgs or ()))
+    if orgs is None and person_ids:
+        organizations.sync(session, [thread.id])
+    if fresh:
+        deals.apply(session, thread, copy.user, pinned=pinned, fresh_persons=person_ids,
+                    fresh_open_items=open_items,
+                    fresh_locked=known is not None and known.persons_locked)
     else:
-        deals.apply(session, thread, copy.user, pinned=pinned)
+        deals.apply(session, thread, copy.user, pinned=pinned, thread_locked=thread_locked)
     return matched

@@ -27,6 +27,9 @@ types a person can read:
   thread, its messages, participants, links and attachment records; attachment blobs
   stay (content-addressed, possibly shared) until ``bccd erase``.
 
+Both end in rule §5.6 (``linking.deals``) where they change what it depends on, which
+keeps the thread's ``link_state`` (SPEC §5.12) true.
+
 Not found and not visible are the same answer (``NotFound``), so a private thread's
 existence is never revealed.
 """
@@ -102,8 +105,6 @@ def link(session: Session, thread: Thread, kind: str, entity_id: int,
                                                Link.entity_id == entity_id))
     insert_ignore(session, Link, [{"thread_id": thread.id, "kind": kind, "entity_id": entity_id,
                                    "how": "manual"}])
-    if had is None:
-        events.linked(session, thread, kind, entity_id, "manual")
     session.execute(update(Link).where(Link.thread_id == thread.id, Link.kind == kind,
                                        Link.entity_id == entity_id, Link.how != "manual")
                     .values(how="manual", created_at=utcnow()))
@@ -111,6 +112,8 @@ def link(session: Session, thread: Thread, kind: str, entity_id: int,
         owner = session.get(User, thread.owner_id)
         assert owner is not None
         deals.apply(session, thread, owner)
+    if had is None:  # after the rule, so the event carries the thread's link_state
+        events.linked(session, thread, kind, entity_id, "manual")
 
 
 def unlink(session: Session, thread: Thread, kind: str, entity_id: int,

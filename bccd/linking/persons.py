@@ -4,7 +4,8 @@ addresses are stored normalized) against the company's persons through the uniqu
 
 ``match(session, company_id, emails)`` → ``{email: person_id}`` for the known ones.
 (``ingest.filing`` reads the same in its one query per copy, as ``Hit`` records that also
-say whether the person has an open item — see ``engine.Known``.)
+say whether the person has an open item and which organization of theirs the copy's owner
+may see — see ``engine.Known``.)
 
 ``create_unknown(session, company, user, addrs, bcc_domain)`` → ``{email: person_id}``
 for the counterparts it created. Smart Bcc path only (the caller decides: IMAP sync never
@@ -53,6 +54,7 @@ class Hit:
 
     person_id: int
     open_items: bool             # the person has an open deal, lead or project
+    organization_id: int | None = None  # their organization, if the copy's owner may see it
 
 
 def match(session: Session, company_id: int, emails: Sequence[str]) -> dict[str, int]:

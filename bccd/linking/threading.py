@@ -26,9 +26,9 @@ be registered (another thread owns it). The statements are built once and execut
 session's connection (the hot path of every copy filed).
 
 Merging keeps the oldest thread; its item link is reconciled (``deals.reconcile``) so a
-thread still has at most one deal/lead/project link; a merge of a private and a shared
-thread is private (the stricter choice never shows a message to someone who could not
-see it before).
+thread still has at most one deal/lead/project link, and its ``link_state`` recomputed; a
+merge of a private and a shared thread is private (the stricter choice never shows a
+message to someone who could not see it before).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from bccd.linking import deals
+from bccd.linking import deals, linkstate
 from bccd.store import direct
 from bccd.store.models import Link, Message, Suggestion, Thread, ThreadRef, utcnow
 from bccd.store.queries import FixedIn, insert_ignore, insert_ignore_many_returning
@@ -148,6 +148,7 @@ def merge(session: Session, keep: Thread, others: Sequence[int]) -> bool:
         session.execute(delete(Link).where(Link.thread_id == other_id))
         session.execute(delete(Thread).where(Thread.id == other_id))
     session.flush()
+    linkstate.refresh(session, [keep.id])  # its links and suggestions changed
     return complete
 
 
@@ -177,7 +178,8 @@ def resolve(
             tid = direct.execute(session.connection(), _NEW_THREAD, {
                 "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
                 "visibility": visibility, "archived": False, "manual_items": False,
-                "gm_thrid": None, "created_at": now, "last_message_at": now}).scalar_one()
+                "gm_thrid": None, "created_at": now, "last_message_at": now,
+                "link_state": linkstate.INITIAL}).scalar_one()
             thread, created = ThreadRow(tid), True
             break
         thread, complete = _join(session, found, subject if root else None, now)

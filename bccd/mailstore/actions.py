@@ -5,8 +5,11 @@ Each function takes an open session (one transaction), the acting user (``None``
 operator, bound by nothing but company boundaries) and the thread id; the rules are
 ``linking.manual``'s, and the side effects go with them in the same transaction: the
 ``thread.linked`` event of a new link (``linking``), the write-back jobs of archiving or
-deleting a thread (``mailboxes.writeback``, planned *before* its messages go). Link
-changes return the thread's listing row as the actor now sees it.
+deleting a thread (``mailboxes.writeback``, planned *before* its messages go), the
+automatic organization links that follow a person linked or unlinked by hand
+(``linking.organizations``, SPEC §5.11). Link changes return the thread's listing row as
+the actor now sees it (with its ``link_state``). Choosing one of a thread's suggestions is
+``link`` with that item: it is linked ``how = manual`` and the other suggestions go.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bccd.linking import manual
+from bccd.linking import manual, organizations
 from bccd.mailboxes.writeback import enqueue_writeback
 from bccd.mailstore import read
 from bccd.store.models import User
@@ -27,12 +30,14 @@ def _row(s: Session, thread_id: int, actor: User | None) -> dict[str, Any]:
         return read.summary(s, thread_id, actor)
     shown = read.show_thread(s, manual.get_thread(s, thread_id, None), None)
     return {k: shown[k] for k in ("thread_id", "subject", "visibility", "owner", "archived",
-                                  "links", "suggestions")}
+                                  "links", "suggestions", "link_state")}
 
 
 def link(s: Session, actor: User | None, thread_id: int, kind: str, entity_id: int) -> dict[str, Any]:
     thread = manual.get_thread(s, thread_id, actor)
     manual.link(s, thread, kind, entity_id, actor)
+    if kind == "person":
+        organizations.sync(s, [thread.id])
     return _row(s, thread.id, actor)
 
 
@@ -40,6 +45,8 @@ def unlink(s: Session, actor: User | None, thread_id: int, kind: str,
            entity_id: int) -> dict[str, Any]:
     thread = manual.get_thread(s, thread_id, actor)
     manual.unlink(s, thread, kind, entity_id, actor)
+    if kind == "person":
+        organizations.sync(s, [thread.id])
     return _row(s, thread.id, actor)
 
 

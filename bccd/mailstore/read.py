@@ -12,10 +12,16 @@ of which the viewer may not know is listed by kind and id alone.
 
 - ``list_threads(s, user, filters…, q=…, limit=…, offset=…, names=…)`` → a page
   ``{threads, limit, offset, next_offset}`` (``next_offset`` None on the last page) of
-  rows in the shape of ``bccd mail list`` (SPEC §8); with ``names``, links and
-  suggestions carry ``name`` too. ``q`` searches subjects, senders, counterpart addresses
-  and message text (case-insensitive substring; every word must match). A listing is
-  one indexed query plus one batch per related table, whatever the company's size.
+  rows in the shape of ``bccd mail list`` (SPEC §8) with each thread's ``link_state``
+  (SPEC §5.12) and ``also_filed_by``; with ``names``, links and suggestions carry
+  ``name`` too. ``q`` searches subjects, senders, counterpart addresses and message text
+  (case-insensitive substring; every word must match); ``link_state`` keeps the threads
+  in that state (``needs_choice``: awaiting a choice). A listing is one indexed query
+  plus one batch per related table, whatever the company's size. A timeline — filtered
+  by a person, organization, deal, lead or project — shows a message that several users
+  filed once (SPEC §5.14, ``mailstore.timeline``): ``messages`` counts what it shows.
+- ``count_threads(s, user, filters)`` → how many threads ``list_threads`` would list (the
+  Mail page's "Needs linking" count).
 - ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape;
   ``thread_detail(s, inline_url, user, id, …)`` → the same plus names, each message's
   ``raw_size`` and sanitized ``html`` (``mailstore.sanitize``; remote images only on
@@ -43,6 +49,7 @@ from sqlalchemy.orm import Session
 from bccd.accounts import parse_email_arg
 from bccd.errors import NotFound
 from bccd.linking import visibility
+from bccd.mailstore import timeline
 from bccd.mailstore.attachments import attachment_for_user
 from bccd.mailstore.sanitize import MAX_INLINE, blocked_remote, clean_email_html
 from bccd.store.models import (
@@ -155,7 +162,7 @@ def suggestions_of(session: Session, ids: list[int], viewer: User | None
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Which of the threads a user may see to list: linked to these entities, matching
-    the words of ``q``, archived or not (None: both)."""
+    the words of ``q``, archived or not (None: both), in this ``link_state`` (None: any)."""
 
     person: int | None = None
     deal: int | None = None
@@ -163,11 +170,36 @@ class Filters:
     project: int | None = None
     q: str = ""
     archived: bool | None = None
+    organization: int | None = None
+    link_state: str | None = None
 
     def entities(self) -> list[tuple[str, int]]:
-        return [(kind, eid) for kind, eid in (("person", self.person), ("deal", self.deal),
-                                              ("lead", self.lead), ("project", self.project))
+        return [(kind, eid) for kind, eid in (("person", self.person),
+                                              ("organization", self.organization),
+                                              ("deal", self.deal), ("lead", self.lead),
+                                              ("project", self.project))
                 if eid is not None]
+
+
+def _selection(user: User, filters: Filters) -> Any:
+    """The ids of the threads ``user`` may see that match ``filters`` (unordered)."""
+    query = select(Thread.id).where(visibility.thread_visible_clause(user))
+    for kind, eid in filters.entities():
+        query = query.where(exists().where(Link.thread_id == Thread.id, Link.kind == kind,
+                                           Link.entity_id == eid))
+    if filters.archived is not None:
+        query = query.where(Thread.archived.is_(filters.archived))
+    if filters.link_state is not None:
+        query = query.where(Thread.link_state == filters.link_state)
+    for term in filters.q.split()[:MAX_TERMS]:
+        query = query.where(_term_clause(term))
+    return query
+
+
+def count_threads(s: Session, user: User, filters: Filters = Filters()) -> int:
+    """How many threads ``list_threads`` lists for these filters (not collapsed)."""
+    return int(s.scalar(select(func.count()).select_from(
+        _selection(user, filters).subquery())) or 0)
 
 
 def list_threads(
@@ -179,22 +211,25 @@ def list_threads(
     offset: int = 0,
     names: bool = True,
 ) -> dict[str, Any]:
-    query = select(Thread.id).where(visibility.thread_visible_clause(user))
-    for kind, eid in filters.entities():
-        query = query.where(exists().where(Link.thread_id == Thread.id, Link.kind == kind,
-                                           Link.entity_id == eid))
-    if filters.archived is not None:
-        query = query.where(Thread.archived.is_(filters.archived))
-    for term in filters.q.split()[:MAX_TERMS]:
-        query = query.where(_term_clause(term))
-    query = query.order_by(Thread.last_message_at.desc(), Thread.id.desc()).offset(offset)
-    if limit is not None:
-        query = query.limit(limit + 1)
-    ids = list(s.scalars(query))
-    more = limit is not None and len(ids) > limit
-    ids = ids[:limit]
+    selection = _selection(user, filters)
+    collapsed = None
+    if filters.entities():  # a timeline: each message once (SPEC §5.14)
+        collapsed = timeline.page(s, user.id, selection, limit=limit, offset=offset)
+        ids, more = collapsed.ids, collapsed.more
+    else:
+        query = (selection.order_by(Thread.last_message_at.desc(), Thread.id.desc())
+                 .offset(offset))
+        if limit is not None:
+            query = query.limit(limit + 1)
+        ids = list(s.scalars(query))
+        more = limit is not None and len(ids) > limit
+        ids = ids[:limit]
     by_id = {r["thread_id"]: r for r in _rows(s, user, ids)} if ids else {}
     threads = [by_id[i] for i in ids if i in by_id]
+    if collapsed is not None:
+        for t in threads:
+            t["messages"] = collapsed.shown.get(t["thread_id"], 0)
+            t["also_filed_by"] = collapsed.also_filed_by.get(t["thread_id"], [])
     if names:
         _with_names(s, user, threads)
     return {"threads": threads, "limit": limit, "offset": offset,
@@ -216,6 +251,7 @@ def _rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
         "owner": owners.get(t.owner_id), "archived": t.archived,
         "messages": counts.get(t.id, 0), "last_message_at": t.last_message_at.isoformat(),
         "links": links.get(t.id, []), "suggestions": suggestions.get(t.id, []),
+        "link_state": t.link_state, "also_filed_by": [],
     } for t in threads]
 
 
@@ -273,6 +309,7 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
         "archived": thread.archived,
         "links": links_of(session, [thread.id]).get(thread.id, []),
         "suggestions": suggestions_of(session, [thread.id], viewer).get(thread.id, []),
+        "link_state": thread.link_state,
         "manual_items": thread.manual_items,
         "messages": out_msgs,
     }

@@ -10,7 +10,9 @@ Events (``type``):
 - ``thread.linked`` — a thread gained a link it did not have: a deal, lead or project
   however it was made (automatic, per-entity address, by hand, retroactively — the one
   place is ``linking.deals.set_item_link``, :func:`item_linking`), or a person or
-  organization linked by hand (``linking.manual.link``, :func:`linked`).
+  organization linked by hand (``linking.manual.link``, :func:`linked`). It carries the
+  thread's ``link_state`` (SPEC §5.12) once the change is made: ``linked`` for an item
+  link; for a person or organization, what the linking rule made of the thread after it.
 
 Each is an outbox job (``store.outbox.add``, kind ``webhook``) added in the *caller's*
 transaction, so an event exists exactly when the change it describes was committed.
@@ -91,6 +93,8 @@ def _user_email(session: Session, user_id: int) -> str:
     return user.email if user is not None else ""
 
 
+_T = Thread.__table__
+_STATE = select(_T.c.link_state).where(_T.c.id == bindparam("t"))
 _L = Link.__table__
 _LINKS = (select(_L.c.kind, _L.c.entity_id, _L.c.how).where(_L.c.thread_id == bindparam("t"))
           .order_by(_L.c.id))
@@ -138,13 +142,22 @@ def message_quarantined(session: Session, row: Quarantined, company_id: int) -> 
     }, user_id=row.user_id, company_id=company_id)
 
 
-def linked(session: Session, thread: Thread, kind: str, entity_id: int, how: str) -> None:
-    """A thread gained the link (kind, entity_id); the caller knows it is new."""
+def linked(session: Session, thread: Thread, kind: str, entity_id: int, how: str, *,
+           link_state: str | None = None) -> None:
+    """A thread gained the link (kind, entity_id); the caller knows it is new, and calls
+    this once the thread's ``link_state`` is up to date (or gives the state it will
+    have)."""
+    if not enabled(session):
+        return
+    if link_state is None:
+        session.flush()
+        link_state = session.connection().execute(_STATE, {"t": thread.id}).scalar()
     emit(session, "thread.linked", {
         "thread_id": thread.id,
         "owner": _user_email(session, thread.owner_id),
         "company": _company_slug(session, thread.company_id),
         "link": {"kind": kind, "id": entity_id, "how": how},
+        "link_state": link_state,
     }, user_id=thread.owner_id, company_id=thread.company_id)
 
 
@@ -158,4 +171,4 @@ def item_linking(session: Session, thread_id: int, kind: str, item_id: int, how:
         Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id))
     thread = session.get(Thread, thread_id)
     if exists is None and thread is not None:
-        linked(session, thread, kind, item_id, how)
+        linked(session, thread, kind, item_id, how, link_state="linked")  # once written

@@ -219,7 +219,10 @@ class Thread(Base):
     __tablename__ = "threads"
     __table_args__ = (
         CheckConstraint("visibility IN ('private', 'shared')", name="visibility"),
+        CheckConstraint("link_state IN ('linked', 'needs_choice', 'no_open_item', 'no_person',"
+                        " 'manual_mode', 'automated')", name="link_state"),
         Index(None, "owner_id", "last_message_at"),
+        Index(None, "company_id", "link_state"),
     )
     id: Mapped[int] = _pk()
     company_id: Mapped[int] = _fk("companies.id")
@@ -230,6 +233,9 @@ class Thread(Base):
     # the user linked or unlinked a deal/lead/project by hand: automatic item linking
     # (SPEC §5.6 rule 3) leaves this thread alone from then on
     manual_items: Mapped[bool] = mapped_column(Boolean, default=False)
+    # why it is (not) linked to a deal/lead/project (SPEC §5.12, ``linking.linkstate``)
+    link_state: Mapped[str] = mapped_column(String(16), default="no_person",
+                                            server_default="no_person")
     gm_thrid: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_message_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

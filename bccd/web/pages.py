@@ -4,7 +4,12 @@ Routes (all under ``/mail``):
 
 - ``GET/POST /mail/login`` — the API-token sign-in form; ``POST /mail/logout``;
 - ``GET /mail`` — conversations the user can see (search ``q``, filters ``person``,
-  ``deal``, ``lead``, ``project``, paging ``offset``), with linked-entity badges;
+  ``organization``, ``deal``, ``lead``, ``project`` — that entity's timeline, where a
+  message several users filed is shown once, SPEC §5.14 —, ``link_state``, paging
+  ``offset``), with linked-entity badges, and the count of conversations that need
+  linking (SPEC §5.12); ``?link_state=needs_choice`` is the "Needs linking" list, each
+  conversation with its suggestions as one-click buttons (a POST to ``…/link`` with
+  ``back=needs`` returns to the list);
 - ``GET /mail/threads/{id}`` — one conversation: links and suggestions with link/unlink
   controls, each message's sanitized HTML in a sandboxed ``<iframe srcdoc>`` (no
   scripts, no same-origin, remote images blocked until ``?images=1``), attachments and
@@ -26,7 +31,7 @@ the download of the original instead, so a page stays within 10× the mail it sh
   default, linking mode, email links, alternate addresses, blocked addresses.
 
 Sessions, CSRF, security headers and sign-in are ``web.pagebase``'s (cookies:
-``web.session``). Reads go through ``read.read`` (the one visibility rule), changes
+``web.session``). Reads go through ``mailstore.read`` (the one visibility rule), changes
 through the same functions as the API and the CLI; a thread the user may not see is "not
 found". Each message's ``srcdoc`` document inherits the page's Content-Security-Policy
 (remote images only where the reader asked for them) and adds its own.
@@ -51,7 +56,7 @@ from starlette.staticfiles import StaticFiles
 from bccd import accounts
 from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
-from bccd.linking import blocklist, manual
+from bccd.linking import blocklist, linkstate, manual
 from bccd.mailstore import actions, attachments, read, shapes
 from bccd.store.models import User
 from bccd.web.downloads import download, safe_content_type
@@ -66,6 +71,7 @@ FRAME_FACTOR = 8      # a message's frame (as sent, escaped) ≤ 8 × the messag
 FRAME_SLACK = 4096    # plus the frame's own head, so a tiny message still shows
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 ITEM_KINDS = ("deal", "lead", "project")
+ENTITY_FILTERS = ("person", "organization", "deal", "lead", "project")
 
 NOTICES = {
     "linked": "Linked.", "unlinked": "Link removed.", "visibility": "Visibility changed.",
@@ -84,34 +90,44 @@ class Pages(PageBase):
     async def threads(self, request: Request) -> Response:
         qp = request.query_params
         try:
-            ids = {k: _id(qp.get(k)) for k in ("person", "deal", "lead", "project")}
+            ids = {k: _id(qp.get(k)) for k in ENTITY_FILTERS}
             offset = int(qp.get("offset") or 0)
             if not 0 <= offset <= 1_000_000:
+                raise ValueError
+            link_state = qp.get("link_state") or None
+            if link_state is not None and link_state not in linkstate.STATES:
                 raise ValueError
         except ValueError:
             return self._error(400, "Bad request", "The filter or page number is not valid.")
         q = (qp.get("q") or "")[:200].replace("\x00", "")
         archived = qp.get("archived") == "1"
 
-        filters = read.Filters(**ids, q=q, archived=archived)
+        filters = read.Filters(person=ids["person"], organization=ids["organization"],
+                               deal=ids["deal"], lead=ids["lead"], project=ids["project"],
+                               q=q, archived=archived, link_state=link_state)
+        needs = read.Filters(archived=False, link_state=linkstate.NEEDS_CHOICE)
 
         def work(s: Any, user: User) -> dict[str, Any]:
             page = read.list_threads(s, user, filters, limit=PAGE_SIZE, offset=offset)
             active = filters.entities()
-            names = read.entity_names(s, user, active)
-            return {"page": page, "filters": [{"kind": k, "id": v, "name": names.get((k, v))}
-                                              for k, v in active]}
+            names = read.entity_names(s, user, active)  # only what the viewer may see
+            return {"page": page, "needs_linking": read.count_threads(s, user, needs),
+                    "filters": [{"kind": k, "id": v, "name": names.get((k, v))}
+                                for k, v in active]}
 
         try:
             viewer, data = await self.read(request, work)
         except SignedOut:
             return self._to_login()
-        base = {k: v for k, v in {**ids, "q": q, "archived": "1" if archived else None}.items()
+        base = {k: v for k, v in {**ids, "q": q, "archived": "1" if archived else None,
+                                  "link_state": link_state}.items()
                 if v not in (None, "")}
         nxt = data["page"]["next_offset"]
+        notice = NOTICES.get(qp.get("done") or "", "")
         return self.page("app_threads.html", title="Conversations", viewer=viewer,
                          threads=data["page"]["threads"], filters=data["filters"], q=q,
-                         archived=archived,
+                         archived=archived, link_state=link_state, notice=notice,
+                         needs_linking=data["needs_linking"],
                          next_url=f"/mail?{urlencode({**base, 'offset': nxt})}" if nxt else None,
                          prev_url=(f"/mail?{urlencode({**base, 'offset': max(0, offset - PAGE_SIZE)})}"
                                    if offset else None))
@@ -175,7 +191,10 @@ class Pages(PageBase):
         if thread_id is None or action not in ("link", "unlink", "visibility", "archive", "delete"):
             return self._error(404, "Not found", "There is no such conversation.")
 
+        back = {"needs": False}
+
         def work(s: Any, user: User, form: FormData) -> str:
+            back["needs"] = form.get("back") == "needs"
             if action in ("link", "unlink"):
                 kind, entity_id = _entity(s, user, form)
                 fn = actions.link if action == "link" else actions.unlink
@@ -205,6 +224,9 @@ class Pages(PageBase):
         _, done = out
         if done == "deleted":
             return RedirectResponse("/mail?" + urlencode({"done": done}), status_code=303)
+        if back["needs"]:  # chosen from the "Needs linking" list: back to it
+            return RedirectResponse("/mail?" + urlencode({"link_state": linkstate.NEEDS_CHOICE,
+                                                          "done": done}), status_code=303)
         return RedirectResponse(f"/mail/threads/{thread_id}?done={done}", status_code=303)
 
     def _own_origin(self, request: Request) -> str:
@@ -313,9 +335,12 @@ class Pages(PageBase):
         def work(s: Any, user: User, form: FormData) -> str:
             value = str(form.get("value") or "").strip()
             if section == "" and action == "":
+                mode = user.linking_mode
                 accounts.set_user(s, user, sharing=_opt(form, "sharing_default"),
                                   linking=_opt(form, "linking_mode"),
                                   email_links=_opt(form, "email_links"))
+                if user.linking_mode != mode:
+                    linkstate.mode_changed(s, user.id)  # SPEC §5.12
                 return "saved"
             if section == "alternates":
                 if action == "add":

@@ -7,17 +7,22 @@ seeing each other's data. Everything goes through the CLI (in-process) and real 
 
 from __future__ import annotations
 
+import email
 import itertools
 import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from bccd.config import load_settings
+from bccd.linking import linkstate
 from tests.support import pg
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
@@ -127,6 +132,41 @@ class Tenant:
         rcpts = to if to is not None else [self.users[local]["bcc_address"]]
         return send(self.srv.smtp_port, rcpts, raw, mail_from=f"{local}@{self.domain}")
 
+    def forward(self, local: str, original: bytes) -> tuple[int, bytes]:
+        """``local`` forwards ``original`` (attached) to their Smart Bcc address: it is filed
+        as the original incoming message, with the original's Message-ID (SPEC §4.3)."""
+        email_ = self.users[local]["email"]
+        m = EmailMessage()
+        m["From"] = f"{local.title()} <{email_}>"
+        m["To"] = self.users[local]["bcc_address"]
+        m["Subject"] = "Fwd: " + str(email.message_from_bytes(original)["Subject"])
+        m["Message-ID"] = f"<fwd-{uuid.uuid4().hex}@{self.domain}>"
+        m.set_content("Forwarding this for the CRM.\n")
+        m.add_attachment(email.message_from_bytes(original))
+        raw = m.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return self.send(raw, local)
+
+    def api(self, local: str = "alice") -> httpx.Client:
+        """The JSON API as this user (their API token)."""
+        return httpx.Client(base_url=f"{self.srv.http_url}/api/v1", timeout=30, headers={
+            "Authorization": f"Bearer {self.users[local]['api_token']}"})
+
+    @contextmanager
+    def page(self, local: str = "alice") -> Iterator[httpx.Client]:
+        """The Mail page, signed in as this user (the API-token sign-in form)."""
+        with httpx.Client(base_url=self.srv.http_url, timeout=30) as http:
+            login = http.get("/mail/login")
+            nonce = re.search(r'name="nonce" value="([^"]+)"', login.text)
+            assert nonce, login.text
+            r = http.post("/mail/login", data={"nonce": nonce.group(1),
+                                               "token": self.users[local]["api_token"]})
+            assert r.status_code == 303, r.text
+            yield http
+
+    def states(self, local: str = "alice", *filters: str) -> dict[str, str]:
+        """subject → link_state of the threads ``local`` sees."""
+        return {th["subject"]: th["link_state"] for th in self.threads(local, *filters)}
+
     def threads(self, local: str = "alice", *filters: str) -> list[dict[str, Any]]:
         return list(self.srv.cli("mail", "list", self.users[local]["email"], *filters))
 
@@ -178,3 +218,15 @@ def message_count(srv: BccdServer, email: str) -> int:
     rows = sql(srv, "SELECT count(*) FROM messages m JOIN users u ON u.id = m.user_id "
                     "WHERE u.email = :e", e=email)
     return int(rows[0][0])
+
+
+def stale_link_states(srv: BccdServer) -> list[tuple[int, str, str]]:
+    """Threads whose stored ``link_state`` is not what the rule makes of their stored
+    links, suggestions and owner (``linkstate.stale``) — empty when the state is true."""
+    settings = load_settings(str(srv.config))
+    engine = create_engine(settings.database_url)
+    try:
+        with Session(engine) as s:
+            return linkstate.stale(s)
+    finally:
+        engine.dispose()

@@ -18,7 +18,7 @@ from bccd.confirm import flow
 from bccd.errors import Conflict, NotFound
 from bccd.ingest import holding
 from bccd.ingest.outcome import Disposition
-from bccd.linking import blocklist
+from bccd.linking import blocklist, linkstate
 from bccd.mailstore import shapes as render
 from bccd.quarantine import copies
 from bccd.store.models import Quarantined, Rejection
@@ -77,8 +77,11 @@ async def patch_settings(request: Request, p: Caller, body: S.SettingsPatch) -> 
     def work() -> dict[str, Any]:
         with db.transaction() as s:
             user = current_user(s, p)
+            mode = user.linking_mode
             accounts.set_user(s, user, sharing=body.sharing_default, linking=body.linking_mode,
                               email_links=body.email_links)
+            if user.linking_mode != mode:
+                linkstate.mode_changed(s, user.id)  # SPEC §5.12: the threads' states follow
             return _settings(user)
 
     return await run(request, work)

@@ -47,6 +47,9 @@ Email = Annotated[str, StringConstraints(min_length=3, max_length=320, strip_whi
                   AfterValidator(_storable)]
 EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]
 LinkKind = Literal["person", "organization", "deal", "lead", "project"]
+# SPEC §5.12, ``bccd.linking.linkstate.STATES``
+LinkState = Literal["linked", "needs_choice", "no_open_item", "no_person", "manual_mode",
+                    "automated"]
 Visibility = Literal["private", "shared"]
 VisibleTo = Literal["company", "owner"]
 
@@ -154,6 +157,11 @@ class ThreadSummary(BaseModel):
     last_message_at: str
     links: list[LinkOut]
     suggestions: list[SuggestionOut]
+    link_state: LinkState = Field(description="why the thread is (not) linked to a deal, "
+                                  "lead or project (SPEC §5.12)")
+    also_filed_by: list[str] = Field(default_factory=list, description=(
+        "on an entity's timeline: the other users whose copies of this thread's messages "
+        "are shown once, here"))
 
 
 class ThreadPage(BaseModel):
@@ -228,6 +236,7 @@ class ThreadDetail(BaseModel):
     archived: bool
     links: list[LinkOut]
     suggestions: list[SuggestionOut]
+    link_state: LinkState
     manual_items: bool
     messages: list[MessageOut]
 

@@ -44,6 +44,7 @@ async def list_threads(
     request: Request,
     p: Caller,
     person: IdQuery = None,
+    organization: IdQuery = None,
     deal: IdQuery = None,
     lead: IdQuery = None,
     project: IdQuery = None,
@@ -51,17 +52,24 @@ async def list_threads(
                             "subject, a sender or counterpart address, or the text")] = "",
     archived: Annotated[bool | None, Query(description="only archived (true) or only "
                                            "not archived (false) threads")] = None,
+    link_state: Annotated[S.LinkState | None, Query(
+        description="only threads in this state (needs_choice: suggestions await a choice)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    """Threads the caller can see, newest first."""
+    """Threads the caller can see, newest first. Filtered by an entity (person,
+    organization, deal, lead, project) it is that entity's timeline: a message several
+    users filed is shown once — the caller's copy, else the earliest — with
+    ``also_filed_by``; ``messages`` counts what a row shows."""
     param(q, "q")
     db = services_of(request).db
 
     def work() -> dict[str, Any]:
         with db.read() as s:
-            filters = read.Filters(person=person, deal=deal, lead=lead, project=project, q=q,
-                                   archived=archived)
+            filters = read.Filters(person=person, organization=organization, deal=deal,
+                                   lead=lead, project=project, q=q, archived=archived,
+                                   link_state=link_state)
             return read.list_threads(s, current_user(s, p), filters, limit=limit, offset=offset)
 
     return await run(request, work)

@@ -6,7 +6,10 @@ the retroactive linking it calls for (``linking.retro``, SPEC §5.7) — the sam
 CLI commands, so the links exist when the request returns:
 
 - a person's new addresses (all of them for a new person) → ``relink_for_addresses``;
-- an item created, or its status, person or visibility changed → ``relink_for_item``.
+- an existing person's organization set, changed or cleared, or an organization's
+  visibility or owner changed → ``relink_organizations`` (SPEC §5.11);
+- an item created, or its status, person or visibility changed → ``relink_for_item``
+  (for the person it belonged to before too).
 
 A ``PUT`` replaces the fields it names: a person's ``emails`` become exactly the list
 given (removed addresses stop naming the person on stored participants; existing thread
@@ -14,7 +17,8 @@ links stay, as linking is never undone behind the user's back). References to ot
 entities are by ``…_id`` or ``…_external_id`` (not both), within the company.
 
 Deleting an entity removes its links and suggestions from threads and re-applies rule
-§5.6 to those threads (another open item may now be the only candidate).
+§5.6 to those threads (another open item may now be the only candidate; the thread's
+``link_state`` follows); a deleted person's automatic organization links go with it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from sqlalchemy.orm import Session
 from bccd import accounts, crm
 from bccd.config import Settings
 from bccd.errors import Invalid, NotFound
-from bccd.linking import deals, retro
+from bccd.linking import deals, organizations, retro
 from bccd.mailstore import shapes as render
 from bccd.store.db import Database
 from bccd.store.models import (
@@ -112,6 +116,7 @@ def upsert_person(db: Database, company_id: int, external_id: str, body: S.Perso
         person = s.scalar(select(Person).where(Person.company_id == company.id,
                                                Person.external_id == external_id))
         created = person is None
+        org_before = None if person is None else person.organization_id
         if person is None:
             person = crm.create_person(s, company, name=body.name, emails=body.emails,
                                        external_id=external_id, owner_id=owner_id,
@@ -135,9 +140,12 @@ def upsert_person(db: Database, company_id: int, external_id: str, body: S.Perso
         person.organization_id = org_id
         s.flush()
         out = render.person(s, person)
+        person_id = person.id
     out["created"] = created
     out["relinked_threads"] = (retro.relink_for_addresses(db, company_id=company_id, emails=added)
                                if added else 0)
+    if not created and org_before != org_id:
+        out["relinked_threads"] += retro.relink_organizations(db, person_ids=[person_id])
     return out
 
 
@@ -168,11 +176,15 @@ def upsert_organization(db: Database, company_id: int, external_id: str,
             org = Organization(company_id=company.id, external_id=external_id,
                            name=accounts.display_name(body.name))
             s.add(org)
+        seen_by = (org.owner_id, org.visible_to)
         org.name = accounts.display_name(body.name)
         org.owner_id = owner_id
         org.visible_to = body.visible_to
         s.flush()
-        return _org_out(org, created)
+        out = _org_out(org, created)
+    if not created and seen_by != (owner_id, body.visible_to):
+        retro.relink_organizations(db, organization_id=out["id"])  # who may see it changed
+    return out
 
 
 def get_organization(db: Database, company_id: int, external_id: str) -> dict[str, Any]:
@@ -200,12 +212,14 @@ def upsert_item(db: Database, settings: Settings, company_id: int, kind: str, ex
         item = s.scalar(select(Item).where(Item.company_id == company.id, Item.kind == kind,
                                            Item.external_id == external_id))
         created = item is None
+        person_before = None if item is None else item.person_id
         if item is None:
             item = crm.create_item(s, company, kind, title=body.title, person_id=person_id,
                                    organization_id=org_id, deal_id=deal_id, status=body.status,
                                    external_id=external_id, owner_id=owner_id,
                                    visible_to=body.visible_to)
         else:
+            crm.lock_person_items(s, item.person_id, person_id)
             item.title = body.title
             crm.set_item_status(item, body.status)
             item.person_id = person_id
@@ -217,7 +231,7 @@ def upsert_item(db: Database, settings: Settings, company_id: int, kind: str, ex
         out = render.item(item, company.slug, settings)
         item_id = item.id
     out["created"] = created
-    out["relinked_threads"] = retro.relink_for_item(db, item_id)
+    out["relinked_threads"] = retro.relink_for_item(db, item_id, also_persons=[person_before])
     return out
 
 
@@ -244,11 +258,12 @@ def _unlink_everywhere(s: Session, kind: str, entity_id: int) -> list[int]:
 
 def _reapply(s: Session, thread_ids: list[int]) -> None:
     s.flush()
+    organizations.sync(s, thread_ids)  # a deleted person's organizations go with it
     for tid in sorted(set(thread_ids)):
         thread = s.get(Thread, tid)
         owner = s.get(User, thread.owner_id) if thread is not None else None
         if thread is not None and owner is not None:
-            deals.apply(s, thread, owner)
+            deals.apply(s, thread, owner, thread_locked=True)
 
 
 def delete_entity(db: Database, company_id: int, kind: str, external_id: str) -> None:
@@ -260,6 +275,11 @@ def delete_entity(db: Database, company_id: int, kind: str, external_id: str) ->
         row = s.scalar(q)
         if row is None:
             raise NotFound(f"no {kind} with external_id {external_id!r}")
+        # its threads first, then its person: the order filing takes them in
+        deals.lock_threads(s, list(s.scalars(select(Link.thread_id).where(
+            Link.kind == kind, Link.entity_id == row.id))))
+        if model is Item:
+            crm.lock_person_items(s, row.person_id)
         threads = _unlink_everywhere(s, kind, row.id)
         s.delete(row)
         _reapply(s, threads)

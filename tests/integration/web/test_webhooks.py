@@ -1,7 +1,7 @@
 """SPEC §9 webhooks end to end: ``message.stored``, ``message.quarantined`` and
-``thread.linked`` posted from the durable outbox to a loopback receiver, signed in the
-Standard Webhooks format, retried after a refused first delivery with the same id and
-body, and visible to admins with their delivery state."""
+``thread.linked`` (with the thread's ``link_state``) posted from the durable outbox to a
+loopback receiver, signed in the Standard Webhooks format, retried after a refused first
+delivery with the same id and body, and visible to admins with their delivery state."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def test_events_are_signed_retried_and_visible(make_server) -> None:
             assert quarantined["data"]["subject"] == "From home"
             links = sorted((e["data"]["link"]["id"], e["data"]["link"]["how"]) for e in by_type["thread.linked"])
             assert links == sorted([(big["id"], "auto"), (other["id"], "manual")])
+            # SPEC §9: the thread's link_state (§5.12) once the link is made
+            assert {e["data"]["link_state"] for e in by_type["thread.linked"]} == {"linked"}
 
             # every request is signed; the refused first one came again, same id and body
             assert all(verify(secret, h) for h in hook.hits)
@@ -145,3 +147,5 @@ def test_a_person_linked_from_the_command_line_is_a_thread_linked_event_like_fro
 
         [event] = wait_until(linked)
         assert event["data"]["link"] == {"kind": "person", "id": person["id"], "how": "manual"}
+        # Frank has no open item: the state the rule left the thread in
+        assert event["data"]["link_state"] == "no_open_item"
