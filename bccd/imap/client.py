@@ -17,10 +17,11 @@ CA file; TLS 1.2 is the minimum. OAuth 2.0 access tokens are refreshed with the 
 token shortly before they expire (and once more if the server refuses a cached token);
 the refreshed credentials are handed back for the caller to store encrypted.
 
-Failure: every problem becomes an :class:`ImapFailure` whose ``reason`` is one short line
-fit for ``imap list`` (no secrets, no stack): :class:`AuthFailure` (credentials refused,
-refresh token refused), :class:`TlsFailure` (certificate not trusted, handshake failed,
-no STARTTLS), :class:`ConnectFailure` (DNS, refused, timeout, connection lost),
+Failure: every problem becomes an :class:`ImapFailure` (``mailboxes.credentials.
+MailboxFailure``, shared with mail submission) whose ``reason`` is one short line fit for
+``imap list`` (no secrets, no stack): :class:`AuthFailure` (credentials refused, refresh
+token refused), :class:`TlsFailure` (certificate not trusted, handshake failed, no
+STARTTLS), :class:`ConnectFailure` (DNS, refused, timeout, connection lost),
 :class:`ProtocolFailure` (a command the server refused, a missing capability).
 """
 
@@ -29,17 +30,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
-import json
 import logging
 import socket
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -50,6 +46,7 @@ from imapclient.imap_utf7 import decode as utf7_decode
 
 from bccd.crypto import SecretBox
 from bccd.log import get_logger
+from bccd.mailboxes import credentials
 from bccd.mailboxes.accounts import (
     AccountConfig,
     Auth,
@@ -71,116 +68,19 @@ logging.getLogger("imapclient").setLevel(logging.INFO)
 
 CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 120.0
-TOKEN_REFRESH_MARGIN = 300.0  # refresh an access token this many seconds before expiry
-TOKEN_HTTP_TIMEOUT = 30.0
 
 
-class ImapFailure(Exception):
-    """An account-level failure; ``reason`` is what ``imap list`` shows."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class AuthFailure(ImapFailure):
-    pass
-
-
-class TlsFailure(ImapFailure):
-    pass
-
-
-class ConnectFailure(ImapFailure):
-    pass
-
-
-class ProtocolFailure(ImapFailure):
-    pass
-
-
-def _short(text: object, limit: int = 200) -> str:
-    s = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    if len(s) >= 3 and s[0] == "b" and s[1] in "'\"" and s[-1] == s[1]:
-        s = s[2:-1]  # imapclient wraps server text as str(bytes)
-    s = " ".join(s.split())
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-# ---------------------------------------------------------------- TLS
-
-
-def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """Verifying client context: the account's CA file, else the system trust store."""
-    if ca_file:
-        ctx = ssl.create_default_context(cafile=ca_file)
-    else:
-        ctx = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-# ---------------------------------------------------------------- OAuth 2.0
-
-
-def needs_refresh(auth: OAuth2Auth, now: float | None = None) -> bool:
-    now = time.time() if now is None else now
-    return not auth.access_token or auth.expires_at - TOKEN_REFRESH_MARGIN <= now
-
-
-def refresh_oauth(auth: OAuth2Auth, *, now: float | None = None) -> OAuth2Auth:
-    """Exchange the refresh token for a new access token (RFC 6749 §6). Blocking."""
-    now = time.time() if now is None else now
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": auth.refresh_token,
-        "client_id": auth.client_id,
-    }
-    if auth.client_secret:
-        form["client_secret"] = auth.client_secret
-    body = urllib.parse.urlencode(form).encode("ascii")
-    req = urllib.request.Request(  # noqa: S310 - scheme checked at add time (https/loopback)
-        auth.token_url,
-        data=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(  # noqa: S310
-            req, timeout=TOKEN_HTTP_TIMEOUT, context=make_ssl_context()
-        ) as resp:
-            data = json.loads(resp.read(1_000_000))
-    except urllib.error.HTTPError as exc:
-        error = ""
-        with contextlib.suppress(Exception):
-            error = str(json.loads(exc.read(10_000)).get("error", ""))
-        if exc.code in (400, 401, 403):
-            raise AuthFailure(
-                f"OAuth2 token refresh refused ({exc.code} {_short(error or exc.reason, 80)})"
-            ) from None
-        raise ConnectFailure(f"OAuth2 token endpoint failed ({exc.code})") from None
-    except ssl.SSLError as exc:
-        raise TlsFailure(f"OAuth2 token endpoint TLS failed: {_short(exc, 120)}") from None
-    except (OSError, urllib.error.URLError) as exc:
-        raise ConnectFailure(f"OAuth2 token endpoint unreachable: {_short(exc, 120)}") from None
-    except ValueError:
-        raise ConnectFailure("OAuth2 token endpoint answered non-JSON") from None
-    token = data.get("access_token") if isinstance(data, dict) else None
-    if not isinstance(token, str) or not token:
-        raise AuthFailure("OAuth2 token endpoint returned no access_token")
-    try:
-        expires_in = float(data.get("expires_in", 3600))
-    except (TypeError, ValueError):
-        expires_in = 3600.0
-    refresh = data.get("refresh_token")
-    return dataclasses.replace(
-        auth,
-        access_token=token,
-        expires_at=now + expires_in,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else auth.refresh_token,
-    )
+# the failure classes, the TLS context and the OAuth 2.0 refresher are shared with mail
+# submission (``bccd.compose``): they live in ``bccd.mailboxes.credentials``
+ImapFailure = credentials.MailboxFailure
+AuthFailure = credentials.AuthFailure
+TlsFailure = credentials.TlsFailure
+ConnectFailure = credentials.ConnectFailure
+ProtocolFailure = credentials.ProtocolFailure
+make_ssl_context = credentials.make_ssl_context
+needs_refresh = credentials.needs_refresh
+refresh_oauth = credentials.refresh_oauth
+_short = credentials.short
 
 
 # ---------------------------------------------------------------- connection
