@@ -112,6 +112,7 @@ class User(Base):
     sharing_default: Mapped[str] = mapped_column(String(16), default="private")
     linking_mode: Mapped[str] = mapped_column(String(16), default="auto")
     email_links: Mapped[str] = mapped_column(String(16), default="app")
+    signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")  # sanitized
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -211,6 +212,7 @@ class Item(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     owner_id: Mapped[int | None] = _fk("users.id", nullable=True, ondelete="SET NULL")
     visible_to: Mapped[str] = mapped_column(String(16), default="company")
+    value: Mapped[str | None] = mapped_column(String(64))  # as the CRM shows it: "12,000 EUR"
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -289,7 +291,7 @@ class MessageSource(Base):
     __tablename__ = "message_sources"
     __table_args__ = (
         UniqueConstraint("message_id", "source"),
-        CheckConstraint("source IN ('bcc', 'imap')", name="source"),
+        CheckConstraint("source IN ('bcc', 'imap', 'compose')", name="source"),
     )
     id: Mapped[int] = _pk()
     message_id: Mapped[int] = _fk("messages.id", index=False)
@@ -499,3 +501,7 @@ class OutboxJob(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     done_at: Mapped[dt.datetime | None]
+
+
+# the tables of mail written in bccd (SPEC §12), registered on the same metadata
+import bccd.store.models_compose  # noqa: E402,F401
