@@ -258,7 +258,8 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
     }
 
 
-def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
+def inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
+    """A message's inline image parts by content id (for ``clean_email_html``)."""
     out: dict[str, tuple[str, bytes]] = {}
     rows = s.execute(select(Attachment.content_id, Attachment.content_type, Attachment.sha256,
                             Attachment.size)
@@ -286,7 +287,7 @@ def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: in
         raw_html = html_of.get(m["id"]) or ""
         m["remote_images"] = blocked_remote(raw_html)
         if raw_html:
-            images = _inline_images(s, blobs, m["id"]) if blobs is not None else {}
+            images = inline_images(s, blobs, m["id"]) if blobs is not None else {}
             m["html"] = clean_email_html(raw_html, inline_images=images,
                                          allow_remote=allow_remote)
         else:
