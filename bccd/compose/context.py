@@ -103,7 +103,7 @@ def _message(s: Session, user: User, ref: str | int, field: str) -> Message:
     if text.isdigit() and len(text) < 19:
         msg = s.get(Message, int(text))
     elif "@" in text:
-        mid = text if text.startswith("<") else f"<{text}>"
+        mid = text.strip("<>")
         candidates = list(s.scalars(select(Message).where(
             Message.company_id == user.company_id, Message.message_id == mid)
             .order_by(Message.id)))

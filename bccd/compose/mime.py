@@ -72,8 +72,8 @@ class Part:
 class Original:
     """The message replied to or forwarded, as the user may see it."""
 
-    message_id: str | None            # RFC 5322 id, ``<…>``
-    references: tuple[str, ...]       # its own References (or In-Reply-To) chain
+    message_id: str | None            # RFC 5322 id, without the angle brackets (as filed)
+    references: tuple[str, ...]       # its own References (or In-Reply-To) chain, likewise
     sender: str                       # "Name <addr>"
     date: dt.datetime | None
     subject: str
@@ -101,7 +101,7 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Built:
-    message_id: str
+    message_id: str                   # without the angle brackets, as bccd files ids
     sent: bytes = field(repr=False)
     copy: bytes = field(repr=False)
     smtputf8: bool
@@ -112,7 +112,7 @@ class Built:
 
 def new_message_id(sender: Recipient) -> str:
     domain = sender.address.rpartition("@")[2]
-    return f"<{secrets.token_hex(12)}.{int(dt.datetime.now(dt.UTC).timestamp())}@{domain}>"
+    return f"{secrets.token_hex(12)}.{int(dt.datetime.now(dt.UTC).timestamp())}@{domain}"
 
 
 def subject_for(draft: Draft) -> str:
@@ -271,15 +271,15 @@ def build(draft: Draft, *, max_size: int, message_id: str | None = None,
         msg["Cc"] = [_address(r) for r in draft.cc]
     msg["Subject"] = subject
     msg["Date"] = email.utils.format_datetime(now or dt.datetime.now(dt.UTC))
-    msg["Message-ID"] = message_id
+    msg["Message-ID"] = f"<{message_id}>"
     if draft.reply_to is not None:
         chain = references_for(draft.reply_to)
         if draft.reply_to.message_id:
-            msg["In-Reply-To"] = draft.reply_to.message_id
+            msg["In-Reply-To"] = f"<{draft.reply_to.message_id}>"
         if chain:
-            msg["References"] = " ".join(chain)
+            msg["References"] = " ".join(f"<{r}>" for r in chain)
     elif draft.forward_of is not None and draft.forward_of.message_id:
-        msg["References"] = draft.forward_of.message_id
+        msg["References"] = f"<{draft.forward_of.message_id}>"
 
     html: str | None = None
     if draft.html is not None:

@@ -75,7 +75,7 @@ async def append_job(settings: Settings, db: Database, payload: dict[str, Any]) 
             log.warning("sent_copy_no_folder", account=account_id, message=message_id)
             return
         await imap.select(folder, readonly=True)
-        if await imap.search(["HEADER", "Message-ID", mid]):
+        if await imap.search(["HEADER", "Message-ID", f"<{mid}>"]):
             log.info("sent_copy_by_provider", account=account_id, message=message_id,
                      folder=folder)
             return

@@ -228,7 +228,7 @@ def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def create_api(services: Services) -> FastAPI:
     from bccd.web.api import admin as admin_routes
-    from bccd.web.api import me, threads
+    from bccd.web.api import me, messages, templates, threads
 
     api = FastAPI(
         title="bccd",
@@ -251,11 +251,17 @@ def create_api(services: Services) -> FastAPI:
     api.add_exception_handler(IntegrityError, _on_integrity)
     api.add_exception_handler(Exception, _on_unexpected)
 
+    send_limit = messages.body_limit(services.settings)
+
     @api.middleware("http")
     async def limits(request: Request, call_next: Callable[[Request], Any]) -> Any:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return problem(413, f"request bodies are limited to {MAX_BODY} bytes")
+        # sending mail takes its attachments in the body (SPEC §12)
+        limit = send_limit if (request.method == "POST" and
+                               request.url.path.rstrip("/").endswith("/api/v1/messages")) \
+            else MAX_BODY
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problem(413, f"request bodies are limited to {limit} bytes here")
         response = await call_next(request)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -263,6 +269,8 @@ def create_api(services: Services) -> FastAPI:
 
     api.include_router(me.router)
     api.include_router(threads.router)
+    api.include_router(messages.router)
+    api.include_router(templates.router)
     api.include_router(admin_routes.router)
     _problem_schema(api)
     return api

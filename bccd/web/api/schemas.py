@@ -76,12 +76,15 @@ class UserSettings(BaseModel):
     sharing_default: Visibility
     linking_mode: Literal["auto", "manual"]
     email_links: Literal["app", "default-client"]
+    signature_html: str = Field(description="added to mail written in bccd (sanitized HTML)")
 
 
 class SettingsPatch(_In):
     sharing_default: Visibility | None = None
     linking_mode: Literal["auto", "manual"] | None = None
     email_links: Literal["app", "default-client"] | None = None
+    signature_html: Annotated[str, StringConstraints(max_length=256 * 1024),
+                              AfterValidator(_storable)] | None = None
 
 
 class AlternateIn(_In):
@@ -307,6 +310,10 @@ class ItemIn(_In):
     deal_external_id: Name | None = Field(default=None, description="projects only")
     owner: Email | None = None
     visible_to: VisibleTo = "company"
+    value: Annotated[str, StringConstraints(max_length=64, strip_whitespace=True),
+                     AfterValidator(_storable)] | None = Field(
+        default=None, description='as the CRM shows it, e.g. "12,000 EUR" (smart field '
+                                  '{{deal.value}})')
 
 
 class ItemOut(BaseModel):
@@ -321,6 +328,7 @@ class ItemOut(BaseModel):
     owner_id: int | None
     visible_to: str
     bcc_address: str
+    value: str | None = None
     created: bool
     relinked_threads: int
 

@@ -204,6 +204,7 @@ def upsert_item(db: Database, settings: Settings, company_id: int, kind: str, ex
                                    organization_id=org_id, deal_id=deal_id, status=body.status,
                                    external_id=external_id, owner_id=owner_id,
                                    visible_to=body.visible_to)
+            item.value = body.value
         else:
             item.title = body.title
             crm.set_item_status(item, body.status)
@@ -212,6 +213,7 @@ def upsert_item(db: Database, settings: Settings, company_id: int, kind: str, ex
             item.deal_id = deal_id
             item.owner_id = owner_id
             item.visible_to = body.visible_to
+            item.value = body.value
         s.flush()
         out = render.item(item, company.slug, settings)
         item_id = item.id
