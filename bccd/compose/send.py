@@ -339,8 +339,13 @@ class Sender:
             with self.db.transaction() as s:
                 save_auth(s, self.box, account_id, new)
 
-        return await submit(mailbox, auth, keep=keep, sender=sender, recipients=recipients,
-                            data=raw, smtputf8=utf8, local_hostname=await self._local_hostname())
+        def reload() -> Auth:
+            with self.db.read() as s:
+                return load_auth(s, self.box, account_id)
+
+        return await submit(mailbox, auth, keep=keep, reload=reload, sender=sender,
+                            recipients=recipients, data=raw, smtputf8=utf8,
+                            local_hostname=await self._local_hostname())
 
 
 def _apply(send: Send, result: Result | None, reason: str, now: dt.datetime) -> bool:

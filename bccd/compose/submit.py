@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -185,13 +186,27 @@ async def _send(mailbox: Mailbox, auth: Auth, sender: str, recipients: Sequence[
 
 
 async def submit(mailbox: Mailbox, auth: Auth, *, keep: Callable[[OAuth2Auth], None],
-                 sender: str, recipients: Sequence[str], data: bytes, smtputf8: bool,
-                 local_hostname: str) -> Result:
-    """One submission (module docstring); ``keep`` is blocking and runs in a worker thread
-    with the refresh, so a rotated refresh token is stored even if this is cancelled."""
+                 reload: Callable[[], Auth], sender: str, recipients: Sequence[str],
+                 data: bytes, smtputf8: bool, local_hostname: str) -> Result:
+    """One submission (module docstring); ``keep`` (store a refreshed token) and
+    ``reload`` (the stored credentials now) are blocking and run in a worker thread with
+    the refresh, so a rotated refresh token is stored even if this is cancelled.
+
+    A refresh the provider refuses is tried again with the stored credentials when they
+    hold another refresh token: the mailbox's sync (or another instance) rotated it
+    meanwhile, and providers that rotate refresh tokens refuse the old one."""
 
     def refresh(old: OAuth2Auth) -> OAuth2Auth:
-        new = refresh_oauth(old)
+        try:
+            new = refresh_oauth(old)
+        except AuthFailure:
+            for wait in (0.0, 1.0):  # a concurrent refresh may still be storing its token
+                time.sleep(wait)
+                latest = reload()
+                if isinstance(latest, OAuth2Auth) and latest.refresh_token != old.refresh_token:
+                    log.info("submission_oauth_rotated_elsewhere", account=mailbox.account_id)
+                    return latest if not needs_refresh(latest) else refresh(latest)
+            raise
         keep(new)
         return new
 

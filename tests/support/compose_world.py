@@ -113,7 +113,8 @@ class ComposeWorld:
 
     def user(self, name: str | None = None, *, smtp_port: int | None = None,
              security: str = "starttls", mailbox: bool = True, password: str = PASSWORD,
-             oauth: bool = False, smtp_host: str = "127.0.0.1") -> Mailuser:
+             oauth: bool = False, smtp_host: str = "127.0.0.1", ca_file: str | None = None,
+             mechanism: str = "xoauth2") -> Mailuser:
         email = f"{name or 'user'}{next(_n)}@mail.test"
         self.dovecot.add_user(email, PASSWORD)
         made = self.srv.cli("user", "create", email, "--company", "acme", "--name",
@@ -121,7 +122,7 @@ class ComposeWorld:
         mailbox_id = None
         if mailbox:
             args = ["imap", "add", email, "--host", "127.0.0.1", "--port", str(self.dovecot.ssl_port),
-                    "--security", "ssl", "--username", email, "--ca-file", self.ca_file,
+                    "--security", "ssl", "--username", email, "--ca-file", ca_file or self.ca_file,
                     "--smtp-host", smtp_host, "--smtp-security", security, "--smtp-port",
                     str(smtp_port or (self.submission.port if security == "starttls"
                                       else self.submission.smtps_port))]
@@ -131,7 +132,7 @@ class ComposeWorld:
                 os.environ["BCCD_TEST_CS"] = "bccd-s3cret"
                 args += ["--oauth2", "--oauth2-token-url", self.provider.token_url,
                          "--oauth2-client-id", "bccd", "--oauth2-client-secret-env", "BCCD_TEST_CS",
-                         "--oauth2-refresh-token-env", "BCCD_TEST_RT"]
+                         "--oauth2-refresh-token-env", "BCCD_TEST_RT", "--oauth2-mechanism", mechanism]
             else:
                 os.environ["BCCD_TEST_PW"] = password
                 args += ["--password-env", "BCCD_TEST_PW"]
@@ -152,6 +153,13 @@ class ComposeWorld:
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
+
+    def ca_with(self, *pem_files: str) -> str:
+        """A CA file trusting the Dovecot and these certificates too."""
+        path = self.tmp / f"ca-{next(_n)}.pem"
+        path.write_text(Path(self.dovecot.ca_file).read_text()
+                        + "".join(Path(p).read_text() for p in pem_files))
+        return str(path)
 
     def hook_events(self, type_: str) -> list[dict[str, Any]]:
         return [h.event() for h in self.hooks.delivered() if h.event()["type"] == type_]
