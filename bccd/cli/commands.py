@@ -14,8 +14,10 @@ from bccd.cli import (
     mail,
     person,
     quarantine,
+    send,
     serve,
     user,
 )
 
-MODULES = [serve, db, company, user, alt, block, person, items, mail, quarantine, imap, lifecycle, doctor]
+MODULES = [serve, db, company, user, alt, block, person, items, mail, send, quarantine, imap,
+           lifecycle, doctor]
