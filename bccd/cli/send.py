@@ -22,7 +22,7 @@ from typing import Any
 from bccd import accounts
 from bccd.cli.context import Context
 from bccd.compose import templates
-from bccd.compose.mime import Part
+from bccd.compose.mime import Part, attachment_allowance
 from bccd.compose.prepare import SendRequest
 from bccd.compose.send import Sender
 from bccd.errors import BccdError, Invalid
@@ -80,7 +80,8 @@ def _read(path: str, what: str) -> str:
         raise Invalid(f"{what} {path}: not UTF-8 text") from None
 
 
-def _attachments(paths: list[str], limit: int) -> tuple[Part, ...]:
+def _attachments(paths: list[str], max_message_size: int) -> tuple[Part, ...]:
+    limit = attachment_allowance(max_message_size)
     out: list[Part] = []
     total = 0
     for path in paths:
@@ -89,8 +90,8 @@ def _attachments(paths: list[str], limit: int) -> tuple[Part, ...]:
             size = p.stat().st_size
             total += size
             if total > limit:
-                raise Invalid(f"--attach {path}: the attachments are over the limit of "
-                              f"{limit // (1024 * 1024)} MiB")
+                raise Invalid(f"--attach {path}: the attachments come to more than "
+                              f"{limit / 1024 / 1024:.1f} MiB, the most a message can carry")
             data = p.read_bytes()
         except OSError as exc:
             raise Invalid(f"--attach {path}: {exc.strerror or exc}") from None

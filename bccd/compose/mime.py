@@ -337,6 +337,12 @@ def without_bcc(copy: bytes) -> bytes:
     return b"\r\n".join(kept) + copy[end:]
 
 
+def attachment_allowance(max_message_size: int) -> int:
+    """How many bytes of attachments fit in a message of ``max_message_size``: base64
+    makes them a third larger, and the text, HTML and headers need room too."""
+    return max(0, max_message_size * 3 // 4 - 64 * 1024)
+
+
 def _filename(name: str) -> str:
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if c.isprintable()).strip() or "attachment"

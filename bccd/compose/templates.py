@@ -130,9 +130,13 @@ def remove(s: Session, user: User | None, template_id: int) -> None:
 
 
 def render(s: Session, user: User, template_id: int, *, field: str = "template_id",
-           **ids: int | None) -> dict[str, str]:
+           person_id: int | None = None, organization_id: int | None = None,
+           deal_id: int | None = None, lead_id: int | None = None,
+           project_id: int | None = None, thread_id: int | None = None) -> dict[str, str]:
     t = visible(s, user, template_id, field)
-    values = context.smart_values(s, user, **ids)
+    values = context.smart_values(s, user, person_id=person_id, organization_id=organization_id,
+                                  deal_id=deal_id, lead_id=lead_id, project_id=project_id,
+                                  thread_id=thread_id)
     html = fields.render(t.html, values, html=True)
     return {"subject": fields.render(t.subject, values, html=False), "html": html,
             "text": to_text(html) if html.strip() else ""}

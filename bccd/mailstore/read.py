@@ -51,6 +51,7 @@ from bccd.store.models import (
     Thread,
     User,
 )
+from bccd.store.models_compose import Send
 
 MAX_TERMS = 8
 
@@ -292,6 +293,15 @@ def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: in
                                          allow_remote=allow_remote)
         else:
             m["html"] = None
+    sends = {mid: (status, reason, refused) for mid, status, reason, refused in s.execute(
+        select(Send.message_id, Send.status, Send.last_error, Send.refused)
+        .where(Send.message_id.in_([m["id"] for m in shown["messages"]])))}
+    for m in shown["messages"]:
+        found = sends.get(m["id"])
+        m["send"] = None if found is None else {
+            "status": "queued" if found[0] == "sending" else found[0],
+            "reason": found[1] if found[0] in ("queued", "sending", "failed") else "",
+            "refused": list(found[2] or [])}
     shown["is_owner"] = thread.owner_id == user.id
     return shown
 

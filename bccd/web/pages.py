@@ -1,4 +1,6 @@
-"""The Mail page (SPEC §9): server-rendered HTML for a signed-in user — no JavaScript.
+"""The Mail page (SPEC §9): server-rendered HTML for a signed-in user; it works without
+JavaScript (the compose form and the signature editor get better with it:
+``web.compose_pages``, ``static/compose.js``).
 
 Routes (all under ``/mail``):
 
@@ -12,7 +14,7 @@ Routes (all under ``/mail``):
   ``…/archive``, ``…/delete``;
 - ``GET /mail/attachments/{id}``, ``GET /mail/messages/{id}/raw`` — downloads;
 - ``GET/POST /mail/settings`` and ``POST /mail/settings/{alternates,blocked}/…`` — sharing
-  default, linking mode, email links, alternate addresses, blocked addresses.
+  default, linking mode, email links, signature, alternate addresses, blocked addresses.
 
 Sessions, CSRF, security headers and sign-in are ``web.pagebase``'s (cookies:
 ``web.session``). Reads go through ``read.read`` (the one visibility rule), changes
@@ -36,6 +38,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bccd import accounts
+from bccd.compose import signature
 from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, manual
@@ -56,6 +59,8 @@ NOTICES = {
     "saved": "Settings saved.", "alt_added": "A confirmation link was emailed to the address.",
     "alt_resent": "A new confirmation link was emailed.", "alt_removed": "Address removed.",
     "blocked": "Blocked.", "unblocked": "No longer blocked.",
+    "sent": "Sent.", "queued": "Queued: your mailbox's server did not take it yet; it will be "
+                               "retried, and the message shows how it stands.",
 }
 
 
@@ -216,6 +221,7 @@ class Pages(PageBase):
     async def settings(self, request: Request, *, error: str = "", status: int = 200) -> Response:
         def work(s: Any, user: User) -> dict[str, Any]:
             return {"me": shapes.user_full(s, user, self.services.settings),
+                    "signature_html": user.signature_html,
                     "alternates": flow.list_for(s, user),
                     "blocked": blocklist.listing(s, user)}
 
@@ -237,6 +243,8 @@ class Pages(PageBase):
                 accounts.set_user(s, user, sharing=_opt(form, "sharing_default"),
                                   linking=_opt(form, "linking_mode"),
                                   email_links=_opt(form, "email_links"))
+                if isinstance(form.get("signature_html"), str):
+                    signature.set_signature(s, user, str(form.get("signature_html")))
                 return "saved"
             if section == "alternates":
                 if action == "add":

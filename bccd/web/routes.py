@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bccd.web import api, confirm, ops, pages
+from bccd.web import api, compose_pages, confirm, ops, pages
 
 if TYPE_CHECKING:
     from bccd.runtime import Services
 
 RouteFactory = Callable[["Services"], list[Any]]
 
-FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api.routes, pages.routes, ops.routes)
+FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api.routes, pages.routes,
+                                       compose_pages.routes, ops.routes)

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from bccd.compose.mime import Part
+from bccd.compose.mime import Part, attachment_allowance
 from bccd.compose.prepare import SendRequest
 from bccd.config import Settings
 from bccd.errors import Invalid
@@ -46,7 +46,8 @@ def body_limit(settings: Settings) -> int:
     return settings.smtp.max_message_size * 4 // 3 + 1024 * 1024
 
 
-def _attachments(items: list[C.AttachmentIn], limit: int) -> tuple[Part, ...]:
+def _attachments(items: list[C.AttachmentIn], max_message_size: int) -> tuple[Part, ...]:
+    limit = attachment_allowance(max_message_size)
     out: list[Part] = []
     total = 0
     for i, a in enumerate(items):
@@ -56,8 +57,9 @@ def _attachments(items: list[C.AttachmentIn], limit: int) -> tuple[Part, ...]:
             raise Invalid(f"attachments.{i}.content_base64: not valid base64") from None
         total += len(data)
         if total > limit:
-            raise Invalid(f"attachments.{i}: the attachments are over the limit of "
-                          f"{limit // (1024 * 1024)} MiB")
+            raise Invalid(f"attachments.{i}: the attachments come to more than "
+                          f"{limit / 1024 / 1024:.1f} MiB, the most a message of "
+                          f"{max_message_size / 1024 / 1024:.1f} MiB can carry")
         out.append(Part(a.filename, a.content_type.lower(), data))
     return tuple(out)
 

@@ -170,6 +170,12 @@ class AuthOut(BaseModel):
     authentication_results: str
 
 
+class SendState(BaseModel):
+    status: Literal["sent", "queued", "failed"]
+    reason: str = Field(description="queued or failed: the last reply or failure")
+    refused: list[dict[str, str]] = Field(description="recipients refused: {address, reply}")
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -190,6 +196,8 @@ class MessageOut(BaseModel):
     forwarded_by: str | None
     attachments: list[AttachmentOut]
     auth: AuthOut
+    send: SendState | None = Field(default=None, description="mail written in bccd: how its "
+                                                             "sending stands")
 
 
 class ThreadDetail(BaseModel):

@@ -246,10 +246,10 @@ def test_an_idempotency_key_returns_the_first_answer_and_never_sends_twice(
      "attachments.0.content_base64: not valid base64"),
     ({"to": ["dana@client.test"], "attachments": [{"filename": "big.bin", "content_base64":
       base64.b64encode(b"x" * (3 * 1024 * 1024 + 1)).decode()}]}, 422,
-     "attachments.0: the attachments are over the limit of 3 MiB"),
+     "attachments.0: the attachments come to more than 2.2 MiB, the most a message of 3.0 MiB can carry"),
     ({"to": ["dana@client.test"], "attachments": [{"filename": "big.bin", "content_base64":
-      base64.b64encode(b"x" * (2 * 1024 * 1024 + 900 * 1024)).decode()}], "html": "<p>x</p>"}, 422,
-     "attachments: the message would be"),
+      base64.b64encode(b"x" * (2 * 1024 * 1024)).decode()}],
+      "html": "<p>" + "y" * (700 * 1024) + "</p>"}, 422, "attachments: the message would be"),
 ])
 def test_bad_input_is_a_problem_naming_the_field_and_nothing_is_sent(
         world: ComposeWorld, alice: Mailuser, body: dict, status: int, detail: str) -> None:
