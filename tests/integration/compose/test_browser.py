@@ -350,3 +350,40 @@ def test_without_javascript_the_form_sends_plain_text(browser: Any, world: Compo
     msg = _received(world, "Hello Dana Client")
     assert msg.get_content_type() == "text/plain"
     assert msg.get_content().startswith("Dear Dana Client, welcome.")
+
+
+def test_a_signature_set_in_settings_is_added_unless_left_out(
+        browser: Any, world: ComposeWorld, shots: Path) -> None:
+    carl = world.user("carl")
+    s = Session(browser, world, carl, shots)
+    page = s.page
+    try:
+        page.click("a:has-text('Settings')")
+        page.wait_for_selector("#signature-editor")
+        page.locator("#signature-editor").click()
+        page.click("button[data-action=bold]")
+        page.keyboard.type("Carl Carlsen")
+        page.click("button[data-action=bold]")
+        page.keyboard.press("Enter")
+        page.keyboard.type("ACME sales")
+        s.shot("settings-signature")
+        page.click("form[action='/mail/settings'] button[type=submit]:not([data-action])")
+        page.wait_for_url("**done=saved")
+        assert "Carl Carlsen" in page.inner_text("#signature-editor")
+        for subject, keep in (("With signature", True), ("Without signature", False)):
+            page.goto(f"{world.srv.http_url}/mail/compose?to=dana%40client.test")
+            page.fill("#subject", subject)
+            page.locator(".editor").click()
+            page.keyboard.type("Body text")
+            if not keep:
+                page.uncheck("input[name=signature]")
+            page.click("form#compose button[type=submit]:not([name])")
+            page.wait_for_url("**done=sent**")
+        assert s.errors == []
+    finally:
+        s.close()
+    html = _received(world, "With signature").get_body(("html",)).get_content()
+    assert "<b>Carl Carlsen</b>" in html and html.index("Body text") < html.index("Carl Carlsen")
+    assert "Carl Carlsen" not in _received(world, "Without signature").get_body(("html",)).get_content()
+    with world.api(carl.token) as api:
+        assert "<b>Carl Carlsen</b>" in api.get("/me/settings").json()["signature_html"]

@@ -214,6 +214,9 @@ def test_a_permanent_refusal_is_422_with_the_servers_words_and_nothing_is_filed(
         again = api.post("/messages", json=body, headers={"Idempotency-Key": "refused-1"})
         assert again.status_code == 422 and again.json() == problem
         assert api.get("/threads", params={"q": "Refused one"}).json()["threads"] == []
+    # the right to erasure reaches the record of the refused send too
+    erased = world.srv.cli("erase", "nobody@client.test", "--company", "acme")
+    assert erased["removed"]["sends"] == 1, erased
 
 
 def test_an_idempotency_key_returns_the_first_answer_and_never_sends_twice(
