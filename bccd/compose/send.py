@@ -219,24 +219,33 @@ class Sender:
     # ------------------------------------------------------------------ recording
     def _record(self, s: Session, send_id: int, job: outbox.Job | None, result: Result | None,
                 reason: str, out: Outcome | None) -> None:
-        """One attempt's outcome (``result``, or ``reason`` when the server was not reached),
-        in the transaction that filed the message (``out``) — or its own."""
+        """One attempt's outcome (``result``, or ``reason`` when the server was not reached;
+        neither: the message is only being filed), in the transaction that filed the
+        message (``out``) — or its own. Webhooks fire when the send reaches its end, the
+        sent-folder copy is queued once the message is both sent and filed."""
         send = s.get(Send, send_id)
         if send is None:
             return
-        now = utcnow()
-        first_transmission = _apply(send, result, reason, now)
-        if out is not None and out.message_id is not None and send.message_id is None:
+        before = send.status
+        newly_filed = out is not None and out.message_id is not None and send.message_id is None
+        if newly_filed:
+            assert out is not None
             send.message_id = out.message_id
+        first_transmission = False
+        if result is not None or reason:
+            first_transmission = _apply(send, result, reason, utcnow())
+        elif send.message_id is not None and not send.pending:
+            send.raw = b""  # filed at last: the message keeps its bytes
         s.flush()
         if send.response is None and send.status != "sending":
             code = 201 if send.status == "sent" else 202
             send.response = {"status_code": code, "body": _body(s, send)}
-        if first_transmission and send.message_id is not None and send.account_id is not None:
+        if (send.message_id is not None and send.sent_at is not None and send.account_id is not None
+                and (first_transmission or newly_filed)):
             outbox.enqueue(s, SENT_COPY_KIND, {"send_id": send.id, "user_id": send.user_id,
                                                "account_id": send.account_id,
                                                "message_id": send.message_id})
-        if send.status in ("sent", "failed") and not send.pending:
+        if send.status in ("sent", "failed") and send.status != before and not send.pending:
             _event(s, send)
         if job is not None:
             if send.message_id is None and send.status != "refused":
@@ -319,7 +328,7 @@ class Sender:
         if send is None:
             return
         send.refused = [*send.refused, *({"address": a, "reply": reason} for a in send.pending)]
-        send.pending, send.status, send.last_error = [], "failed", reason
+        send.pending, send.status, send.last_error, send.raw = [], "failed", reason, b""
         send.updated_at = utcnow()
         s.flush()
         _event(s, send)

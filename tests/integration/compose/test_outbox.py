@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from bccd import replies as R
+from bccd.compose.prepare import SendRequest
+from bccd.compose.send import Sender
+from bccd.config import ensure_secret_key, load_settings
+from bccd.ingest.outcome import Disposition, Outcome
+from bccd.ingest.pipeline import build_pipeline
+from bccd.store import events
+from bccd.store.db import Database
 from tests.support.compose_world import ComposeWorld, Mailuser, wait_for
 from tests.support.gmail_like import GmailLike
 from tests.support.ports import free_port
@@ -90,3 +98,41 @@ def test_a_send_that_cannot_go_out_any_more_is_reported_failed(world: ComposeWor
     world.submission.clear_refusals()
     time.sleep(3)
     assert world.received(sent["message_id"], timeout=0) == []
+
+
+async def test_a_message_sent_but_not_filed_is_filed_by_the_outbox(world: ComposeWorld,
+                                                                   alice: Mailuser) -> None:
+    """The database fails just as the sent message is to be filed: the answer is still
+    201 (it was sent), and the outbox of the running server files it a moment later — one
+    message, its sent-folder copy, one ``message.sent``."""
+    settings = ensure_secret_key(load_settings(str(world.srv.config)))
+    db = Database(settings.database_url)
+    events.attach(db, settings)
+    try:
+        pipeline = build_pipeline(settings, db, authenticate=False)
+        real = pipeline.file_composed
+        calls: list[int] = []
+
+        async def failing_once(raw: bytes, **kw: object) -> Outcome:
+            calls.append(1)
+            if len(calls) == 1:
+                return Outcome(Disposition.TEMPFAIL, R.TEMP_FAILURE, reason="database away")
+            return await real(raw, **kw)  # type: ignore[arg-type]
+
+        pipeline.file_composed = failing_once  # type: ignore[method-assign]
+        answer = await Sender(settings, db, pipeline).send(SendRequest(
+            user_id=alice.user_id, to=("dana@client.test",), subject="Filed by the outbox",
+            text="Sent first, filed after"))
+    finally:
+        db.dispose()
+    assert answer.status_code == 201 and answer.body["status"] == "sent"
+    assert answer.body["id"] is None
+    mid = answer.body["message_id"]
+    assert world.received(mid)
+    with world.api(alice.token) as api:
+        [t] = wait_for(lambda: api.get("/threads", params={"q": "Filed by the outbox"}).json()["threads"])
+        [m] = api.get(f"/threads/{t['thread_id']}").json()["messages"]
+    assert m["sources"] == ["compose"] and m["message_id"] == mid and m["send"]["status"] == "sent"
+    wait_for(lambda: f"<{mid}>" in world.dovecot.message_ids(alice.email, "Sent"))
+    time.sleep(2)
+    assert len([e for e in world.hook_events("message.sent") if e["data"]["message_id"] == mid]) == 1
