@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StringConstraints
 
 from bccd.web.api.schemas import MAX_ID, EntityId, _In, _storable
 
@@ -52,9 +52,9 @@ class MessageIn(_In):
     project_id: EntityId | None = None
     person_id: EntityId | None = None
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
-    signature: bool = Field(default=True, description="add the caller's signature")
-    track_opens: bool | None = None
-    track_clicks: bool | None = None
+    signature: StrictBool = Field(default=True, description="add the caller's signature")
+    track_opens: StrictBool | None = None
+    track_clicks: StrictBool | None = None
 
 
 class RefusedRecipient(BaseModel):
@@ -76,7 +76,7 @@ class TemplateIn(_In):
                     AfterValidator(_storable)]
     subject: Subject = ""
     html: Annotated[str, StringConstraints(max_length=512 * 1024), AfterValidator(_storable)] = ""
-    shared: bool = Field(default=False, description="visible to the whole company (admins only)")
+    shared: StrictBool = Field(default=False, description="visible to the whole company (admins only)")
 
 
 class TemplatePatch(_In):
@@ -85,7 +85,7 @@ class TemplatePatch(_In):
     subject: Subject | None = None
     html: Annotated[str, StringConstraints(max_length=512 * 1024),
                     AfterValidator(_storable)] | None = None
-    shared: bool | None = None
+    shared: StrictBool | None = None
 
 
 class TemplateOut(BaseModel):
