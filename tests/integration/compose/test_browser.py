@@ -8,6 +8,7 @@ Screenshots are saved under the test's tmp dir."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import os
@@ -161,6 +162,16 @@ def test_compose_with_formatting_a_link_an_inline_image_and_an_attachment(
         png.write_bytes(PNG)
         page.set_input_files("input[data-role=image-file]", str(png))
         page.wait_for_selector(".editor img")
+        # an image pasted from the clipboard goes in too (the same picture: one part)
+        page.locator(".editor").press("End")
+        page.evaluate("""(b64) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], "pasted.png", {type: "image/png"}));
+            document.querySelector(".editor").dispatchEvent(
+                new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+        }""", base64.b64encode(PNG).decode())
+        expect(page.locator(".editor img")).to_have_count(2)
         # the size limit is enforced before anything is uploaded
         big = tmp_path / "big.bin"
         big.write_bytes(b"x" * (world.srv.sections["smtp"]["max_message_size"]))
@@ -189,8 +200,8 @@ def test_compose_with_formatting_a_link_an_inline_image_and_an_attachment(
         "multipart/mixed", "multipart/alternative", "text/plain", "multipart/related", "text/html",
         "image/png", "application/pdf"]
     html = msg.get_body(("html",)).get_content()
-    img = next(p for p in msg.walk() if p.get_content_type() == "image/png")
-    assert f'cid:{img["Content-ID"].strip("<>")}' in html and img.get_content() == PNG
+    [img] = [p for p in msg.walk() if p.get_content_type() == "image/png"]  # two uses, one part
+    assert html.count(f'cid:{img["Content-ID"].strip("<>")}') == 2 and img.get_content() == PNG
     assert "<b>Dana</b>" in html and "<i>offer</i>" in html
     assert "<ul>" in html and "<li>" in html and "first point" in html and "second point" in html
     assert '<a href="https://example.com/offer">here</a>' in html
