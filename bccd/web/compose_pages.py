@@ -8,7 +8,9 @@ Routes (under ``/mail``; the frame — sessions, CSRF, security headers — is `
   template's smart fields), ``?template=ID`` (applied, for pages without JavaScript);
 - ``POST /mail/compose`` — sends through ``compose.send.Sender``, exactly as the API does,
   then shows the conversation with "Sent." or "Queued …"; a refusal or bad input shows
-  the form again with the error next to its field (attachments must be chosen again);
+  the form again with the error next to its field (attachments must be chosen again).
+  Each form carries a draft token used as the ``Idempotency-Key``: posting the same
+  draft twice (a double click, a reload) sends it once;
 - ``GET /mail/compose/people?q=`` — the company's persons the user may see, for the
   To/Cc/Bcc suggestions (JSON);
 - ``POST /mail/compose/render`` — a template filled in for the thread's (or the
@@ -25,6 +27,7 @@ against the limit before anything is uploaded.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +76,7 @@ class Draft:
     entity: str = ""               # kind:id
     signature: bool = True
     from_mailbox: str = ""
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(18))  # this draft, once
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -208,6 +212,8 @@ class ComposePages(PageBase):
                   text=text("text"), html=text("html"), template_id=text("template_id"),
                   reply_to=text("reply_to"), forward_of=text("forward_of"),
                   entity=text("entity"), from_mailbox=text("from_mailbox"))
+        if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", text("token")):
+            d.token = text("token")
         d.signature = form.get("signature") == "1"
         viewer = await self.db.run(self._viewer_only, data)
         if viewer is None:
@@ -218,7 +224,9 @@ class ComposePages(PageBase):
             files = [f for f in form.getlist("attachments") if isinstance(f, UploadFile) and f.filename]
             parts = tuple([Part(f.filename or "attachment", f.content_type or
                                 "application/octet-stream", await f.read()) for f in files])
-            answer = await self.services.sender.send(self._request(viewer, d, parts))
+            # the draft's token makes a second click (or a reload of the POST) the same send
+            answer = await self.services.sender.send(self._request(viewer, d, parts),
+                                                     idempotency_key=f"page:{d.token}")
         except SignedOut:
             return self._to_login()
         except BccdError as exc:
@@ -226,6 +234,7 @@ class ComposePages(PageBase):
             return await self._reshow(request, viewer, d, status=exc.status if exc.status in (
                 400, 403, 404, 409, 422) else 400)
         if answer.status_code >= 400:
+            d.token = secrets.token_urlsafe(18)  # that answer is kept: a corrected draft is new
             body = answer.body
             loc = (body.get("errors") or [{}])[0].get("loc") or ["form"]
             d.errors[FIELDS.get(str(loc[0]), "form")] = str(body.get("detail", "refused"))
