@@ -36,7 +36,6 @@ import httpx
 
 from tests.support.capture_smtp import CaptureSmtp
 from tests.support.dovecot import Dovecot
-from tests.support.oauth_provider import OAuthProvider
 from tests.support.server import BccdServer
 from tests.support.submission import Submission
 from tests.support.web_hooks import Receiver
@@ -60,6 +59,8 @@ class Mailuser:
 
 class ComposeWorld:
     def __init__(self, tmp: Path, *, database_url: str | None = None) -> None:
+        from tests.support.oauth_provider import OAuthProvider  # Authlib: only when started
+
         self.tmp = tmp
         self._stack = contextlib.ExitStack()
         try:

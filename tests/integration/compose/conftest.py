@@ -8,8 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("authlib", reason="the OAuth provider is built on Authlib")
-
 from tests.support import pg
 from tests.support.compose_world import ComposeWorld, Mailuser
 from tests.support.dovecot import available as dovecot_available
@@ -17,6 +15,7 @@ from tests.support.submission import available as postfix_available
 
 
 def _skip_without_servers() -> None:
+    pytest.importorskip("authlib", reason="the OAuth provider is built on Authlib")
     if not dovecot_available():
         pytest.skip("dovecot is not installed")
     if not postfix_available():
