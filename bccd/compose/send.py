@@ -68,6 +68,9 @@ KIND = "send"
 SENT_COPY_KIND = "sent_copy"   # performed by bccd.imap.sentcopy
 GIVE_UP = outbox.MAX_AGE - dt.timedelta(hours=1)
 FILE_RETRY = 2.0               # seconds: the worker files a sent message filing missed
+# the first attempt's hold on its job: well beyond a slow server's worst case (every SMTP
+# command may take ``submit.TIMEOUT``), so the worker never sends it beside the request
+FIRST_ATTEMPT_LEASE = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,8 @@ class Sender:
                             idempotency_key=key, request_hash=request_hash)
                 s.add(send)
                 s.flush()
-                job = outbox.add_claimed(s, KIND, {"send_id": send.id, "user_id": p.user_id})
+                job = outbox.add_claimed(s, KIND, {"send_id": send.id, "user_id": p.user_id},
+                                         lease=FIRST_ATTEMPT_LEASE)
                 return send.id, job
         except IntegrityError:
             if key is None:
