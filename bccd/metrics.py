@@ -66,7 +66,7 @@ IMAP_STATES = ("active", "paused", "disabled")
 def _define() -> None:
     """(Re)make every metric in a fresh ``REGISTRY``."""
     global REGISTRY, ACCEPTED, REFUSED, INGEST_SECONDS, IMAP_ACCOUNTS, OUTBOX_DEPTH
-    global OUTBOX_OLDEST, WEBHOOKS, DB_UP, DB_READS
+    global OUTBOX_OLDEST, WEBHOOKS, DB_UP, DB_READS, SENDS
     REGISTRY = CollectorRegistry(auto_describe=True)
     ProcessCollector(namespace="bccd", registry=REGISTRY)
     ACCEPTED = Counter("bccd_messages_accepted", "Copies accepted (250), by outcome",
@@ -86,6 +86,9 @@ def _define() -> None:
                           registry=REGISTRY, multiprocess_mode="mostrecent")
     WEBHOOKS = Counter("bccd_webhook_deliveries", "Webhook delivery attempts, by result",
                        ["result"], registry=REGISTRY)
+    SENDS = Counter("bccd_send_attempts", "Attempts to send mail written in bccd through a "
+                    "user's mailbox, by outcome (sent, queued, refused, failed, mailbox)",
+                    ["outcome"], registry=REGISTRY)
     DB_UP = Gauge("bccd_metrics_db_up", "1 when the last scrape could read the database",
                   registry=REGISTRY, multiprocess_mode="mostrecent")
     DB_READS = Counter("bccd_metrics_db_reads", "Reads of the database for the gauges "
@@ -102,6 +105,7 @@ IMAP_ACCOUNTS: Gauge
 OUTBOX_DEPTH: Gauge
 OUTBOX_OLDEST: Gauge
 WEBHOOKS: Counter
+SENDS: Counter
 DB_UP: Gauge
 DB_READS: Counter
 _define()
@@ -128,6 +132,10 @@ def count_copies(source: str, copies: Iterable[tuple[str, str]]) -> None:
             ACCEPTED.labels(source, disposition).inc()
         else:
             REFUSED.labels(source, code).inc()
+
+
+def count_send(outcome: str) -> None:
+    SENDS.labels(outcome).inc()
 
 
 def observe_ingest(source: str, seconds: float) -> None:

@@ -24,8 +24,10 @@ from typing import Any
 import uvicorn
 from sqlalchemy import select
 
+from bccd.compose import send
 from bccd.config import Settings
 from bccd.errors import BccdError
+from bccd.imap import sentcopy
 from bccd.imap.poller import run_poller
 from bccd.imap.probe import probe as probe_mailbox
 from bccd.imap.writeback import run_writeback
@@ -56,6 +58,8 @@ def outbox_handlers(services: Services) -> Mapping[str, jobs.JobHandler]:
         outbound.MAIL_KIND: functools.partial(outbound.deliver_job, services.settings),
         RELEASE_KIND: functools.partial(holding.release_job, services.pipeline),
         events.KIND: functools.partial(webhooks.deliver_job, services.settings.webhooks),
+        send.KIND: services.sender.run_job,
+        send.SENT_COPY_KIND: functools.partial(sentcopy.append_job, services.settings, services.db),
     }
 
 
@@ -166,6 +170,7 @@ async def run(settings: Settings, db: Database, *, config_path: str | None = Non
     if pool is not None:
         await pool.stop()
     await pipeline.drain()
+    await services.sender.drain()
     http.should_exit = True
     for t in worker_tasks:
         try:

@@ -15,9 +15,10 @@ from bccd.cli import (
     person,
     quarantine,
     quickstart,
+    send,
     serve,
     user,
 )
 
-MODULES = [serve, quickstart, db, company, user, alt, block, person, items, mail, quarantine, imap,
+MODULES = [serve, quickstart, db, company, user, alt, block, person, items, mail, send, quarantine, imap,
            lifecycle, doctor]

@@ -31,6 +31,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         c.add_argument("--status", default="open", choices=crm.ITEM_STATUSES[kind])
         c.add_argument("--owner", metavar="EMAIL", help=f"the user who owns the {kind}")
         c.add_argument("--visible-to", choices=crm.VISIBLE_TO, default="company")
+        if kind == "deal":
+            c.add_argument("--value", metavar="V", help='as the CRM shows it, e.g. "12,000 EUR"')
         c.set_defaults(handler=create, kind=kind)
         ls = s.add_parser("list", parents=[common], help=f"list a company's {kind}s")
         ls.add_argument("--company", required=True, metavar="SLUG")
@@ -53,6 +55,7 @@ def create(ctx: Context, args: argparse.Namespace) -> Any:
             deal_id=getattr(args, "deal", None), status=args.status, owner_id=owner_id,
             visible_to=args.visible_to,
         )
+        item.value = (getattr(args, "value", None) or "").strip()[:64] or None
         out = render.item(item, company.slug, ctx.settings)
     out["relinked_threads"] = retro.relink_for_item(db, item.id)
     return out

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from bccd import accounts
 from bccd.cli.context import Context
+from bccd.compose import signature
+from bccd.errors import Invalid
 from bccd.lifecycle import offboard
 from bccd.linking import linkstate
 from bccd.mailstore import shapes as render
@@ -36,6 +39,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     st.add_argument("--sharing", choices=accounts.SHARING)
     st.add_argument("--linking", choices=accounts.LINKING)
     st.add_argument("--email-links", choices=accounts.EMAIL_LINKS)
+    st.add_argument("--signature-file", metavar="F",
+                    help="HTML signature for mail written in bccd (an empty file: none)")
     st.set_defaults(handler=set_)
     r = s.add_parser("rotate-address", parents=[common], help="new Smart Bcc address")
     r.add_argument("email")
@@ -85,6 +90,12 @@ def set_(ctx: Context, args: argparse.Namespace) -> Any:
         accounts.set_user(s, u, sharing=args.sharing, linking=args.linking, email_links=args.email_links)
         if u.linking_mode != mode:
             linkstate.mode_changed(s, u.id)  # SPEC §5.12: the threads' states follow
+        if args.signature_file is not None:
+            try:
+                html = Path(args.signature_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise Invalid(f"--signature-file {args.signature_file}: {exc}") from None
+            signature.set_signature(s, u, html)
         return render.user_full(s, u, ctx.settings)
 
 

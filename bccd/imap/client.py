@@ -17,10 +17,11 @@ CA file; TLS 1.2 is the minimum. OAuth 2.0 access tokens are refreshed with the 
 token shortly before they expire (and once more if the server refuses a cached token);
 the refreshed credentials are handed back for the caller to store encrypted.
 
-Failure: every problem becomes an :class:`ImapFailure` whose ``reason`` is one short line
-fit for ``imap list`` (no secrets, no stack): :class:`AuthFailure` (credentials refused,
-refresh token refused), :class:`TlsFailure` (certificate not trusted, handshake failed,
-no STARTTLS), :class:`ConnectFailure` (DNS, refused, timeout, connection lost),
+Failure: every problem becomes an :class:`ImapFailure` (``mailboxes.credentials.
+MailboxFailure``, shared with mail submission) whose ``reason`` is one short line fit for
+``imap list`` (no secrets, no stack): :class:`AuthFailure` (credentials refused, refresh
+token refused), :class:`TlsFailure` (certificate not trusted, handshake failed, no
+STARTTLS), :class:`ConnectFailure` (DNS, refused, timeout, connection lost),
 :class:`ProtocolFailure` (a command the server refused, a missing capability).
 """
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import logging
 import socket
@@ -46,7 +46,7 @@ from imapclient.imap_utf7 import decode as utf7_decode
 
 from bccd.crypto import SecretBox
 from bccd.log import get_logger
-from bccd.mailboxes import oauth
+from bccd.mailboxes import credentials
 from bccd.mailboxes.accounts import (
     AccountConfig,
     Auth,
@@ -68,87 +68,19 @@ logging.getLogger("imapclient").setLevel(logging.INFO)
 
 CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 120.0
-TOKEN_REFRESH_MARGIN = 300.0  # refresh an access token this many seconds before expiry
-TOKEN_HTTP_TIMEOUT = 30.0
 
 
-class ImapFailure(Exception):
-    """An account-level failure; ``reason`` is what ``imap list`` shows."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class AuthFailure(ImapFailure):
-    pass
-
-
-class TlsFailure(ImapFailure):
-    pass
-
-
-class ConnectFailure(ImapFailure):
-    pass
-
-
-class ProtocolFailure(ImapFailure):
-    pass
-
-
-def _short(text: object, limit: int = 200) -> str:
-    s = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    if len(s) >= 3 and s[0] == "b" and s[1] in "'\"" and s[-1] == s[1]:
-        s = s[2:-1]  # imapclient wraps server text as str(bytes)
-    s = " ".join(s.split())
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-# ---------------------------------------------------------------- TLS
-
-
-def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """Verifying client context: the account's CA file, else the system trust store."""
-    if ca_file:
-        ctx = ssl.create_default_context(cafile=ca_file)
-    else:
-        ctx = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-# ---------------------------------------------------------------- OAuth 2.0
-
-
-def needs_refresh(auth: OAuth2Auth, now: float | None = None) -> bool:
-    now = time.time() if now is None else now
-    return not auth.access_token or auth.expires_at - TOKEN_REFRESH_MARGIN <= now
-
-
-def refresh_oauth(auth: OAuth2Auth, *, now: float | None = None) -> OAuth2Auth:
-    """Exchange the refresh token for a new access token (RFC 6749 §6, through Authlib:
-    ``mailboxes.oauth.refresh``). Blocking. A refused grant is an :class:`AuthFailure`
-    (the user must sign in again), anything else a passing failure."""
-    now = time.time() if now is None else now
-    try:
-        data = oauth.refresh(auth.token_url, auth.client_id, auth.client_secret, auth.refresh_token)
-    except oauth.Refused as exc:
-        raise AuthFailure(str(exc)) from None
-    except oauth.Unavailable as exc:
-        raise (TlsFailure if exc.tls else ConnectFailure)(str(exc)) from None
-    try:
-        expires_in = float(data.get("expires_in", 3600))
-    except (TypeError, ValueError):
-        expires_in = 3600.0
-    refresh = data.get("refresh_token")
-    return dataclasses.replace(
-        auth,
-        access_token=str(data["access_token"]),
-        expires_at=now + expires_in,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else auth.refresh_token,
-    )
+# the failure classes, the TLS context and the OAuth 2.0 refresher are shared with mail
+# submission (``bccd.compose``): they live in ``bccd.mailboxes.credentials``
+ImapFailure = credentials.MailboxFailure
+AuthFailure = credentials.AuthFailure
+TlsFailure = credentials.TlsFailure
+ConnectFailure = credentials.ConnectFailure
+ProtocolFailure = credentials.ProtocolFailure
+make_ssl_context = credentials.make_ssl_context
+needs_refresh = credentials.needs_refresh
+refresh_oauth = credentials.refresh_oauth
+_short = credentials.short
 
 
 # ---------------------------------------------------------------- connection

@@ -9,7 +9,8 @@ The linking decisions are ``bccd.linking.engine``'s (screen → thread → link)
 for Smart Bcc copies and IMAP-synced ones. Outcomes: ``STORED``; ``DUPLICATE`` (already
 stored — the message gains the new source, a pinned address's link, the forwarding
 record, and, for a Smart Bcc copy of a message first synced over IMAP, the persons only a
-Smart Bcc copy may create); ``DROPPED`` (blocked: accepted, counted in ``counters`` as
+Smart Bcc copy may create, and the entity a composed message was written from);
+``DROPPED`` (blocked: accepted, counted in ``counters`` as
 ``dropped_blocked`` and logged, not stored).
 
 Dedup is the unique constraint on (user, dedup key): a concurrent second copy loses the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +40,11 @@ from sqlalchemy.sql.util import ClauseAdapter
 from bccd import replies as R
 from bccd.addresses import Addr
 from bccd.auth.verdict import AuthVerdict
+from bccd.errors import NotFound
 from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.parse import Parsed
 from bccd.ingest.types import ImapOrigin, Source
-from bccd.linking import blocklist, deals, engine, participants, threading
+from bccd.linking import blocklist, deals, engine, manual, participants, threading
 from bccd.linking.persons import Hit
 from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
@@ -104,7 +107,8 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
         users.c.sharing_default, companies.c.create_unknown_contacts, companies.c.slug.label("company_slug"),
         dup.c.id.label("dup_id"), dup.c.thread_id.label("dup_thread_id"),
         dup.c.forwarded_by.label("dup_forwarded_by"), dup.c.created_at.label("dup_created_at"),
-        exists().where(sources.c.message_id == dup.c.id, sources.c.source == Source.BCC.value)
+        exists().where(sources.c.message_id == dup.c.id,
+                       sources.c.source.in_((Source.BCC.value, Source.COMPOSE.value)))
         .label("dup_has_bcc"),
         exists().where(alternates.c.user_id == users.c.id, alternates.c.status == "confirmed")
         .label("has_alternates"),
@@ -167,6 +171,7 @@ class FileRequest:
     forwarded_by: str | None = None
     origin: ImapOrigin | None = None
     unverified_sender: bool = False      # synced, From claims the user, not proven (SPEC §7)
+    chosen: tuple[str, int] | None = None  # composed: the entity it was written from (manual)
 
 
 def user_addresses(session: Session, user_id: int) -> set[str]:
@@ -182,7 +187,7 @@ class _Stored:
     thread_id: int
     forwarded_by: str | None
     created_at: dt.datetime
-    has_bcc: bool                # it has a Smart Bcc source
+    has_bcc: bool                # it has a Smart Bcc (or compose) source: linked as the user's
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +226,8 @@ def _context(s: Session, req: FileRequest) -> _Context:
                  row.sharing_default)
     copy = engine.Copy(user=user, company=Org(row.company_id, row.create_unknown_contacts),
                        direction=req.direction, sender=req.sender, to=p.to, cc=p.cc,
-                       bcc_domain=req.bcc_domain, may_create_persons=req.source is Source.BCC)
+                       bcc_domain=req.bcc_domain,
+                       may_create_persons=req.source in _LINKED_AS_OWN)
     persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id)
                for r in rows if maybe and r.person_email is not None}
     owners: dict[str, int] | None = None  # not read: threading reads them
@@ -246,7 +252,9 @@ def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -
         _add_imap_ref(s, message.id, req.origin)
     if req.forwarded_by and not message.forwarded_by:
         direct.execute(conn, _FORWARDED_BY, {"m": message.id, "f": req.forwarded_by})
-    first_bcc = req.source is Source.BCC and not message.has_bcc
+    if req.chosen is not None:
+        _link_chosen(s, message.thread_id, req.chosen)
+    first_bcc = req.source in _LINKED_AS_OWN and not message.has_bcc
     if not first_bcc and req.pinned is None:
         return
     row = direct.execute(conn, _THREAD, {"t": message.thread_id}).one()
@@ -264,6 +272,24 @@ def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -
             return
     if req.pinned is not None:
         deals.apply(s, thread, copy.user, pinned=req.pinned, pinned_since=message.created_at)
+
+
+# the sources that are the user's own sending (a Smart Bcc copy, a message written in bccd):
+# linked as such, creating unknown persons (SPEC §5.5); IMAP sync never creates persons
+_LINKED_AS_OWN = (Source.BCC, Source.COMPOSE)
+
+
+def _link_chosen(s: Session, thread_id: int, chosen: tuple[str, int]) -> None:
+    """A composed message is linked to the entity it was written from, ``how = manual``
+    (SPEC §12): the user's explicit choice, like a link made by hand."""
+    thread = s.get(Thread, thread_id)
+    if thread is None:
+        return
+    try:
+        with s.begin_nested():
+            manual.link(s, thread, chosen[0], chosen[1], None)
+    except NotFound:  # the entity was deleted meanwhile: the message is filed all the same
+        log.info("compose_link_gone", thread=thread_id, kind=chosen[0], id=chosen[1])
 
 
 def _add_imap_ref(session: Session, message_id: int, o: ImapOrigin) -> None:
@@ -305,6 +331,16 @@ def file_in(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
         if ctx.stored is None:
             raise
         return _duplicate(s, req, ctx, ctx.stored)
+
+
+def file_then(s: Session, req: FileRequest, digests: list[str],
+              then: Callable[[Session, Outcome], None] | None) -> Outcome:
+    """``file_in``, then ``then(session, outcome)`` in the same transaction (a composed
+    message's send record commits with the message, or neither does)."""
+    out = file_in(s, req, digests)
+    if then is not None:
+        then(s, out)
+    return out
 
 
 def file_copy(db: Database, blobs: BlobStore, req: FileRequest) -> Outcome:
@@ -359,6 +395,8 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
             for att, digest in zip(p.attachments, digests, strict=True)])
     if req.origin is not None:
         _add_imap_ref(s, mid, req.origin)
+    if req.chosen is not None:
+        _link_chosen(s, thread.id, req.chosen)
     if events.enabled(s):  # the message.stored event commits with the message
         events.message_stored(s, Message(id=mid, **values),  # transient, never added
                                 user_email=user.email, company_slug=ctx.company_slug)

@@ -2,7 +2,11 @@
 
 ``await pipeline.ingest(raw, source=Source.BCC, targets=…, envelope=…)`` → one
 ``Outcome`` per distinct target (SMTP path), and
-``await pipeline.ingest_imap(raw, user_id=…, origin=…)`` → one ``Outcome`` (IMAP path).
+``await pipeline.ingest_imap(raw, user_id=…, origin=…)`` → one ``Outcome`` (IMAP path),
+``await pipeline.file_composed(raw, user_id=…, chosen=…, then=…)`` → one ``Outcome`` (a
+message written in bccd, SPEC §12: the user's outgoing mail, source ``compose``, never
+judged for authenticity — it never came from outside —, linked ``how = manual`` to the
+entity it was written from, threaded by its In-Reply-To/References like any copy).
 ``build_pipeline(settings, db)`` makes the pipeline ``bccd serve`` and the commands use.
 
 Stages, in order, each a named step with a human reason on refusal:
@@ -38,7 +42,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import structlog
 
@@ -71,6 +75,11 @@ from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Rejection, User
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# a message written in bccd: no verdict of its own (it never came from outside)
+COMPOSED = AuthVerdict(verdict="none", reason="written in bccd, sent through the user's mailbox")
 PARSE_BUDGET = 20.0   # seconds of parsing before a (temporary) 451
 AUTH_BUDGET = 30.0
 
@@ -271,6 +280,35 @@ class Pipeline:
                      reason=out.reason, message=out.message_id)
         metrics.count_copies("imap", [_counted(out)])
         metrics.observe_ingest("imap", time.monotonic() - start)
+        return out
+
+    # ------------------------------------------------------------------ compose
+    async def file_composed(
+        self, raw: bytes, *, user_id: int, chosen: tuple[str, int] | None = None,
+        then: Callable[[Session, Outcome], None] | None = None,
+    ) -> Outcome:
+        """File a message the user wrote in bccd (module docstring); ``then(session,
+        outcome)`` runs in the filing's transaction (the send record commits with it)."""
+        raw_sha = hashlib.sha256(raw).hexdigest()
+        with structlog.contextvars.bound_contextvars(msg=raw_sha[:16]):
+            try:
+                parsed, mailbox = await self._parse_with_from(raw)
+                req = filing.FileRequest(
+                    user_id=user_id, raw=raw, parsed=parsed, source=Source.COMPOSE,
+                    direction="outgoing", sender=Addr(mailbox.email, mailbox.name),
+                    auth=COMPOSED, bcc_domain=self.settings.smtp.bcc_domain,
+                    raw_sha256=raw_sha, chosen=chosen)
+                digests = await self.db.run(filing.put_blobs, self.blobs, req) \
+                    if parsed.attachments else []
+                out = await self.db.submit(filing.file_then, req, digests, then,
+                                           size=len(raw))
+            except Exception as exc:
+                err = classify(exc)
+                log.warning("file_failed", user=user_id, error=err.reason, detail=err.detail)
+                out = Outcome.from_error(err)
+            log.info("compose_outcome", user=user_id, outcome=out.disposition.value,
+                     reason=out.reason or None, message=out.message_id, thread=out.thread_id)
+        metrics.count_copies("compose", [_counted(out)])
         return out
 
     def _own_addresses(self, user_id: int) -> set[str]:

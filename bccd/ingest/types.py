@@ -10,6 +10,7 @@ from enum import StrEnum
 class Source(StrEnum):
     BCC = "bcc"
     IMAP = "imap"
+    COMPOSE = "compose"   # written in bccd and sent through the user's mailbox (SPEC §12)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ Within the scope (one company, or every company), in one transaction:
   the person, and their ``link_state`` follows);
 - quarantined copies from it or naming it (From, envelope, raw header or body);
 - refused-copy records naming it; notices about it; alternates and blocked-list entries
-  that are exactly this address; outbox jobs whose payload holds it.
+  that are exactly this address; outbox jobs whose payload holds it; mail written in bccd
+  to or from it that was not filed (refused, or not filed yet).
 
 After the commit, attachment blobs no message references any more are deleted
 (``blobgc.collect``; ones written within ``grace`` are left to the periodic collector and
@@ -61,6 +62,7 @@ from bccd.store.models import (
     Thread,
     User,
 )
+from bccd.store.models_compose import Send
 
 log = get_logger("bccd.lifecycle")
 
@@ -200,6 +202,16 @@ def _erase(s: Session, addr: str, company_ids: list[int] | None, removal: Remova
     }
     for name, (model, query) in exact.items():
         cascade.add_counts(removed, {name: cascade.delete_ids(s, model, list(s.scalars(query)))})
+
+    # mail written in bccd and not filed (refused, or sent but not filed yet): its recipients
+    # and its first answer; a filed one went with its message above
+    send_said = or_(Send.envelope_from == addr, *[
+        func.lower(col).contains(t, autoescape=True)
+        for col in (cast(Send.pending, Text), cast(Send.accepted, Text), cast(Send.refused, Text),
+                    cast(Send.response, Text))
+        for t in sorted(texts)])
+    send_ids = list(s.scalars(select(Send.id).where(_in(Send.user_id, user_ids), send_said)))
+    cascade.add_counts(removed, {"sends": cascade.delete_ids(s, Send, send_ids)})
 
     jobs = cascade.outbox_jobs_mentioning(s, addresses=texts)
     cascade.add_counts(removed, {"outbox": cascade.delete_ids(s, OutboxJob, jobs)})

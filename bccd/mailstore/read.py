@@ -67,6 +67,7 @@ from bccd.store.models import (
     Thread,
     User,
 )
+from bccd.store.models_compose import Send
 
 MAX_TERMS = 8
 INLINE_PAGE_BYTES = 20 * 1024 * 1024  # inline image bytes one conversation page may show
@@ -381,6 +382,15 @@ def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: Use
             m["inline_hidden"] = stats.get("hidden", 0)
         else:
             m["html"] = None
+    sends = {mid: (status, reason, refused) for mid, status, reason, refused in s.execute(
+        select(Send.message_id, Send.status, Send.last_error, Send.refused)
+        .where(Send.message_id.in_([m["id"] for m in shown["messages"]])))}
+    for m in shown["messages"]:
+        found = sends.get(m["id"])
+        m["send"] = None if found is None else {
+            "status": "queued" if found[0] == "sending" else found[0],
+            "reason": found[1] if found[0] in ("queued", "sending", "failed") else "",
+            "refused": list(found[2] or [])}
     shown["is_owner"] = thread.owner_id == user.id
     return shown
 

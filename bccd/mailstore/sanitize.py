@@ -21,6 +21,12 @@ fragment that is safe to put in a sandboxed iframe's ``srcdoc``:
   a new tab with ``rel="noopener noreferrer"``.
 
 ``blocked_remote(html)`` tells whether the message has remote images to offer.
+
+``clean_outgoing_html(html, image_src=…)`` is the same allowlist for mail written in bccd
+(SPEC §12: compose HTML, templates, signatures): the same tags, attributes, style
+properties and link schemes, with links left as written (no ``target``) and each
+``<img src>`` decided by ``image_src`` (the new value, or None to drop it) — compose
+turns ``data:`` images into ``cid:`` parts there, before anything else sees the HTML.
 The sanitizer is the first wall; the page's Content-Security-Policy (inherited by the
 ``srcdoc`` document) and the iframe sandbox (no scripts, no same-origin) are the others.
 """
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import nh3
 
@@ -106,6 +112,30 @@ def clean_email_html(
         filter_style_properties=set(STYLE_PROPERTIES),
         link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
+        strip_comments=True,
+    )
+
+
+def clean_outgoing_html(html: str, *, image_src: Callable[[str], str | None]) -> str:
+    def attribute_filter(tag: str, attr: str, value: str) -> str | None:
+        if attr not in URL_ATTRS:
+            return value
+        if tag == "img" and attr == "src":
+            return image_src(value.strip())
+        if attr in ("href", "cite"):
+            m = _SCHEME.match(value)
+            return value.strip() if m and m.group(1).lower() in LINK_SCHEMES else None
+        return None
+
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        clean_content_tags={"script", "style"},
+        attributes=_TAG_ATTRS,
+        url_schemes={"http", "https", "mailto", "tel", "cid", "data"},
+        attribute_filter=attribute_filter,
+        filter_style_properties=set(STYLE_PROPERTIES),
+        link_rel=None,
         strip_comments=True,
     )
 

@@ -72,6 +72,7 @@ def item(i: Item, company_slug: str, settings: Settings) -> dict[str, Any]:
         "external_id": i.external_id,
         "owner_id": i.owner_id,
         "visible_to": i.visible_to,
+        "value": i.value,
         "bcc_address": entity_bcc_address(
             settings.security.secret_key, company_slug, i.kind, i.id, settings.smtp.bcc_domain
         ),

@@ -7,6 +7,8 @@ Events (``type``):
   quarantine); emitted by ``ingest.filing`` through :func:`message_stored`.
 - ``message.quarantined`` — a copy was kept in quarantine (``quarantine.hold.keep``,
   :func:`message_quarantined`).
+- ``message.sent`` / ``message.send_failed`` — a message written in bccd went out to every
+  recipient that accepted it, or was given up on (``bccd.compose.send``, :func:`send_outcome`).
 - ``thread.linked`` — a thread gained a link it did not have: a deal, lead or project
   however it was made (automatic, per-entity address, by hand, retroactively — the one
   place is ``linking.deals.set_item_link``, :func:`item_linking`), or a person or
@@ -44,7 +46,8 @@ if TYPE_CHECKING:
     from bccd.store.models import Message, Quarantined
 
 KIND = "webhook"
-EVENT_TYPES = ("message.stored", "message.quarantined", "thread.linked")
+EVENT_TYPES = ("message.stored", "message.quarantined", "thread.linked", "message.sent",
+               "message.send_failed")
 
 _attached: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
@@ -140,6 +143,16 @@ def message_quarantined(session: Session, row: Quarantined, company_id: int) -> 
         "from": row.from_addr,
         "subject": row.subject,
     }, user_id=row.user_id, company_id=company_id)
+
+
+def send_outcome(session: Session, type_: str, data: dict[str, Any], *, user_id: int) -> None:
+    """``compose.send``: ``message.sent`` or ``message.send_failed`` for one send (``data``:
+    the message's ids, the recipients accepted and refused, the reason)."""
+    user = session.get(User, user_id)
+    if user is None:
+        return
+    emit(session, type_, {"user": user.email, "company": _company_slug(session, user.company_id),
+                          **data}, user_id=user_id, company_id=user.company_id)
 
 
 def linked(session: Session, thread: Thread, kind: str, entity_id: int, how: str, *,

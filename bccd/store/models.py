@@ -113,6 +113,7 @@ class User(Base):
     sharing_default: Mapped[str] = mapped_column(String(16), default="private")
     linking_mode: Mapped[str] = mapped_column(String(16), default="auto")
     email_links: Mapped[str] = mapped_column(String(16), default="app")
+    signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")  # sanitized
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -212,6 +213,7 @@ class Item(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     owner_id: Mapped[int | None] = _fk("users.id", nullable=True, ondelete="SET NULL")
     visible_to: Mapped[str] = mapped_column(String(16), default="company")
+    value: Mapped[str | None] = mapped_column(String(64))  # as the CRM shows it: "12,000 EUR"
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -299,7 +301,7 @@ class MessageSource(Base):
     __tablename__ = "message_sources"
     __table_args__ = (
         UniqueConstraint("message_id", "source"),
-        CheckConstraint("source IN ('bcc', 'imap')", name="source"),
+        CheckConstraint("source IN ('bcc', 'imap', 'compose')", name="source"),
     )
     id: Mapped[int] = _pk()
     message_id: Mapped[int] = _fk("messages.id", index=False)
@@ -471,3 +473,5 @@ from bccd.store.grants import WebSession as WebSession  # noqa: E402
 from bccd.store.mailbox_models import ImapAccount as ImapAccount  # noqa: E402
 from bccd.store.mailbox_models import ImapFolderState as ImapFolderState  # noqa: E402
 from bccd.store.mailbox_models import ImapMessageRef as ImapMessageRef  # noqa: E402
+# the tables of mail written in bccd (SPEC §12), registered on the same metadata
+import bccd.store.models_compose  # noqa: E402,F401

@@ -14,6 +14,10 @@ This module is the queue itself (the ``outbox`` table); ``bccd.notify.jobs`` run
   fences the outcome (``complete``, ``fail``): a worker whose lease ran out cannot
   overwrite the newer claimant's result. A worker that dies mid-job leaves the lease to
   expire and the job is retried, so delivery is at least once.
+- ``add_claimed`` inserts a job already claimed by its caller, who performs it at once and
+  records the outcome in its own transaction (``complete_in``, ``retry_in``); if the caller
+  dies first, the lease runs out and the worker performs it (a message sent while the
+  client waits, retried by the outbox otherwise).
 - ``fail`` retries with exponential back-off (``RETRY_BASE`` · 2ⁿ, ±20 % jitter, at most
   ``RETRY_MAX``) until the job is older than ``MAX_AGE``, then ``failed``;
   ``last_error`` keeps the one-line reason. ``purge_finished`` removes old finished jobs.
@@ -71,6 +75,31 @@ def enqueue(
     session.add(job)
     session.flush()
     return job
+
+
+def add_claimed(session: Session, kind: str, payload: dict[str, Any], *,
+                lease: dt.timedelta = LEASE) -> Job:
+    """A job its caller performs now (module docstring): attempt 1, leased to the caller."""
+    now = utcnow()
+    job_id = int(session.connection().execute(_INSERT_JOB, {
+        "kind": kind, "payload": payload, "state": "pending", "attempts": 1, "last_error": "",
+        "next_attempt_at": now + lease, "created_at": now, "done_at": None}).scalar_one())
+    return Job(job_id, kind, 1, payload, now)
+
+
+def complete_in(session: Session, job: Job) -> bool:
+    """``complete`` inside the caller's transaction (with the work it records)."""
+    res = session.execute(_fenced(job).values(state="done", done_at=utcnow(), last_error=""))
+    return getattr(res, "rowcount", 0) == 1
+
+
+def retry_in(session: Session, job: Job, error: str, *, seconds: float | None = None) -> bool:
+    """Let the worker try the job again, after ``seconds`` (default: the back-off), inside
+    the caller's transaction."""
+    delay = backoff(job.attempts) if seconds is None else seconds
+    res = session.execute(_fenced(job).values(
+        last_error=error[:1000], next_attempt_at=utcnow() + dt.timedelta(seconds=delay)))
+    return getattr(res, "rowcount", 0) == 1
 
 
 def backoff(attempts: int) -> float:

@@ -44,6 +44,9 @@ API_BODY = 1024 * 1024
 JSON_OVERHEAD = 1024 * 1024
 
 
+SETTINGS_BODY = 512 * 1024
+
+
 def compose_limit(max_message_size: int) -> int:
     """A compose body: the message in base64 (4/3 of its size) plus JSON around it."""
     return -(-max_message_size * 4 // 3) + JSON_OVERHEAD
@@ -64,8 +67,10 @@ class BodyTable:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyTable:
-        table = {"/api/v1": API_BODY,
-                 "/api/v1/messages": compose_limit(settings.smtp.max_message_size)}
+        compose = compose_limit(settings.smtp.max_message_size)
+        table = {"/api/v1": API_BODY, "/api/v1/messages": compose,
+                 "/mail/compose": compose,          # the Mail page's compose form (SPEC §12)
+                 "/mail/settings": SETTINGS_BODY}   # a signature may hold a small image
         table.update(settings.http.body_limits)
         return cls.build(settings.http.max_body, table)
 

@@ -11,7 +11,9 @@ the session's CSRF token; ``work(session, user, form)`` in one transaction; a
 framed, send no referrer to other sites (``same-origin``: with ``no-referrer`` browsers
 post ``Origin: null``, which the check must refuse as sandboxed frames send it too) and
 carry ``csp()``: our stylesheet, inline styles, images from ``data:`` (plus ``http(s):``
-where the reader asked for remote images), no scripts at all.
+where the reader asked for remote images), scripts only from bccd itself (``script-src
+'self'``: the compose editor and its helpers under ``/mail/static``; no inline script,
+no CDN) and requests only to bccd (``connect-src 'self'``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.orm import Session
@@ -46,7 +48,7 @@ templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=
                         undefined=StrictUndefined, auto_reload=False)
 PAGES = ("app_login.html", "app_threads.html", "app_thread.html", "app_settings.html",
          "app_error.html")
-MAX_FORM = 64 * 1024
+MAX_FORM = 512 * 1024  # a signature with a small image (the compose form has its own limit)
 
 
 def _when(value: str | None) -> str:
@@ -66,13 +68,26 @@ def _size(n: int) -> str:
     return f"{n:.1f} GB"
 
 
+def _compose_to(address: str) -> str:
+    return "/mail/compose?" + urlencode({"to": address})
+
+
+def _mailto(address: str, bcc: str) -> str:
+    """``mailto:`` with the user's Smart Bcc address in ``bcc`` (SPEC §12 email links)."""
+    return f"mailto:{quote(address, safe='@+')}?" + urlencode({"bcc": bcc}, quote_via=quote,
+                                                                  safe="@+")
+
+
 templates.filters["when"] = _when
 templates.filters["size"] = _size
+templates.filters["compose_to"] = _compose_to
+templates.filters["mailto"] = _mailto
 
 
 def csp(*, remote_images: bool = False) -> str:
     img = "'self' data:" + (" https: http:" if remote_images else "")
     return ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src " + img + "; "
+            "script-src 'self'; connect-src 'self'; "
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; frame-src 'self'")
 
 
@@ -116,6 +131,8 @@ class Viewer:
     is_admin: bool
     csrf: str
     session_id: int = 0
+    email_links: str = "app"     # app | default-client (SPEC §12)
+    bcc_address: str = ""
 
 
 class PageBase:
@@ -146,7 +163,8 @@ class PageBase:
 
     def _viewer(self, user: User, data: SessionData, ws: WebSession | None = None) -> Viewer:
         return Viewer(user.id, user.email, user.name, user.is_admin, self.sessions.csrf(data),
-                      ws.id if ws is not None else 0)
+                      ws.id if ws is not None else 0, user.email_links,
+                      accounts.bcc_address(user, self.services.settings.smtp.bcc_domain))
 
     def _origin_ok(self, request: Request) -> bool:
         origin = request.headers.get("origin")

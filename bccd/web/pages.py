@@ -1,4 +1,6 @@
-"""The Mail page (SPEC §9): server-rendered HTML for a signed-in user — no JavaScript.
+"""The Mail page (SPEC §9): server-rendered HTML for a signed-in user; it works without
+JavaScript (the compose form and the signature editor get better with it:
+``web.compose_pages``, ``static/compose.js``).
 
 Routes (all under ``/mail``):
 
@@ -28,7 +30,7 @@ allowance. And whatever the sanitizer makes of hostile markup, a message's frame
 exceed ``FRAME_FACTOR`` times the message's raw size: past it the page shows a notice and
 the download of the original instead, so a page stays within 10× the mail it shows.
 - ``GET/POST /mail/settings`` and ``POST /mail/settings/{alternates,blocked}/…`` — sharing
-  default, linking mode, email links, alternate addresses, blocked addresses.
+  default, linking mode, email links, signature, alternate addresses, blocked addresses.
 
 Sessions, CSRF, security headers and sign-in are ``web.pagebase``'s (cookies:
 ``web.session``). Reads go through ``mailstore.read`` (the one visibility rule), changes
@@ -54,6 +56,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bccd import accounts
+from bccd.compose import signature
 from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, linkstate, manual
@@ -81,6 +84,8 @@ NOTICES = {
     "blocked": "Blocked.", "unblocked": "No longer blocked.",
     "mailbox_removed": "Mailbox removed. Its mail stays.",
     "mailbox_removed_mail": "Mailbox removed, with the mail that came only from it.",
+    "sent": "Sent.", "queued": "Queued: your mailbox's server did not take it yet; it will be "
+                               "retried, and the message shows how it stands.",
 }
 
 
@@ -316,6 +321,7 @@ class Pages(PageBase):
     async def settings(self, request: Request, *, error: str = "", status: int = 200) -> Response:
         def work(s: Any, user: User) -> dict[str, Any]:
             return {"me": shapes.user_full(s, user, self.services.settings),
+                    "signature_html": user.signature_html,
                     "alternates": flow.list_for(s, user),
                     "blocked": blocklist.listing(s, user),
                     "mailboxes": mailbox_listing(s, user)}
@@ -341,6 +347,8 @@ class Pages(PageBase):
                                   email_links=_opt(form, "email_links"))
                 if user.linking_mode != mode:
                     linkstate.mode_changed(s, user.id)  # SPEC §5.12
+                if isinstance(form.get("signature_html"), str):
+                    signature.set_signature(s, user, str(form.get("signature_html")))
                 return "saved"
             if section == "alternates":
                 if action == "add":

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bccd.web import api, confirm, mailbox_pages, oauth_callback, ops, pages, signin
+from bccd.web import (
+    api,
+    compose_pages,
+    confirm,
+    mailbox_pages,
+    oauth_callback,
+    ops,
+    pages,
+    signin,
+)
 
 if TYPE_CHECKING:
     from bccd.runtime import Services
@@ -18,4 +27,5 @@ RouteFactory = Callable[["Services"], list[Any]]
 
 # signin before pages: it extends /mail/login
 FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api.routes, signin.routes, oauth_callback.routes,
-                                       mailbox_pages.routes, pages.routes, ops.routes)
+                                       mailbox_pages.routes, pages.routes, compose_pages.routes,
+                                       ops.routes)

@@ -227,7 +227,7 @@ def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def create_api(services: Services) -> FastAPI:
     from bccd.web.api import admin as admin_routes
-    from bccd.web.api import mailboxes, me, threads
+    from bccd.web.api import mailboxes, me, messages, templates, threads
 
     api = FastAPI(
         title="bccd",
@@ -260,6 +260,8 @@ def create_api(services: Services) -> FastAPI:
 
     api.include_router(me.router)
     api.include_router(threads.router)
+    api.include_router(messages.router)
+    api.include_router(templates.router)
     api.include_router(admin_routes.router)
     api.include_router(mailboxes.router)
     _problem_schema(api)

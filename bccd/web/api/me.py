@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select
 
 from bccd import accounts
+from bccd.compose import signature
 from bccd.confirm import flow
 from bccd.errors import Conflict, NotFound
 from bccd.ingest import holding
@@ -55,7 +56,7 @@ async def get_me(request: Request, p: Caller) -> dict[str, Any]:
 
 def _settings(u: Any) -> dict[str, Any]:
     return {"sharing_default": u.sharing_default, "linking_mode": u.linking_mode,
-            "email_links": u.email_links}
+            "email_links": u.email_links, "signature_html": u.signature_html}
 
 
 @router.get("/me/settings", response_model=S.UserSettings, operation_id="getSettings")
@@ -71,7 +72,8 @@ async def get_settings(request: Request, p: Caller) -> dict[str, Any]:
 
 @router.patch("/me/settings", response_model=S.UserSettings, operation_id="updateSettings")
 async def patch_settings(request: Request, p: Caller, body: S.SettingsPatch) -> dict[str, Any]:
-    """Change the sharing default (new threads only), linking mode or email links."""
+    """Change the sharing default (new threads only), linking mode, email links or the
+    signature (HTML, sanitized; empty: none)."""
     db = services_of(request).db
 
     def work() -> dict[str, Any]:
@@ -82,6 +84,8 @@ async def patch_settings(request: Request, p: Caller, body: S.SettingsPatch) -> 
                               email_links=body.email_links)
             if user.linking_mode != mode:
                 linkstate.mode_changed(s, user.id)  # SPEC §5.12: the threads' states follow
+            if body.signature_html is not None:
+                signature.set_signature(s, user, body.signature_html)
             return _settings(user)
 
     return await run(request, work)

@@ -93,12 +93,15 @@ class UserSettings(BaseModel):
     sharing_default: Visibility
     linking_mode: Literal["auto", "manual"]
     email_links: Literal["app", "default-client"]
+    signature_html: str = Field(description="added to mail written in bccd (sanitized HTML)")
 
 
 class SettingsPatch(_In):
     sharing_default: Visibility | None = None
     linking_mode: Literal["auto", "manual"] | None = None
     email_links: Literal["app", "default-client"] | None = None
+    signature_html: Annotated[str, StringConstraints(max_length=256 * 1024),
+                              AfterValidator(_storable)] | None = None
 
 
 class AlternateIn(_In):
@@ -203,6 +206,12 @@ class AuthOut(BaseModel):
         default=None, description="for a forwarded original: the verdict of the forwarding")
 
 
+class SendState(BaseModel):
+    status: Literal["sent", "queued", "failed"]
+    reason: str = Field(description="queued or failed: the last reply or failure")
+    refused: list[dict[str, str]] = Field(description="recipients refused: {address, reply}")
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -226,6 +235,8 @@ class MessageOut(BaseModel):
                     "(not in the sent folder, no DMARC pass from the provider): incoming")
     attachments: list[AttachmentOut]
     auth: AuthOut
+    send: SendState | None = Field(default=None, description="mail written in bccd: how its "
+                                                             "sending stands")
 
 
 class ThreadDetail(BaseModel):
@@ -347,6 +358,10 @@ class ItemIn(_In):
     deal_external_id: Name | None = Field(default=None, description="projects only")
     owner: Email | None = None
     visible_to: VisibleTo = "company"
+    value: Annotated[str, StringConstraints(max_length=64, strip_whitespace=True),
+                     AfterValidator(_storable)] | None = Field(
+        default=None, description='as the CRM shows it, e.g. "12,000 EUR" (smart field '
+                                  '{{deal.value}})')
 
 
 class ItemOut(BaseModel):
@@ -361,6 +376,7 @@ class ItemOut(BaseModel):
     owner_id: int | None
     visible_to: str
     bcc_address: str
+    value: str | None = None
     created: bool
     relinked_threads: int
 

@@ -218,6 +218,7 @@ def upsert_item(db: Database, settings: Settings, company_id: int, kind: str, ex
                                    organization_id=org_id, deal_id=deal_id, status=body.status,
                                    external_id=external_id, owner_id=owner_id,
                                    visible_to=body.visible_to)
+            item.value = body.value
         else:
             crm.lock_person_items(s, item.person_id, person_id)
             item.title = body.title
@@ -227,6 +228,7 @@ def upsert_item(db: Database, settings: Settings, company_id: int, kind: str, ex
             item.deal_id = deal_id
             item.owner_id = owner_id
             item.visible_to = body.visible_to
+            item.value = body.value
         s.flush()
         out = render.item(item, company.slug, settings)
         item_id = item.id

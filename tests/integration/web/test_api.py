@@ -71,10 +71,14 @@ def test_me_and_settings(world: World) -> None:
         assert me["email"] == "bob@acme.test" and me["company"] == "acme"
         assert me["bcc_address"] == world.users["bob"]["bcc_address"]
         assert bob.get("/me/settings").json() == {"sharing_default": "private",
-                                                   "linking_mode": "auto", "email_links": "app"}
+                                                   "linking_mode": "auto", "email_links": "app",
+                                                   "signature_html": ""}
         r = bob.patch("/me/settings", json={"sharing_default": "shared", "linking_mode": "manual"})
         assert r.json() == {"sharing_default": "shared", "linking_mode": "manual",
-                            "email_links": "app"}
+                            "email_links": "app", "signature_html": ""}
+        r = bob.patch("/me/settings", json={"signature_html": '<p onclick="x()">Bob<script>y()</script></p>'})
+        assert r.json()["signature_html"] == "<p>Bob</p>"
+        assert bob.patch("/me/settings", json={"signature_html": ""}).json()["signature_html"] == ""
         body = _problem(bob.patch("/me/settings", json={"sharing_default": "public"}), 422)
         assert body["detail"].startswith("sharing_default: Input should be 'private' or 'shared'")
         assert body["errors"][0]["loc"] == ["body", "sharing_default"]

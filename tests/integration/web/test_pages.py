@@ -58,7 +58,10 @@ def test_sign_in_sets_a_hardened_session_cookie(world: World) -> None:
         h = page.headers
         assert h["cache-control"] == "no-store" and h["x-frame-options"] == "DENY"
         assert h["content-security-policy"].startswith("default-src 'none'")
-        assert "script-src" not in h["content-security-policy"]
+        # scripts from bccd itself only (the compose editor): no inline script, no eval
+        assert "script-src 'self';" in h["content-security-policy"]
+        assert "unsafe-inline" not in h["content-security-policy"].split("script-src")[1].split(";")[0]
+        assert "unsafe-eval" not in h["content-security-policy"]
         assert "frame-ancestors 'none'" in h["content-security-policy"]
         found = http.get("/mail", params={"q": "shared plan"})
         assert "Shared plan" in found.text and "Private offer" not in found.text
