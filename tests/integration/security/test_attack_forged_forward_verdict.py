@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import JSON, column, insert, select, table
+from sqlalchemy import JSON, column, insert, select, table, text
 
-from bccd import accounts
 from bccd.store.db import Database
 from bccd.store.migrate import upgrade
-from bccd.store.models import Message, Thread, UTCDateTime, utcnow
+from bccd.store.models import Message, UTCDateTime, utcnow
 from tests.integration.security.two_companies import Companies
 from tests.support.authkit import Key, corpus_keys, sign
 from tests.support.dnsserver import DnsTestServer
@@ -111,15 +110,24 @@ def test_originals_planted_before_the_upgrade_lose_the_forwarders_verdict(db_url
     """Revision 0004 gives forwarded originals already stored the ``forwarded`` verdict;
     the user's own mail that they later forwarded (From one of their addresses) keeps
     the verdict it was filed with."""
-    upgrade(db_url, "0003")
+    upgrade(db_url, "0006")  # the revision before 0004 in the chain
     db = Database(db_url)
     try:
-        with db.transaction() as s:
-            user = accounts.create_user(s, "alice@acme.test",
-                                        accounts.create_company(s, "Acme", "acme")).user
-            thread = Thread(company_id=user.company_id, owner_id=user.id, subject="x")
-            s.add(thread)
-            s.flush()
+        with db.transaction() as s:  # the tables as they were then: no ORM models
+            s.execute(text("INSERT INTO companies (slug, name, create_unknown_contacts, created_at)"
+                           " VALUES ('acme', 'Acme', true, CURRENT_TIMESTAMP)"))
+            company_id = s.execute(text("SELECT id FROM companies")).scalar_one()
+            s.execute(text(
+                "INSERT INTO users (company_id, email, name, is_admin, api_token_hash, bcc_token,"
+                " sharing_default, linking_mode, email_links, disabled, created_at) VALUES (:c,"
+                " 'alice@acme.test', '', false, 'h', 'abcdefghijklmnop', 'private', 'auto', 'app',"
+                " false, CURRENT_TIMESTAMP)"), {"c": company_id})
+            user_id = s.execute(text("SELECT id FROM users")).scalar_one()
+            s.execute(text(
+                "INSERT INTO threads (company_id, owner_id, subject, visibility, archived,"
+                " manual_items, last_message_at, created_at) VALUES (:c, :u, 'x', 'private', false,"
+                " false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"c": company_id, "u": user_id})
+            thread_id = s.execute(text("SELECT id FROM threads")).scalar_one()
             passed = {"dkim": "pass", "spf": "pass", "dmarc": "pass", "verdict": "pass",
                       "dkim_domains": ["acme.test"], "results_header": "bccd.test; dkim=pass"}
             old = table("messages", column("company_id"), column("user_id"),
@@ -130,7 +138,7 @@ def test_originals_planted_before_the_upgrade_lose_the_forwarders_verdict(db_url
                         column("created_at", UTCDateTime()))
             for key, frm in (("planted", CUSTOMER), ("own", "alice@acme.test")):
                 s.execute(insert(old).values(
-                    company_id=user.company_id, user_id=user.id, thread_id=thread.id,
+                    company_id=company_id, user_id=user_id, thread_id=thread_id,
                     dedup_key=key, direction="incoming", from_addr=frm, from_name="",
                     subject=key, text_body="", html_body="", raw_size=0, raw_sha256="0" * 64,
                     forwarded_by="alice@acme.test", auth=passed, created_at=utcnow()))
