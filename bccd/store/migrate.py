@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-HEAD = "0003"
+HEAD = "0007"
 
 
 def at_head(db: Database) -> bool:

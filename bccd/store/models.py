@@ -499,3 +499,6 @@ class OutboxJob(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     done_at: Mapped[dt.datetime | None]
+
+
+from bccd.store import models_storage as _storage  # noqa: E402,F401  (its tables in Base.metadata)
