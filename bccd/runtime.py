@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bccd.config import Settings
 from bccd.ingest.pipeline import Pipeline
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 
 
@@ -28,5 +28,5 @@ class Services:
     smtp_listening: Callable[[], bool] = field(default=_not_listening)
 
     @property
-    def blobs(self) -> BlobStore:
+    def blobs(self) -> Blobs:
         return self.pipeline.blobs

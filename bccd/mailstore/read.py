@@ -35,7 +35,7 @@ from bccd.accounts import parse_email_arg
 from bccd.errors import NotFound
 from bccd.linking import visibility
 from bccd.mailstore.sanitize import blocked_remote, clean_email_html
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.models import (
     Attachment,
     Item,
@@ -258,7 +258,7 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
     }
 
 
-def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, tuple[str, bytes]]:
+def _inline_images(s: Session, blobs: Blobs, message_id: int) -> dict[str, tuple[str, bytes]]:
     out: dict[str, tuple[str, bytes]] = {}
     rows = s.execute(select(Attachment.content_id, Attachment.content_type, Attachment.sha256,
                             Attachment.size)
@@ -268,13 +268,13 @@ def _inline_images(s: Session, blobs: BlobStore, message_id: int) -> dict[str, t
         if not cid or not ctype.startswith("image/") or size > 2 * 1024 * 1024:
             continue
         try:
-            out[cid.strip("<>").lower()] = (ctype, blobs.get(digest))
+            out[cid.strip("<>").lower()] = (ctype, blobs.get(s, digest))
         except FileNotFoundError:
             continue
     return out
 
 
-def thread_detail(s: Session, blobs: BlobStore | None, user: User, thread_id: int, *,
+def thread_detail(s: Session, blobs: Blobs | None, user: User, thread_id: int, *,
                   allow_remote: bool = False) -> dict[str, Any]:
     """One visible thread; ``blobs`` given → ``cid:`` images are embedded in ``html``."""
     thread = get_visible_thread(s, user, thread_id)

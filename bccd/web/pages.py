@@ -40,8 +40,8 @@ from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, manual
 from bccd.mailstore import actions, attachments, read, shapes
-from bccd.store.models import User
-from bccd.web.downloads import download
+from bccd.store.models import Attachment, User
+from bccd.web.downloads import download, download_blob
 from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
 
 if TYPE_CHECKING:
@@ -179,19 +179,20 @@ class Pages(PageBase):
         except ValueError:
             att_id = None
 
-        def work(s: Any, user: User) -> tuple[str, str, bytes]:
+        def work(s: Any, user: User) -> Attachment:
             if att_id is None:
                 raise NotFound("no attachment")
-            att, data = attachments.read_attachment(s, self.services.blobs, user, att_id)
-            return att.filename or f"attachment-{att_id}", att.content_type, data
+            return attachments.attachment_for_user(s, user, att_id)
 
+        db = self.services.db
         try:
-            _, (filename, ctype, data) = await self.read(request, work)
+            _, att = await self.read(request, work)
+            reader = await db.run(attachments.open_content, db, self.services.blobs, att)
         except SignedOut:
             return self._to_login()
         except NotFound:
             return self._error(404, "Not found", "There is no such attachment.")
-        return download(data, filename, ctype)
+        return download_blob(db, reader, att.filename or f"attachment-{att_id}", att.content_type)
 
     async def raw(self, request: Request) -> Response:
         try:
