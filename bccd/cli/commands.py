@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bccd.cli import (
     alt,
+    blobs,
     block,
     company,
     db,
@@ -18,4 +19,5 @@ from bccd.cli import (
     user,
 )
 
-MODULES = [serve, db, company, user, alt, block, person, items, mail, quarantine, imap, lifecycle, doctor]
+MODULES = [serve, db, company, user, alt, block, person, items, mail, quarantine, imap, lifecycle, blobs,
+           doctor]

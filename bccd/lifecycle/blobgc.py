@@ -168,6 +168,17 @@ def _leaf_dirs(root: Path) -> Iterator[Path]:
                 yield Path(d2)
 
 
+def stored(blobs: BlobStore) -> Iterator[tuple[str, int]]:
+    """``(digest, size)`` of every blob file, in digest order (not those held aside)."""
+    for leaf in _leaf_dirs(blobs.root):
+        with contextlib.suppress(FileNotFoundError):
+            entries = sorted(os.scandir(leaf), key=lambda e: e.name)
+            for e in entries:
+                if is_digest(e.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        yield e.name, e.stat().st_size
+
+
 def _put_back(trash: Path, target: Path) -> None:
     if target.exists():  # a put re-created it meanwhile: same content
         trash.unlink(missing_ok=True)

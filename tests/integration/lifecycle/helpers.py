@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
 from bccd.store.models import Base
+from bccd.store.models_storage import Blob
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
 
@@ -75,7 +76,10 @@ def blob_dir_of(srv: BccdServer) -> Path:
 
 
 def blob_exists(srv: BccdServer, sha256: str) -> bool:
-    return (blob_dir_of(srv) / sha256[:2] / sha256[2:4] / sha256).exists()
+    """In either store: a file under the blob directory, or a row of ``blobs``."""
+    if (blob_dir_of(srv) / sha256[:2] / sha256[2:4] / sha256).exists():
+        return True
+    return bool(scalar(srv, select(func.count()).select_from(Blob).where(Blob.sha256 == sha256)))
 
 
 def _text(value: Any) -> str:
