@@ -4,7 +4,7 @@
 ``retention.interval``, if shorter) after the start and then every
 ``retention.interval`` it runs ``retention.run_once`` — expired rejections and
 quarantined copies are purged, unreferenced blobs collected from both stores — in the
-database threads, and logs what it removed.
+database threads, and logs what it removed (``lifecycle_pass``, one line per pass).
 
 With several instances on one database the pass runs once per interval, on the instance
 that claims its lease (``bccd.store.leases``, pass ``"retention"``); the others skip that
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from bccd.lifecycle import retention
@@ -67,12 +68,13 @@ async def _pass(services: Services, owner: str, stop: asyncio.Event) -> None:
     keeper = asyncio.create_task(_keep(services, owner, stop, halt), name="lifecycle-lease")
     completed = False
     try:
+        started = time.time()
         report = await db.run(retention.run_once, db, services.blobs, services.settings,
                               stop=halt)
         completed = not halt.is_set()
-        blobs = report.blobs
-        if report.rejections or report.quarantined or blobs.deleted or blobs.held or blobs.stopped:
-            log.info("lifecycle_pass", **report.as_dict())
+        # one line per pass of the whole cluster (one instance runs it)
+        log.info("lifecycle_pass", started=round(started, 3),
+                 seconds=round(time.time() - started, 3), **report.as_dict())
     except Exception as exc:  # next interval tries again
         log.warning("lifecycle_pass_failed", error=f"{type(exc).__name__}: {exc}")
     finally:

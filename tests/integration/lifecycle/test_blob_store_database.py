@@ -47,7 +47,7 @@ class World:
 
     def file(self, *attachments: bytes, message_id: str | None = None) -> Outcome:
         raw = make_message(message_id=message_id or f"<{uuid.uuid4().hex}@acme.test>",
-                           attachments=[("application", f"f{i}.bin", a)
+                           attachments=[(f"f{i}.bin", "application/octet-stream", a)
                                         for i, a in enumerate(attachments)])
         req = filing.FileRequest(
             user_id=self.user, raw=raw, parsed=parse(raw, max_header_size=512 * 1024),
