@@ -1,0 +1,42 @@
+"""``bccd.store.leases`` on SQLite and PostgreSQL: of two instances one runs a pass; the
+pass runs again only after its interval; a dead holder's lease runs out and another
+instance takes over; a pass cut short is not recorded as done; a renewal fails once
+another instance has taken the pass over."""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+
+from bccd.store import leases
+from bccd.store.db import Database
+from bccd.store.models import utcnow
+
+EVERY, LEASE = 3600.0, 120.0
+
+
+def _claim(db: Database, owner: str, now: dt.datetime) -> bool:
+    return leases.claim(db, "retention", owner, every=EVERY, lease=LEASE, now=now)
+
+
+def test_one_instance_runs_a_pass_and_it_runs_again_only_after_its_interval(
+        function_db: Database) -> None:
+    db, now = function_db, utcnow()
+    with ThreadPoolExecutor(4) as pool:
+        won = list(pool.map(lambda o: _claim(db, o, now), ["a", "b", "c", "d"]))
+    assert sorted(won) == [False, False, False, True]
+    winner = "abcd"[won.index(True)]
+    leases.finish(db, "retention", winner)
+    assert not _claim(db, "b", now + dt.timedelta(minutes=10))          # done recently
+    assert _claim(db, "b", now + dt.timedelta(seconds=EVERY))           # due again
+
+
+def test_a_dead_holders_lease_runs_out_and_a_pass_cut_short_is_not_done(
+        function_db: Database) -> None:
+    db, now = function_db, utcnow()
+    assert _claim(db, "a", now)                                          # a dies mid-pass
+    assert not _claim(db, "b", now + dt.timedelta(seconds=LEASE - 1))
+    assert _claim(db, "b", now + dt.timedelta(seconds=LEASE + 1))        # taken over
+    assert not leases.renew(db, "retention", "a", lease=LEASE)          # a learns it lost
+    leases.finish(db, "retention", "b", completed=False)                # b stopped mid-pass
+    assert _claim(db, "c", now + dt.timedelta(seconds=LEASE + 2))       # so it is still due
