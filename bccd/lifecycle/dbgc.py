@@ -10,7 +10,8 @@ backup) holds rows and blobs at one instant.
 Each batch is one short transaction of two set-based statements:
 
 1. ``SELECT sha256 FROM blobs WHERE NOT EXISTS (attachment naming it) ORDER BY sha256
-   LIMIT n FOR UPDATE SKIP LOCKED`` — the candidates, locked;
+   LIMIT n FOR UPDATE SKIP LOCKED`` — the candidates, locked (a batch frees at most
+   ``BATCH_BYTES``, so a filing that waits for one of them waits briefly);
 2. ``DELETE FROM blobs WHERE sha256 IN (those) AND NOT EXISTS (attachment naming it)``
    — decided again, on a new snapshot.
 
@@ -62,6 +63,7 @@ from bccd.store.models_storage import Blob
 log = get_logger("bccd.lifecycle.dbgc")
 
 Pause = Callable[[str, list[str]], None]
+BATCH_BYTES = 64 * 1024 * 1024
 
 
 def _unreferenced() -> ColumnElement[bool]:
@@ -72,13 +74,22 @@ def _batch(db: Database, scope: ColumnElement[bool], after: str, limit: int,
            pause: Pause | None, report: GcReport) -> str | None:
     """One batch (one transaction); the last digest it looked at, or None when done."""
     with db.transaction() as s:
-        q: Any = (select(Blob.sha256).where(scope, Blob.sha256 > after, _unreferenced())
+        q: Any = (select(Blob.sha256, Blob.size).where(scope, Blob.sha256 > after, _unreferenced())
                   .order_by(Blob.sha256).limit(limit))
         if not db.is_sqlite:
             q = q.with_for_update(skip_locked=True)
-        locked = list(s.scalars(q))
-        if not locked:
+        rows = s.execute(q).all()
+        if not rows:
             return None
+        # a batch frees at most BATCH_BYTES (the first blob whatever its size), so a filing
+        # that waits for one of its blobs never waits long; the rest is the next batch's
+        locked: list[str] = []
+        total = 0
+        for digest, size in rows:
+            if locked and total + size > BATCH_BYTES:
+                break
+            locked.append(str(digest))
+            total += int(size)
         if pause is not None:
             pause("locked", locked)
         gone = s.execute(delete(Blob).where(Blob.sha256.in_(locked), _unreferenced())

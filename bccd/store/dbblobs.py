@@ -5,10 +5,11 @@ and sends one chunk at a time and a 25 MiB attachment is never whole in memory.
 ``store(session, items)`` runs *inside the transaction that files the message*: for each
 ``(digest, data)`` it makes the blob present and keeps it so until that transaction ends —
 
-- on PostgreSQL it takes ``FOR KEY SHARE`` on an existing blob row (the weakest lock that
-  conflicts with the collector's ``FOR UPDATE``), and inserts a missing one (``ON CONFLICT
-  DO NOTHING``; its chunks only when this insert made the row). A blob the collector
-  deletes while we wait on its lock is seen as missing and written again;
+- it inserts the blob row (``ON CONFLICT DO NOTHING``) and, when that made the row, its
+  chunks: a row this transaction inserted is invisible to everyone else until the commit;
+- when the row existed, on PostgreSQL it takes ``FOR KEY SHARE`` on it (the weakest lock
+  that conflicts with the collector's ``FOR UPDATE``). A blob the collector deletes while
+  we wait on its lock is seen as missing, and written again;
 - on SQLite the filing transaction holds the database's write lock from its BEGIN, so
   nothing can delete a blob between the look and the insert.
 
@@ -22,11 +23,12 @@ was collected or moved to the file store meanwhile) reads as ``None``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
+from bccd.store import direct
 from bccd.store.models import utcnow
 from bccd.store.models_storage import Blob, BlobChunk
 from bccd.store.queries import insert_ignore_returning
@@ -35,21 +37,22 @@ CHUNK_SIZE = 1 << 20
 _TRIES = 5  # a blob deleted and inserted again by others this many times in a row: give up
 
 _INSERT_CHUNK = insert(BlobChunk)
+_LOOK = select(Blob.sha256).where(Blob.sha256 == bindparam("d"))
+_LOCK = _LOOK.with_for_update(read=True, key_share=True)
 
 
-def _lock_present(session: Session, digests: Sequence[str]) -> set[str]:
-    """Those of ``digests`` stored now; on PostgreSQL each row is locked ``FOR KEY SHARE``
-    until the transaction ends (waiting for a collector that holds it, and then not
-    returning the rows it deleted)."""
-    q = select(Blob.sha256).where(Blob.sha256.in_(list(digests))).order_by(Blob.sha256)
-    if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(read=True, key_share=True)
-    return set(session.scalars(q))
+def _lock(session: Session, digest: str) -> bool:
+    """The stored blob's row locked ``FOR KEY SHARE`` until the transaction ends (on
+    PostgreSQL: waiting for a collector that holds it, and then not finding a row it
+    deleted); False when there is no row."""
+    conn = session.connection()
+    stmt = _LOCK if conn.dialect.name == "postgresql" else _LOOK
+    return bool(direct.execute(conn, stmt, {"d": digest}).first())
 
 
 def _insert(session: Session, digest: str, data: bytes | memoryview) -> bool:
     """Insert the blob with its chunks; False when a row of that digest exists already
-    (another transaction committed it since we looked): nothing was written."""
+    (committed by another transaction): nothing was written."""
     made = insert_ignore_returning(session, Blob, {
         "sha256": digest, "size": len(data), "chunk_size": CHUNK_SIZE, "created_at": utcnow(),
     }, "sha256")
@@ -58,8 +61,8 @@ def _insert(session: Session, digest: str, data: bytes | memoryview) -> bool:
     conn = session.connection()
     view = memoryview(data)
     for n, start in enumerate(range(0, len(view), CHUNK_SIZE)):
-        conn.execute(_INSERT_CHUNK, {"sha256": digest, "n": n,
-                                     "data": bytes(view[start:start + CHUNK_SIZE])})
+        direct.execute(conn, _INSERT_CHUNK, {"sha256": digest, "n": n,
+                                             "data": bytes(view[start:start + CHUNK_SIZE])})
     return True
 
 
@@ -67,19 +70,17 @@ def store(session: Session, items: Iterable[tuple[str, bytes]]) -> int:
     """Make every blob present for the rest of this transaction (module docstring);
     returns how many were written (the others existed)."""
     wanted = dict(items)
-    if not wanted:
-        return 0
     written = 0
-    todo = sorted(wanted)
-    for _ in range(_TRIES):
-        todo = sorted(set(todo) - _lock_present(session, todo))
-        for digest in list(todo):
+    for digest in sorted(wanted):
+        for _ in range(_TRIES):
             if _insert(session, digest, wanted[digest]):
                 written += 1
-                todo.remove(digest)
-        if not todo:
-            return written
-    raise RuntimeError(f"blob {todo[0]} keeps being deleted and written by others")
+                break
+            if _lock(session, digest):
+                break
+        else:
+            raise RuntimeError(f"blob {digest} keeps being deleted and written by others")
+    return written
 
 
 def copy_in(session: Session, digest: str, data: bytes) -> bool:
