@@ -40,3 +40,28 @@ def test_a_dead_holders_lease_runs_out_and_a_pass_cut_short_is_not_done(
     assert not leases.renew(db, "retention", "a", lease=LEASE)          # a learns it lost
     leases.finish(db, "retention", "b", completed=False)                # b stopped mid-pass
     assert _claim(db, "c", now + dt.timedelta(seconds=LEASE + 2))       # so it is still due
+
+
+async def test_two_instances_clean_the_outbox_once_per_interval_not_once_each(
+        function_db: Database, monkeypatch) -> None:
+    import asyncio
+
+    from bccd.notify import worker
+
+    runs: list[float] = []
+
+    async def cleanup(db: Database) -> int:
+        runs.append(asyncio.get_running_loop().time())
+        return 0
+
+    monkeypatch.setattr(worker, "cleanup_once", cleanup)
+    stop = asyncio.Event()
+    interval, watch = 0.5, 3.0
+    tasks = [asyncio.create_task(worker.outbox_cleanup_worker(function_db, stop, interval=interval,
+                                                              first=0.1 + 0.05 * i))
+             for i in range(2)]
+    await asyncio.sleep(watch)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    # each alone would clean every `interval`: together they do not double it
+    assert 2 <= len(runs) <= watch / (interval * 0.9) + 1, runs
