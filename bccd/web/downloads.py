@@ -68,7 +68,7 @@ def download_blob(db: Database, reader: BlobReader, filename: str,
             while chunk := await db.run(reader.read_chunk):
                 yield chunk
         finally:
-            await db.run(reader.close)
+            reader.close()  # an open file at most: also when the client went away
 
     headers = _headers(filename)
     headers["Content-Length"] = str(reader.size)
