@@ -153,7 +153,9 @@ def _waiting_on_a_lock(db: Database, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with eng.connect() as conn:
-                if conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                if conn.execute(text(  # of this database: others share the server
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND wait_event_type = 'Lock'")).scalar():
                     return
             time.sleep(0.02)
     finally:

@@ -73,7 +73,9 @@ def scalar(pg_url: str, sql: str, **params: Any) -> Any:
 
 
 def lock_waiters(pg_url: str) -> int:
-    return int(scalar(pg_url, "SELECT count(*) FROM pg_locks WHERE NOT granted"))
+    """Sessions of this database waiting for a lock (others share the server)."""
+    return int(scalar(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND wait_event_type = 'Lock'"))
 
 
 def blobs_intact(pg_url: str) -> list[str]:
