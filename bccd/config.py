@@ -280,6 +280,9 @@ class ImapSettings(_Section):
 class StorageSettings(_Section):
     data_dir: str = "./var"
     blob_dir: str = ""  # empty → <data_dir>/blobs
+    # where attachment bytes go: "database" (the default with PostgreSQL) or "fs" under
+    # blob_dir (the default with SQLite); unset → by the database (Settings.blob_store)
+    blobs: Literal["database", "fs"] | None = None
 
 
 class WebhookSettings(_Section):
@@ -300,6 +303,8 @@ class RetentionSettings(_Section):
     # blob is spared after its last write (must exceed any put-to-commit time of ingest)
     interval: Duration = Field(default=3600, ge=1)
     blob_grace: Duration = 3600
+    # with several instances one of them runs each pass, holding this lease (renewed)
+    lease: Duration = Field(default=120, ge=5)
 
 
 class SigninSettings(_Section):
@@ -342,6 +347,13 @@ class Settings(_Section):
     @property
     def blob_dir(self) -> Path:
         return Path(self.storage.blob_dir) if self.storage.blob_dir else self.data_dir / "blobs"
+
+    @property
+    def blob_store(self) -> Literal["database", "fs"]:
+        """``storage.blobs``, or its default: ``database`` with PostgreSQL, ``fs`` with SQLite."""
+        if self.storage.blobs is not None:
+            return self.storage.blobs
+        return "fs" if self.database_url.startswith("sqlite") else "database"
 
     @property
     def database_url(self) -> str:

@@ -11,6 +11,9 @@ named check with a human message and, when something is wrong, the fix to make:
    directories, 0600 files);
 3. ``database`` — reachable (``SELECT 1``) and migrated to the newest revision
    (an embedded SQLite database that ``bccd serve`` will migrate is a warning);
+3b. ``blobs`` — where attachment bytes are (``storage.blobs``): blobs left in the store
+   that is not configured (a ``bccd blobs migrate`` to run, or to finish) are a warning;
+   blobs that messages reference and neither store holds (as seen from this host) fail;
 4. ``dns-mx`` / ``dns-spf`` — the Bcc domain has an MX whose host resolves, and an SPF
    record (through ``dns.nameservers`` like the server; skipped for development domains);
 5. ``tls`` — the STARTTLS certificate and key load together, the certificate is valid
@@ -37,8 +40,10 @@ from typing import Any
 from bccd.config import SECRET_KEY_FILE, Settings, ensure_secret_key
 from bccd.crypto import SecretBox
 from bccd.imap.client import connect_account
+from bccd.lifecycle import blobmove
 from bccd.mailboxes import accounts
 from bccd.smtp.server import tls_context
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 from bccd.store.migrate import check_current
 
@@ -166,6 +171,58 @@ def check_database(settings: Settings) -> list[Finding]:
                         "bccd serve migrates it on start (or run: bccd db upgrade)")]
     return [Finding("database", FAIL, "the schema is not current: bccd serve will refuse to start",
                     "run: bccd db upgrade")]
+
+
+# -- 3b. blobs -------------------------------------------------------------------------------
+def check_blobs(settings: Settings) -> list[Finding]:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(settings.database_url)
+    if u.get_backend_name() == "sqlite" and (not u.database or not Path(u.database).exists()):
+        return []  # no database yet: nothing stored
+    try:
+        db = Database(settings.database_url, pool_size=1,
+                      busy_timeout=float(settings.database.busy_timeout))
+    except Exception:
+        return []  # the database check says what is wrong
+    try:
+        try:
+            if not check_current(db):
+                return []
+        except Exception:
+            return []
+        try:
+            st = blobmove.status(db, Blobs.of(settings))
+        except Exception as exc:
+            return [Finding("blobs", WARN, f"cannot look at the blobs: {_first_line(exc)}",
+                            "report this as a bccd bug")]
+    finally:
+        db.dispose()
+    kind, other = st.configured, "fs" if st.configured == "database" else "database"
+    out = []
+    if st.missing:
+        out.append(Finding(
+            "blobs", FAIL, f"{st.missing} attachment blob(s) that messages reference are in "
+            f"neither store as seen from this host (first: {st.missing_examples[0]}): those "
+            "downloads answer 404",
+            "with storage.blobs = fs, every instance must share blob_dir; otherwise restore "
+            "the blobs from a backup"))
+    if st.mixed:
+        held = st.files if other == "fs" else st.database
+        where = f"the file store ({settings.blob_dir})" if other == "fs" else "the database"
+        out.append(Finding(
+            "blobs", WARN, f"storage.blobs = {kind}, but {held} blob(s) are still in {where}: "
+            "bccd reads them there, but " + ("instances on other hosts cannot"
+                                             if other == "fs" else "they stay until moved"),
+            f"run: bccd blobs migrate --to {kind}"))
+    if out:
+        return out
+    count = st.database if kind == "database" else st.files
+    size = st.database_bytes if kind == "database" else st.file_bytes
+    note = ("" if kind == "database" or settings.database_url.startswith("sqlite")
+            else "; with several instances on PostgreSQL every one must share blob_dir "
+                 "(or use storage.blobs = database)")
+    return _ok("blobs", f"storage.blobs = {kind}: {count} blob(s), {size / 2**20:.1f} MiB{note}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -344,7 +401,8 @@ def _imap_fix(exc: Exception, row: dict[str, Any]) -> str:
 
 
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
-    check_config, check_secret_key, check_files, check_database, check_dns, check_tls, check_imap,
+    check_config, check_secret_key, check_files, check_database, check_blobs, check_dns,
+    check_tls, check_imap,
 )
 
 

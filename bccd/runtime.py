@@ -15,7 +15,7 @@ from bccd.compose.send import Sender
 from bccd.config import Settings
 from bccd.ingest.pipeline import Pipeline
 from bccd.mailboxes.control import MailboxControl
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 
 
@@ -37,5 +37,5 @@ class Services:
         self.sender = Sender(self.settings, self.db, self.pipeline)
 
     @property
-    def blobs(self) -> BlobStore:
+    def blobs(self) -> Blobs:
         return self.pipeline.blobs

@@ -18,6 +18,11 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
                 parser and a SQLite group commit with none of bccd's logic, one process per
                 CPU — the least CPU per message this stack needs (full run, 4 KB only)
 
+  blobs         PostgreSQL with 50 KB messages carrying one 30 KB attachment, the blobs
+                in files (``storage.blobs = "fs"``) and in the database (``"database"``,
+                the default with PostgreSQL): what keeping every byte in the database
+                costs (full run, or ``--blobs`` alone; ``--repeat`` runs the pair again)
+
 For each: messages/s, p50/p99 latency, the peak RSS of the server (the sum over its
 processes: what they hold resident together, shared library pages counted per process);
 then (b) again at half of its measured rate, for the p99 at half load. The full run adds
@@ -27,7 +32,7 @@ by ``bccd imap sync --once`` and by ``mbsync`` (``bench.imap``). The last line i
 ratio of (b) to (a) for 4 KB messages; the full run prints the floor's ratio to (a) and
 bccd's to the floor just before it.
 
-    .venv/bin/python -m bench.run [--quick] [--n 2000] [--concurrency 20]
+    .venv/bin/python -m bench.run [--quick | --blobs [--repeat 2]] [--n 2000] [--concurrency 20]
 """
 
 from __future__ import annotations
@@ -82,9 +87,11 @@ def _signed(m: EmailMessage, key: bytes) -> bytes:
     return bytes(sig + raw)
 
 
-def build_messages(n: int, size: int, key: bytes, tag: str) -> list[bytes]:
+def build_messages(n: int, size: int, key: bytes, tag: str, attachment: int | None = None
+                   ) -> list[bytes]:
     """``n`` distinct DKIM-signed messages of about ``size`` bytes each (over 8 KB: a
-    short body and one attachment), to 50 counterparts at 7 client domains."""
+    short body and one attachment; ``attachment`` fixes its size, the body fills the
+    rest), to 50 counterparts at 7 client domains."""
     out = []
     for i in range(n):
         m = EmailMessage()
@@ -93,7 +100,11 @@ def build_messages(n: int, size: int, key: bytes, tag: str) -> list[bytes]:
         m["Subject"] = f"Proposal {tag} {i}"
         m["Date"] = "Thu, 26 Nov 2026 10:00:00 +0000"
         m["Message-ID"] = f"<bench-{tag}-{i}-{os.getpid()}@{DOMAIN}>"
-        if size <= 8192:
+        if attachment is not None:  # base64 makes the attachment 4/3 of its size
+            m.set_content(_FILLER[: max(100, size - attachment * 4 // 3 - 1500)] + "\n")
+            m.add_attachment(os.urandom(attachment), maintype="application",
+                             subtype="octet-stream", filename="quote.bin")
+        elif size <= 8192:
             m.set_content(_FILLER[: max(100, size - 1000)] + "\n")
         else:
             m.set_content(_FILLER[:2000] + "\n")
@@ -172,9 +183,9 @@ def bccd_config(work: Path, dns_port: int, db_url: str | None, workers: int = 1,
     return cfg
 
 
-def start_bccd(work: Path, dns_port: int, db_url: str | None,
-               workers: int = 1) -> tuple[Proc, int, str]:
-    cfg = bccd_config(work, dns_port, db_url, workers)
+def start_bccd(work: Path, dns_port: int, db_url: str | None, workers: int = 1,
+               **extra: dict[str, Any]) -> tuple[Proc, int, str]:
+    cfg = bccd_config(work, dns_port, db_url, workers, **extra)
     port = int(cfg.read_text().split('listen = "127.0.0.1:')[1].split('"')[0])
     bccd_cli(cfg, work, "company", "create", "Corp", "--slug", "corp")
     user = bccd_cli(cfg, work, "user", "create", SENDER, "--company", "corp", "--name", "Alice")
@@ -184,14 +195,44 @@ def start_bccd(work: Path, dns_port: int, db_url: str | None,
     return proc, port, user["bcc_address"]
 
 
-def start_pg(work: Path, dns_port: int, pg_admin: str, workers: int) -> tuple[Proc, int, str]:
+def start_pg(work: Path, dns_port: int, pg_admin: str, workers: int,
+             **extra: dict[str, Any]) -> tuple[Proc, int, str]:
     """``start_bccd`` on a fresh database of the PostgreSQL cluster ``pg_admin``."""
     from tests.support.pg import fresh_database
 
     url, _ = fresh_database(pg_admin)
     work.mkdir()
     return start_bccd(work, dns_port, url.replace("postgresql://", "postgresql+psycopg://"),
-                      workers)
+                      workers, **extra)
+
+
+BLOBS_SIZE, BLOBS_ATTACHMENT = 51200, 30 * 1024
+
+
+def measure_blobs(base: Path, dns_port: int, pg_admin: str, pem: bytes, n: int, conc: int,
+                  workers: int, repeat: int = 1) -> dict[str, list[LoadResult]]:
+    """The ``blobs`` rows: PostgreSQL, 50 KB messages with a 30 KB attachment, the blobs
+    in files then in the database (``repeat`` times, alternating), each on a fresh
+    database; prints a row per run and the ratio of the two."""
+    warm = build_messages(WARMUP, BLOBS_SIZE, pem, "warmblobs", BLOBS_ATTACHMENT)
+    out: dict[str, list[LoadResult]] = {"fs": [], "database": []}
+    for k in range(repeat):
+        for store in ("fs", "database"):
+            msgs = build_messages(n, BLOBS_SIZE, pem, f"blobs{store}{k}", BLOBS_ATTACHMENT)
+            proc, port, rcpt = start_pg(base / f"pg-blobs-{store}-{k}", dns_port, pg_admin,
+                                        workers, storage={"blobs": store})
+            r = measure(port, rcpt, warm, msgs, conc)
+            out[store].append(r)
+            print(row(f"postgres {'db' if store == 'database' else store}", "50+30", r,
+                      proc.stop()), flush=True)
+    fs_rate = sum(r.rate for r in out["fs"]) / repeat
+    db_rate = sum(r.rate for r in out["database"]) / repeat
+    fs_p99 = sum(r.pct(99) for r in out["fs"]) / repeat
+    db_p99 = sum(r.pct(99) for r in out["database"]) / repeat
+    if fs_rate and fs_p99:
+        print(f"ratio database/fs (50 KB, 30 KB attachment, PostgreSQL): msgs/s "
+              f"{db_rate / fs_rate:.2f}, p99 {db_p99 / fs_p99:.2f}", flush=True)
+    return out
 
 
 def _wait_workers(log: Path, proc: Proc, timeout: float = 30.0) -> None:
@@ -263,6 +304,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="messages per run")
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--imap-messages", type=int, default=10_000)
+    ap.add_argument("--blobs", action="store_true",
+                    help="only the blobs rows: PostgreSQL, storage.blobs fs vs database")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of the blobs pair")
     ap.add_argument("--workers", type=int, default=1,
                     help="smtp.workers for (b) and (c): 1 (bccd's default) or n; 0 = one SMTP "
                          "process per CPU")
@@ -286,6 +330,16 @@ def main() -> None:
     print(HEADER, flush=True)
     results: dict[tuple[str, str], LoadResult] = {}
     base = Path(tempfile.mkdtemp(prefix="bccd-bench-"))
+    if args.blobs:
+        try:
+            with pg_cluster() as pg_admin:
+                measure_blobs(base, dns.port, pg_admin, pem, args.n, args.concurrency,
+                              args.workers, args.repeat)
+        finally:
+            dns.stop()
+            shutil.rmtree(base, ignore_errors=True)
+        print(f"\n(total {time.monotonic() - t_start:.0f} s)")
+        return
     pg: Any = contextlib.nullcontext() if args.quick else pg_cluster()
     try:
         with pg as pg_admin:
@@ -342,6 +396,9 @@ def main() -> None:
                         rn = measure(port, rcpt, warm, build_messages(args.n, size, pem, "pgcpu"),
                                      args.concurrency)
                         print(row(f"postgres {cpus}proc", label, rn, proc.stop()), flush=True)
+            if pg_admin is not None:
+                measure_blobs(base, dns.port, pg_admin, pem, args.n, args.concurrency,
+                              args.workers, args.repeat)
         if not args.quick:
             print("\nlinking cost vs company size (bench.linking_scale, SQLite):", flush=True)
             subprocess.run([sys.executable, "-m", "bench.linking_scale"], cwd=REPO, check=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bccd.cli import (
     alt,
+    blobs,
     block,
     company,
     db,
@@ -21,4 +22,4 @@ from bccd.cli import (
 )
 
 MODULES = [serve, quickstart, db, company, user, alt, block, person, items, mail, send, quarantine, imap,
-           lifecycle, doctor]
+           lifecycle, blobs, doctor]

@@ -11,7 +11,7 @@ from bccd import accounts
 from bccd.cli.context import Context
 from bccd.lifecycle import offboard
 from bccd.mailstore import shapes as render
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.models import Company
 
 
@@ -54,6 +54,6 @@ def list_(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:
-    return offboard.delete_company(ctx.database(), BlobStore(ctx.settings.blob_dir), args.slug,
+    return offboard.delete_company(ctx.database(), Blobs.of(ctx.settings), args.slug,
                                    grace=ctx.settings.retention.blob_grace,
                                    dry_run=args.dry_run).as_dict()

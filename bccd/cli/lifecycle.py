@@ -16,7 +16,7 @@ from bccd.cli.context import Context
 from bccd.config import load_settings
 from bccd.lifecycle import backup as backups
 from bccd.lifecycle import erase as erasure
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def erase(ctx: Context, args: argparse.Namespace) -> Any:
     settings = ctx.settings
     return erasure.erase_address(
-        ctx.database(), BlobStore(settings.blob_dir), args.address, company=args.company,
+        ctx.database(), Blobs.of(settings), args.address, company=args.company,
         all_companies=args.all_companies, grace=settings.retention.blob_grace,
         dry_run=args.dry_run,
     ).as_dict()

@@ -15,7 +15,7 @@ from bccd.errors import Invalid
 from bccd.lifecycle import offboard
 from bccd.linking import linkstate
 from bccd.mailstore import shapes as render
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.models import User
 
 
@@ -117,6 +117,6 @@ def enable(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:
-    return offboard.delete_user(ctx.database(), BlobStore(ctx.settings.blob_dir), args.email,
+    return offboard.delete_user(ctx.database(), Blobs.of(ctx.settings), args.email,
                                 grace=ctx.settings.retention.blob_grace,
                                 dry_run=args.dry_run).as_dict()

@@ -38,7 +38,7 @@ from bccd.linking import participants, visibility
 from bccd.mailboxes.accounts import submission_of
 from bccd.mailstore import read
 from bccd.mailstore.sanitize import MAX_INLINE, clean_outgoing_html
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.models import (
     Attachment,
     ImapAccount,
@@ -131,7 +131,7 @@ def _formatted(name: str, addr: str) -> str:
     return email.utils.formataddr((name, addr)) if name else addr
 
 
-def _quoted_html(s: Session, blobs: BlobStore | None, msg: Message) -> str:
+def _quoted_html(s: Session, blobs: Blobs | None, msg: Message) -> str:
     """The original's HTML to quote in a reply or forward: the allowlist of mail written in
     bccd, remote images kept as written, and each inline image part (up to ``MAX_INLINE``)
     as a ``data:`` image — which compose then turns into a ``cid:`` part of the new
@@ -149,14 +149,14 @@ def _quoted_html(s: Session, blobs: BlobStore | None, msg: Message) -> str:
             found = parts.get(value[4:].strip().strip("<>").lower())
             if found is None or blobs is None:
                 return None
-            data = base64.b64encode(blobs.get(found[1])).decode("ascii")
+            data = base64.b64encode(blobs.get(s, found[1])).decode("ascii")
             return f"data:{found[0]};base64,{data}"
         return value if _REMOTE.match(value) else None
 
     return clean_outgoing_html(msg.html_body or "", image_src=image_src)
 
 
-def original(s: Session, blobs: BlobStore | None, user: User, ref: str | int, field: str,
+def original(s: Session, blobs: Blobs | None, user: User, ref: str | int, field: str,
              *, with_attachments: bool = False) -> tuple[Message, Original]:
     msg = _message(s, user, ref, field)
     parts = s.execute(select(Participant.role, Participant.email, Participant.name)
@@ -172,7 +172,7 @@ def original(s: Session, blobs: BlobStore | None, user: User, ref: str | int, fi
         rows = s.scalars(select(Attachment).where(Attachment.message_id == msg.id,
                                                   Attachment.inline.is_(False))
                          .order_by(Attachment.id))
-        attachments = tuple(Part(a.filename or "attachment", a.content_type, blobs.get(a.sha256))
+        attachments = tuple(Part(a.filename or "attachment", a.content_type, blobs.get(s, a.sha256))
                             for a in rows)
     orig = Original(
         message_id=msg.message_id, references=refs,

@@ -23,7 +23,7 @@ from bccd.config import Settings
 from bccd.crypto import SecretBox
 from bccd.errors import Invalid, NotFound
 from bccd.mailboxes.accounts import Auth, load_auth
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 from bccd.store.models import Message, User
 
@@ -63,7 +63,7 @@ class Prepared:
     thread_id: int | None              # the replied (or forwarded) message's thread
 
 
-def _original(s: Session, blobs: BlobStore, user: User, req: SendRequest,
+def _original(s: Session, blobs: Blobs, user: User, req: SendRequest,
               ) -> tuple[Message | None, mime.Original | None, mime.Original | None]:
     if req.reply_to and req.forward_of:
         raise Invalid("forward_of: give reply_to or forward_of, not both")
@@ -77,7 +77,7 @@ def _original(s: Session, blobs: BlobStore, user: User, req: SendRequest,
     return None, None, None
 
 
-def prepare(db: Database, settings: Settings, blobs: BlobStore, req: SendRequest) -> Prepared:
+def prepare(db: Database, settings: Settings, blobs: Blobs, req: SendRequest) -> Prepared:
     box = SecretBox(settings.secret_keys)
     with db.read() as s:
         user = s.get(User, req.user_id)

@@ -1,9 +1,13 @@
 """Filing one copy for one user: dedup, blocklist, thread, participants, persons,
 links, raw bytes and attachments — in one transaction (SPEC §5.2–5.6, §5.9).
 
-Attachments are written to the blob store and fsynced *before* the
-transaction commits; the raw message is committed in the same transaction as its
-records, so ``250`` (sent by the caller after this returns) is backed by durable state.
+Attachments go to the configured blob store (``bccd.store.blobs``): with ``fs`` they are
+written and fsynced *before* the transaction (``put_blobs``); with ``database`` only their
+digests are computed then, and the bytes are written *in* the transaction, with the
+message that references them (``bccd.store.dbblobs.store``, which also keeps a blob the
+message names from being collected until the commit) — and only for a copy that is
+stored, never for a duplicate. The raw message is committed in the same transaction as
+its records, so ``250`` (sent by the caller after this returns) is backed by durable state.
 
 The linking decisions are ``bccd.linking.engine``'s (screen → thread → link), the same
 for Smart Bcc copies and IMAP-synced ones. Outcomes: ``STORED``; ``DUPLICATE`` (already
@@ -16,7 +20,7 @@ Smart Bcc copy may create, and the entity a composed message was written from);
 Dedup is the unique constraint on (user, dedup key): a concurrent second copy loses the
 insert, what was made for it is rolled back to a savepoint and it is filed as a duplicate.
 
-``file_in(session, request, digests)`` files inside the caller's transaction — the
+``file_in(session, request, blobs)`` files inside the caller's transaction — the
 database's group writer (``Database.write``), which commits many copies at once, each in
 its own savepoint; ``file_copy`` is the blocking form for scripts. The hot path runs
 statements built once, on the session's connection (see ``linking.threading``): one read
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +52,8 @@ from bccd.linking import blocklist, deals, engine, manual, participants, threadi
 from bccd.linking.persons import Hit
 from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
-from bccd.store import direct, events
-from bccd.store.blobs import BlobStore
+from bccd.store import dbblobs, direct, events
+from bccd.store.blobs import Blobs, BlobStore, Prepared
 from bccd.store.db import Database
 from bccd.store.models import (
     Alternate,
@@ -305,13 +309,19 @@ def _duplicate(s: Session, req: FileRequest, ctx: _Context, stored: _Stored) -> 
                    message_id=stored.id, thread_id=stored.thread_id)
 
 
-def put_blobs(blobs: BlobStore, req: FileRequest) -> list[str]:
-    """Write (and fsync) the attachments: before the transaction that references them."""
-    return [blobs.put(a.data) for a in req.parsed.attachments]
+def put_blobs(blobs: Blobs | BlobStore, req: FileRequest) -> Prepared:
+    """Before the transaction: the attachments written and fsynced (``fs``, or a bare file
+    store), or only their digests (``database``: ``file_in`` writes the bytes with the
+    message)."""
+    return Blobs.wrap(blobs).prepare([a.data for a in req.parsed.attachments])
 
 
-def file_in(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
-    """File one copy inside the caller's transaction (``Database.write``: a group commit)."""
+Digests = Prepared | Sequence[str]  # a plain sequence: digests of blobs already durable
+
+
+def file_in(s: Session, req: FileRequest, digests: Digests) -> Outcome:
+    """File one copy inside the caller's transaction (``Database.write``: a group commit);
+    ``digests`` is what ``put_blobs`` returned."""
     ctx = _context(s, req)
     if ctx.stored is not None:
         return _duplicate(s, req, ctx, ctx.stored)
@@ -333,7 +343,7 @@ def file_in(s: Session, req: FileRequest, digests: list[str]) -> Outcome:
         return _duplicate(s, req, ctx, ctx.stored)
 
 
-def file_then(s: Session, req: FileRequest, digests: list[str],
+def file_then(s: Session, req: FileRequest, digests: Digests,
               then: Callable[[Session, Outcome], None] | None) -> Outcome:
     """``file_in``, then ``then(session, outcome)`` in the same transaction (a composed
     message's send record commits with the message, or neither does)."""
@@ -343,13 +353,24 @@ def file_then(s: Session, req: FileRequest, digests: list[str],
     return out
 
 
-def file_copy(db: Database, blobs: BlobStore, req: FileRequest) -> Outcome:
+def file_copy(db: Database, blobs: Blobs | BlobStore, req: FileRequest) -> Outcome:
     """Blocking: blobs, then ``file_in`` committed by the database's group writer."""
     digests = put_blobs(blobs, req)
     return db.write_sync(file_in, req, digests, size=len(req.raw))
 
 
-def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Outcome:
+def _attachment_digests(s: Session, req: FileRequest, blobs: Digests) -> list[str]:
+    """The digests of the copy's attachments, their bytes written now when they go into
+    the database (and kept from the collector until this transaction ends)."""
+    if isinstance(blobs, Prepared):
+        if blobs.in_database:
+            dbblobs.store(s, zip(blobs.digests, (a.data for a in req.parsed.attachments),
+                                 strict=True))
+        return list(blobs.digests)
+    return list(blobs)
+
+
+def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcome:
     p = req.parsed
     copy = ctx.copy
     user, company = copy.user, copy.company
@@ -387,6 +408,7 @@ def _file(s: Session, req: FileRequest, digests: list[str], ctx: _Context) -> Ou
                      "email": a.email, "name": a.name, "person_id": matched.get(a.email)}
                     for a in addrs)
     insert_ignore(s, Participant, [r for r in rows if r["email"]])
+    digests = _attachment_digests(s, req, blobs) if p.attachments else []
     if digests:
         direct.execute(conn, _INSERT_ATTACHMENT, [
             {"message_id": mid, "filename": att.filename, "content_type": att.content_type,

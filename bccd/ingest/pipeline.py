@@ -71,7 +71,7 @@ from bccd.ingest.recipients import company_user_for_sender
 from bccd.ingest.types import Envelope, ImapOrigin, Source, Target, Turn
 from bccd.log import get_logger
 from bccd.replies import Reply
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs, BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Rejection, User
 
@@ -123,9 +123,10 @@ def _strict_from(parsed: Parsed) -> Mailbox:
 
 
 def build_pipeline(settings: Settings, db: Database, *, authenticate: bool = True) -> Pipeline:
-    """The pipeline over ``settings.blob_dir``; ``authenticate=False`` for paths that never
-    judge authenticity (IMAP sync, quarantine release), which then need no resolver."""
-    return Pipeline(settings, db, BlobStore(settings.blob_dir),
+    """The pipeline over the configured blob store (``storage.blobs``);
+    ``authenticate=False`` for paths that never judge authenticity (IMAP sync, quarantine
+    release), which then need no resolver."""
+    return Pipeline(settings, db, Blobs.of(settings),
                     authenticator=build_authenticator(settings) if authenticate else None)
 
 
@@ -134,12 +135,12 @@ class Pipeline:
         self,
         settings: Settings,
         db: Database,
-        blobs: BlobStore,
+        blobs: Blobs | BlobStore,
         authenticator: Authenticator | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.blobs = blobs
+        self.blobs = Blobs.wrap(blobs)  # a bare file store: attachments go to files
         self.authenticator = authenticator
         self._inflight: set[asyncio.Future[list[Outcome]]] = set()
         self.lookups = Lookups(db, settings)
@@ -298,8 +299,8 @@ class Pipeline:
                     direction="outgoing", sender=Addr(mailbox.email, mailbox.name),
                     auth=COMPOSED, bcc_domain=self.settings.smtp.bcc_domain,
                     raw_sha256=raw_sha, chosen=chosen)
-                digests = await self.db.run(filing.put_blobs, self.blobs, req) \
-                    if parsed.attachments else []
+                digests: filing.Digests = await self.db.run(filing.put_blobs, self.blobs, req) \
+                    if parsed.attachments else ()
                 out = await self.db.submit(filing.file_then, req, digests, then,
                                            size=len(raw))
             except Exception as exc:
@@ -391,8 +392,8 @@ class Pipeline:
 
     async def _file(self, req: filing.FileRequest, turn: Turn | None = None) -> Outcome:
         try:
-            digests = await self.db.run(filing.put_blobs, self.blobs, req) \
-                if req.parsed.attachments else []
+            digests: filing.Digests = await self.db.run(filing.put_blobs, self.blobs, req) \
+                if req.parsed.attachments else ()
             if turn is not None:
                 await turn.wait()
             committed = self.db.submit(filing.file_in, req, digests, size=len(req.raw))

@@ -6,14 +6,18 @@ only when complete, with mode 0700 (it holds all mail and, if generated, the sec
 
     PATH/manifest.json      format, time, schema revision, counts, key fingerprint
     PATH/bccd.sqlite3       the database (SQLite online backup API: one consistent snapshot)
-    PATH/blobs/ab/cd/<sha>  every blob the snapshot references, each hash-verified
+    PATH/blobs/ab/cd/<sha>  every blob the snapshot references and does not hold itself
+                            (``storage.blobs = "fs"``), each hash-verified
     PATH/secret_key         the generated key from the data directory, if there is one
 
-Consistency: a blob hold (``blobgc.hold``) is taken *before* the database snapshot and
-released after the blobs are copied. Every blob a committed row names was written before
-that row committed (``BlobStore.put`` precedes the commit), so it exists at the snapshot;
-the hold keeps the collector from deleting it until it is copied (see ``blobgc`` for why
-the collector cannot slip between the two). The copy is then checked against the
+Blobs in the database (``storage.blobs = "database"``, or some of them during a
+``bccd blobs migrate``) are in the snapshot with the rows that name them, and are
+hash-verified there. For the others, a blob hold (``blobgc.hold``) is taken *before* the
+database snapshot and released after the blobs are copied. Every file a committed row
+names was written before that row committed (``BlobStore.put`` precedes the commit), so
+it exists at the snapshot; the hold keeps the collector — and a migration, which removes
+files by the collector's protocol — from deleting it until it is copied (see ``blobgc``
+for why neither can slip between the two). The copy is then checked against the
 snapshot: a missing or damaged blob fails the backup instead of producing a silent gap.
 Writes go on while the backup runs (WAL: the snapshot does not block ingest).
 
@@ -24,8 +28,9 @@ integrity, every blob's hash), blobs and the key are written, and the database f
 renamed into place last, so an interrupted restore never leaves a database whose blobs
 are missing. A ``bccd serve`` on the restored directory migrates it if it is older.
 
-PostgreSQL is refused with a pointer to docs/operations.md (``pg_dump`` first, then the
-blob directory under a hold; the same order and argument as above).
+PostgreSQL is refused with a pointer to docs/operations.md (``pg_dump``, which holds
+the blobs in the database; for blobs in files, ``pg_dump`` first, then the blob
+directory under a hold — the same order and argument as above).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from bccd.errors import BccdError
 from bccd.lifecycle import blobgc
 from bccd.log import get_logger
 from bccd.private import open_private, private_dirs, private_file
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import GC_PREFIX, BlobStore
 
 log = get_logger("bccd.lifecycle.backup")
 
@@ -154,7 +159,10 @@ def _snapshot(db_path: Path, target: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _describe(db_file: Path) -> tuple[str | None, dict[str, int], list[str]]:
+def _describe(db_file: Path) -> tuple[str | None, dict[str, int], list[str], int]:
+    """The snapshot's schema revision, row counts, the digests of the blobs it references
+    but does not hold (to be found as files), and how many blobs it holds — each checked
+    against its digest."""
     conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
     try:
         try:
@@ -163,11 +171,39 @@ def _describe(db_file: Path) -> tuple[str | None, dict[str, int], list[str]]:
             revision = None
         counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # noqa: S608
                   for t in COUNTED}
+        held = _held_blobs(conn)
         digests = [r[0] for r in conn.execute(
-            "SELECT DISTINCT sha256 FROM attachments ORDER BY sha256")]
+            "SELECT DISTINCT sha256 FROM attachments ORDER BY sha256") if r[0] not in held]
     finally:
         conn.close()
-    return (revision[0] if revision else None), counts, digests
+    return (revision[0] if revision else None), counts, digests, len(held)
+
+
+def _held_blobs(conn: sqlite3.Connection) -> set[str]:
+    """The blobs a database snapshot holds itself, each hash-verified (none before the
+    ``blobs`` table existed)."""
+    try:
+        rows = conn.execute("SELECT sha256, size FROM blobs ORDER BY sha256").fetchall()
+    except sqlite3.Error:
+        return set()
+    for digest, size in rows:
+        h, n = hashlib.sha256(), 0
+        for (data,) in conn.execute("SELECT data FROM blob_chunks WHERE sha256 = ? ORDER BY n",
+                                    (digest,)):
+            h.update(data)
+            n += len(data)
+        if n != size or h.hexdigest() != digest:
+            raise BackupError(f"blob {digest} in the database is damaged")
+    return {r[0] for r in rows}
+
+
+def _blob_file(blobs: BlobStore, digest: str) -> Path:
+    """The blob's file — or, for the moment a collector or a migration holds it aside
+    (``GC_PREFIX``) before putting it back under the hold, that name."""
+    path = blobs.path(digest)
+    if path.exists():
+        return path
+    return next(path.parent.glob(f"{GC_PREFIX}{digest}-*"), path)
 
 
 # ------------------------------------------------------------------ backup
@@ -183,11 +219,12 @@ def backup(settings: Settings, dest: Path) -> dict[str, Any]:
     try:
         with blobgc.hold(blobs):
             _snapshot(db_path, stage / DB_FILE)
-            revision, counts, digests = _describe(stage / DB_FILE)
+            revision, counts, digests, in_db = _describe(stage / DB_FILE)
             missing, total = [], 0
             for d in digests:
                 try:
-                    total += _copy_verified(blobs.path(d), stage / BLOB_DIR / d[:2] / d[2:4] / d, d)
+                    total += _copy_verified(_blob_file(blobs, d),
+                                            stage / BLOB_DIR / d[:2] / d[2:4] / d, d)
                 except FileNotFoundError:
                     missing.append(d)
         if missing:
@@ -204,7 +241,8 @@ def backup(settings: Settings, dest: Path) -> dict[str, Any]:
             "database": "sqlite",
             "schema_revision": revision,
             "counts": counts,
-            "blobs": len(digests),
+            "blobs": len(digests) + in_db,
+            "blobs_in_database": in_db,
             "blob_bytes": total,
             "secret_key": "file" if has_key_file else "configured",
             "secret_key_fingerprint": key_fingerprint(settings.security.secret_key)
@@ -263,7 +301,10 @@ def restore(settings: Settings, src: Path) -> dict[str, Any]:
         conn.close()
     if ok != "ok":
         raise RestoreError(f"{src / DB_FILE} failed its integrity check: {ok}")
-    _, counts, digests = _describe(src / DB_FILE)
+    try:
+        _, counts, digests, in_db = _describe(src / DB_FILE)
+    except BackupError as exc:
+        raise RestoreError(str(exc)) from None
     blobs = BlobStore(settings.blob_dir)
     warnings = []
     total = 0
@@ -296,6 +337,7 @@ def restore(settings: Settings, src: Path) -> dict[str, Any]:
     result = {"path": str(src), "restored_into": str(settings.data_dir.absolute()),
               "database": str(db_path.absolute()), "created_at": manifest.get("created_at"),
               "schema_revision": manifest.get("schema_revision"), "counts": counts,
-              "blobs": len(digests), "blob_bytes": total, "warnings": warnings}
+              "blobs": len(digests) + in_db, "blobs_in_database": in_db, "blob_bytes": total,
+              "warnings": warnings}
     log.info("backup_restored", path=str(src), blobs=len(digests), warnings=len(warnings))
     return result

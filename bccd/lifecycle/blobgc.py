@@ -1,4 +1,5 @@
-"""Garbage collection of attachment blobs that no message references any more.
+"""Garbage collection of attachment blobs in the file store that no message references
+any more (blobs in the database: ``bccd.lifecycle.dbgc``, which also runs both).
 
 ``collect(db, blobs, grace=…)`` sweeps the whole blob directory (the periodic worker);
 ``collect(…, candidates=digests)`` looks only at the given blobs (erase, user and company
@@ -104,6 +105,13 @@ class GcReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add(self, other: GcReport) -> GcReport:
+        """Both reports together (the two stores' collectors of one pass)."""
+        for k, v in asdict(other).items():
+            old = getattr(self, k)
+            setattr(self, k, (old or v) if isinstance(v, bool) else old + v)
+        return self
+
 
 def is_digest(name: str) -> bool:
     return len(name) == 64 and all(c in _HEX for c in name)
@@ -161,6 +169,17 @@ def _leaf_dirs(root: Path) -> Iterator[Path]:
                 yield Path(d2)
 
 
+def stored(blobs: BlobStore) -> Iterator[tuple[str, int]]:
+    """``(digest, size)`` of every blob file, in digest order (not those held aside)."""
+    for leaf in _leaf_dirs(blobs.root):
+        with contextlib.suppress(FileNotFoundError):
+            entries = sorted(os.scandir(leaf), key=lambda e: e.name)
+            for e in entries:
+                if is_digest(e.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        yield e.name, e.stat().st_size
+
+
 def _put_back(trash: Path, target: Path) -> None:
     if target.exists():  # a put re-created it meanwhile: same content
         trash.unlink(missing_ok=True)
@@ -206,14 +225,20 @@ def _old_candidates(blobs: BlobStore, grace: float, now: float, report: GcReport
     return out
 
 
+Keep = Callable[[Database, Iterable[str]], set[str]]
+
+
 def collect(db: Database, blobs: BlobStore, *, grace: float,
             candidates: Iterable[str] | None = None, clock: Callable[[], float] = time.time,
-            pause: Pause | None = None, stop: threading.Event | None = None) -> GcReport:
+            pause: Pause | None = None, stop: threading.Event | None = None,
+            keep: Keep = referenced, report: GcReport | None = None) -> GcReport:
     """Delete unreferenced blobs last written more than ``grace`` seconds ago (see the
     module docstring for the protocol); ``candidates`` limits the pass to those digests.
     ``stop`` (the server stopping) ends the pass between directories and between batches:
-    what is left is kept for the next pass, nothing is half done."""
-    report = GcReport()
+    what is left is kept for the next pass, nothing is half done. ``keep`` decides which
+    blobs must stay (steps 1 and 4): those referenced; ``bccd blobs migrate`` also keeps
+    those not yet copied into the database."""
+    report = report or GcReport()
     now = clock()
     if candidates is None:
         todo = _old_candidates(blobs, grace, now, report, stop)
@@ -237,16 +262,17 @@ def collect(db: Database, blobs: BlobStore, *, grace: float,
         if report.held or report.stopped:  # nothing more this pass: the rest waits for the next
             report.young += sum(len(p) for p in parts[i:])
             break
-        _collect_batch(db, blobs, list(part), grace, clock, pause, report)
+        _collect_batch(db, blobs, list(part), grace, clock, pause, report, keep)
     if report.deleted or report.held or report.recovered or report.stopped:
         log.info("blob_gc", **report.as_dict())
     return report
 
 
 def _collect_batch(db: Database, blobs: BlobStore, digests: list[str], grace: float,
-                   clock: Callable[[], float], pause: Pause | None, report: GcReport) -> None:
+                   clock: Callable[[], float], pause: Pause | None, report: GcReport,
+                   keep: Keep = referenced) -> None:
     step = pause or (lambda _step, _digest: None)
-    used = referenced(db, digests)                                     # 1. pre-check
+    used = keep(db, digests)                                           # 1. pre-check
     report.referenced += len(used)
     moved: dict[str, tuple[Path, Path, int]] = {}
     for d in digests:
@@ -274,7 +300,7 @@ def _collect_batch(db: Database, blobs: BlobStore, digests: list[str], grace: fl
     if not moved:
         return
     step("before_recheck", ",".join(moved))
-    again = referenced(db, moved)                                      # 4. referenced now?
+    again = keep(db, moved)                                            # 4. referenced now?
     is_held = held(blobs)                                              # 5. backup hold?
     for d, (target, trash, size) in moved.items():
         if d in again:

@@ -15,10 +15,10 @@ Within the scope (one company, or every company), in one transaction:
   that are exactly this address; outbox jobs whose payload holds it; mail written in bccd
   to or from it that was not filed (refused, or not filed yet).
 
-After the commit, attachment blobs no message references any more are deleted
-(``blobgc.collect``; ones written within ``grace`` are left to the periodic collector and
-counted as ``deferred``). A blob another message still uses — of any company: blobs are
-content-addressed and shared — is kept.
+After the commit, attachment blobs no message references any more are deleted from
+either store (``dbgc.collect_all``; file-store ones written within ``grace`` are left to
+the periodic collector and counted as ``deferred``). A blob another message still uses
+— of any company: blobs are content-addressed and shared — is kept.
 
 The address of a user's login is refused (``Invalid``): a user is offboarded with
 ``bccd user delete``. Addresses are compared normalized (lowercase, IDNA A-label); free
@@ -42,7 +42,7 @@ from bccd.lifecycle import cascade
 from bccd.lifecycle.offboard import Removal, collect_blobs
 from bccd.linking import linkstate, organizations
 from bccd.log import get_logger
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 from bccd.store.models import (
     Alternate,
@@ -78,7 +78,7 @@ def spellings(address: str) -> set[str]:
     return out
 
 
-def erase_address(db: Database, blobs: BlobStore, address: str, *, company: str | None = None,
+def erase_address(db: Database, blobs: Blobs, address: str, *, company: str | None = None,
                   all_companies: bool = False, grace: float, dry_run: bool = False) -> Removal:
     if all_companies == (company is not None):
         raise Invalid("name the company (--company SLUG) or erase in --all-companies")

@@ -18,11 +18,11 @@ address (and pinned deal/lead/project addresses, when they are the sender) answe
    without a user that came from their addresses to the company's addresses, and outbox
    jobs naming them. All or nothing; running the command again after a crash finishes it.
 
-After the commit, blobs only they referenced are deleted through ``blobgc.collect`` (the
-ones written within ``grace`` are left to the periodic collector). Remote mailboxes are
-never touched: no IMAP write-back is queued. Persons, organizations and deals the user
-owned are company data: they stay, without an owner. ``dry_run=True`` reports the same
-counts and changes nothing.
+After the commit, blobs only they referenced are deleted through ``dbgc.collect_all``, from
+either store (file-store ones written within ``grace`` are left to the periodic
+collector). Remote mailboxes are never touched: no IMAP write-back is queued. Persons,
+organizations and deals the user owned are company data: they stay, without an owner.
+``dry_run=True`` reports the same counts and changes nothing.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session
 from bccd import accounts
 from bccd.addresses import hash_token
 from bccd.errors import Conflict
-from bccd.lifecycle import blobgc, cascade
+from bccd.lifecycle import blobgc, cascade, dbgc
 from bccd.log import get_logger
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 from bccd.store.models import (
     Alternate,
@@ -140,7 +140,7 @@ def _orphan_rejections(session: Session, slug: str, addresses: set[str] | None) 
 
 
 # ------------------------------------------------------------------ delete
-def delete_user(db: Database, blobs: BlobStore, email: str, *, grace: float,
+def delete_user(db: Database, blobs: Blobs, email: str, *, grace: float,
                 dry_run: bool = False) -> Removal:
     if not dry_run:
         with db.transaction() as s:
@@ -159,7 +159,7 @@ def delete_user(db: Database, blobs: BlobStore, email: str, *, grace: float,
     return removal
 
 
-def delete_company(db: Database, blobs: BlobStore, slug: str, *, grace: float,
+def delete_company(db: Database, blobs: Blobs, slug: str, *, grace: float,
                    dry_run: bool = False) -> Removal:
     if not dry_run:
         with db.transaction() as s:
@@ -197,9 +197,9 @@ def _remove_users(s: Session, user_ids: list[int], slug: str, removal: Removal, 
     })
 
 
-def collect_blobs(db: Database, blobs: BlobStore, digests: set[str], grace: float,
+def collect_blobs(db: Database, blobs: Blobs, digests: set[str], grace: float,
              removal: Removal) -> None:
     removal.blob_candidates = len(digests)
     if removal.dry_run or not digests:
         return
-    removal.blobs = blobgc.collect(db, blobs, grace=grace, candidates=digests)
+    removal.blobs = dbgc.collect_all(db, blobs, grace=grace, candidates=digests)

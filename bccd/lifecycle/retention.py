@@ -9,9 +9,10 @@
   ``state`` records that expired more than ``GRANT_KEEP`` ago (until then a used or
   expired link still answers "used"/"expired" rather than "unknown").
 - ``run_once(db, blobs, settings)`` → :class:`RetentionReport`: the purges, then a blob
-  GC sweep (``blobgc.collect`` with ``retention.blob_grace``). The periodic worker
-  (``bccd.lifecycle.worker``) calls it every ``retention.interval``; it is idempotent,
-  so several instances may run it at once. ``stop`` (set when the server stops) ends
+  GC sweep of both stores (``dbgc.collect_all``; the file store's with
+  ``retention.blob_grace``). The periodic worker (``bccd.lifecycle.worker``) runs it every
+  ``retention.interval`` on one instance at a time; it is idempotent, so instances that
+  run it at once (or after one died mid-pass) do no harm. ``stop`` (set when the server stops) ends
   each step between batches, so a long pass never holds a shutdown up; the next pass
   goes on from there.
 """
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bccd.config import Settings
-from bccd.lifecycle import blobgc
+from bccd.lifecycle import blobgc, dbgc
 from bccd.quarantine import copies
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 from bccd.store.grants import OAuthState, SigninLink, WebSession
 from bccd.store.models import Rejection, utcnow
@@ -62,11 +63,11 @@ def purge_expired_grants(db: Database, *, now: dt.datetime | None = None, batch:
                for model in (WebSession, SigninLink, OAuthState))
 
 
-def run_once(db: Database, blobs: BlobStore, settings: Settings, *,
+def run_once(db: Database, blobs: Blobs, settings: Settings, *,
              now: dt.datetime | None = None, stop: threading.Event | None = None) -> RetentionReport:
     r = settings.retention
     rejections = purge_rejections(db, r.rejections, now=now, stop=stop)
     quarantined = copies.purge_expired(db, r.quarantine, now=now, stop=stop)
     grants = purge_expired_grants(db, now=now, stop=stop)
-    gc = blobgc.collect(db, blobs, grace=r.blob_grace, stop=stop)
+    gc = dbgc.collect_all(db, blobs, grace=r.blob_grace, stop=stop)
     return RetentionReport(rejections, quarantined, gc, grants)

@@ -11,7 +11,9 @@ when the user may see every linked entity); otherwise ``NotFound`` — the same 
 for an id that does not exist, so ids of other tenants' attachments reveal nothing.
 A disabled user sees nothing.
 
-``read_attachment(session, blobs, user, attachment_id)`` → ``(attachment, bytes)``.
+``read_attachment(session, blobs, user, attachment_id)`` → ``(attachment, bytes)``, the
+whole blob; ``open_content(db, blobs, attachment)`` → a ``BlobReader`` for a download that
+streams it chunk by chunk. A blob that no store holds is ``NotFound``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from bccd.errors import NotFound
 from bccd.linking import visibility
-from bccd.store.blobs import BlobStore
+from bccd.store.blobs import BlobReader, Blobs
+from bccd.store.db import Database
 from bccd.store.models import Attachment, Message, Thread, User
 
 
@@ -41,10 +44,19 @@ def attachment_for_user(session: Session, user: User, attachment_id: int) -> Att
     return attachment
 
 
-def read_attachment(session: Session, blobs: BlobStore, user: User,
+def read_attachment(session: Session, blobs: Blobs, user: User,
                     attachment_id: int) -> tuple[Attachment, bytes]:
     attachment = attachment_for_user(session, user, attachment_id)
     try:
-        return attachment, blobs.get(attachment.sha256)
+        return attachment, blobs.get(session, attachment.sha256)
     except FileNotFoundError:
         raise NotFound(f"attachment {attachment_id} has no content on this server") from None
+
+
+def open_content(db: Database, blobs: Blobs, attachment: Attachment) -> BlobReader:
+    """A reader of the blob of an attachment already checked with ``attachment_for_user``
+    (blocking: call it in a database thread, after the checking session has ended)."""
+    try:
+        return blobs.open(db, attachment.sha256)
+    except FileNotFoundError:
+        raise NotFound(f"attachment {attachment.id} has no content on this server") from None

@@ -5,7 +5,11 @@
   dispatch is by job ``kind``; a new kind of durable work means one handler and one line
   in that table;
 - ``outbox_cleanup_worker(db, stop)``: every ``CLEANUP_INTERVAL`` deletes finished (done or
-  failed) outbox jobs older than ``OUTBOX_KEEP``.
+  failed) outbox jobs older than ``OUTBOX_KEEP`` — with several instances, once per
+  interval by the one that claims the pass's lease (``bccd.store.leases``).
+
+Outbox jobs themselves are claimed with ``SKIP LOCKED`` and a lease each
+(``bccd.store.outbox``): with several instances each job is performed by one of them.
 
 Quarantined copies past ``retention.quarantine`` are purged by
 ``bccd.quarantine.copies.purge_expired``, which the lifecycle worker
@@ -24,7 +28,7 @@ from collections.abc import Mapping
 
 from bccd.log import get_logger
 from bccd.notify import jobs
-from bccd.store import outbox
+from bccd.store import leases, outbox
 from bccd.store.db import Database
 
 log = get_logger("bccd.notify.worker")
@@ -32,6 +36,8 @@ log = get_logger("bccd.notify.worker")
 CLEANUP_INTERVAL = 3600.0
 CLEANUP_FIRST = 60.0
 OUTBOX_KEEP = dt.timedelta(days=7)
+CLEANUP_LEASE = "outbox-cleanup"
+CLEANUP_LEASE_SECONDS = 600.0  # one DELETE: far shorter
 
 
 async def outbox_worker(db: Database, handlers: Mapping[str, jobs.JobHandler],
@@ -52,13 +58,22 @@ async def outbox_cleanup_worker(
     first: float = CLEANUP_FIRST,
 ) -> None:
     delay = first
+    owner = leases.instance_id()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
         if stop.is_set():
             return
+        delay = interval
         try:
-            await cleanup_once(db)
+            if not await db.run(leases.claim, db, CLEANUP_LEASE, owner, every=interval,
+                                lease=CLEANUP_LEASE_SECONDS):
+                continue  # another instance cleans up this round
+            done = False
+            try:
+                await cleanup_once(db)
+                done = True
+            finally:
+                await db.run(leases.finish, db, CLEANUP_LEASE, owner, completed=done)
         except Exception as exc:  # try again next round
             log.warning("outbox_cleanup_failed", error=f"{type(exc).__name__}: {exc}")
-        delay = interval

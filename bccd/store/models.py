@@ -469,6 +469,7 @@ class OutboxJob(Base):
 # OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
 # the tables of mail written in bccd (SPEC §12), registered on the same metadata
 import bccd.store.models_compose  # noqa: E402,F401
+from bccd.store import models_storage as _storage  # noqa: E402,F401  (its tables in Base.metadata)
 from bccd.store.grants import OAuthState as OAuthState  # noqa: E402
 from bccd.store.grants import SigninLink as SigninLink  # noqa: E402
 from bccd.store.grants import WebSession as WebSession  # noqa: E402

@@ -61,8 +61,8 @@ from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, linkstate, manual
 from bccd.mailstore import actions, attachments, read, shapes
-from bccd.store.models import User
-from bccd.web.downloads import download, safe_content_type
+from bccd.store.models import Attachment, User
+from bccd.web.downloads import download, download_blob, safe_content_type
 from bccd.web.mailbox_pages import listing as mailbox_listing
 from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
 
@@ -262,7 +262,7 @@ class Pages(PageBase):
                 if found is None:
                     return None
                 att = read.inline_part(s, found[1], att_id)
-                return att.content_type, self.services.blobs.get(att.sha256)
+                return att.content_type, self.services.blobs.get(s, att.sha256)
 
         try:
             got = await self.db.run(work)
@@ -284,19 +284,20 @@ class Pages(PageBase):
         except ValueError:
             att_id = None
 
-        def work(s: Any, user: User) -> tuple[str, str, bytes]:
+        def work(s: Any, user: User) -> Attachment:
             if att_id is None:
                 raise NotFound("no attachment")
-            att, data = attachments.read_attachment(s, self.services.blobs, user, att_id)
-            return att.filename or f"attachment-{att_id}", att.content_type, data
+            return attachments.attachment_for_user(s, user, att_id)
 
+        db = self.services.db
         try:
-            _, (filename, ctype, data) = await self.read(request, work)
+            _, att = await self.read(request, work)
+            reader = await db.run(attachments.open_content, db, self.services.blobs, att)
         except SignedOut:
             return self._to_login()
         except NotFound:
             return self._error(404, "Not found", "There is no such attachment.")
-        return download(data, filename, ctype)
+        return download_blob(db, reader, att.filename or f"attachment-{att_id}", att.content_type)
 
     async def raw(self, request: Request) -> Response:
         try:

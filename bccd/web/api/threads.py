@@ -17,6 +17,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import Response as FastAPIResponse
 
 from bccd.mailstore import actions, attachments, read
+from bccd.store.blobs import BlobReader
+from bccd.store.models import Attachment
 from bccd.web.api import schemas as S
 from bccd.web.api.core import (
     FORBIDDEN,
@@ -29,7 +31,7 @@ from bccd.web.api.core import (
     run,
     services_of,
 )
-from bccd.web.downloads import download
+from bccd.web.downloads import download, download_blob
 
 router = APIRouter(tags=["threads"])
 Caller = Annotated[Principal, Depends(principal)]
@@ -186,12 +188,13 @@ async def raw_message(request: Request, p: Caller, message_id: IdPath) -> Respon
 async def get_attachment(request: Request, p: Caller, attachment_id: IdPath) -> Response:
     """An attachment of a message in a thread the caller can see."""
     services = services_of(request)
+    db = services.db
 
-    def work() -> tuple[str, str, bytes]:
-        with services.db.read() as s:
-            att, data = attachments.read_attachment(s, services.blobs, current_user(s, p),
-                                                     attachment_id)
-            return att.filename, att.content_type, data
+    def work() -> tuple[Attachment, BlobReader]:
+        with db.read() as s:
+            att = attachments.attachment_for_user(s, current_user(s, p), attachment_id)
+        return att, attachments.open_content(db, services.blobs, att)
 
-    filename, ctype, data = await run(request, work)
-    return download(data, filename or f"attachment-{attachment_id}", ctype)
+    att, reader = await run(request, work)
+    return download_blob(db, reader, att.filename or f"attachment-{attachment_id}",
+                         att.content_type)

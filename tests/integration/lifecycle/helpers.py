@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
 from bccd.store.models import Base
+from bccd.store.models_storage import Blob, BlobChunk
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
 
@@ -72,7 +73,27 @@ def blob_dir_of(srv: BccdServer) -> Path:
 
 
 def blob_exists(srv: BccdServer, sha256: str) -> bool:
-    return (blob_dir_of(srv) / sha256[:2] / sha256[2:4] / sha256).exists()
+    """In either store: a file under the blob directory, or a row of ``blobs``."""
+    if (blob_dir_of(srv) / sha256[:2] / sha256[2:4] / sha256).exists():
+        return True
+    return bool(scalar(srv, select(func.count()).select_from(Blob).where(Blob.sha256 == sha256)))
+
+
+def blob_bytes(srv: BccdServer, sha256: str) -> bytes | None:
+    """The blob's bytes from whichever store holds it (its file, or its database rows)."""
+    path = blob_dir_of(srv) / sha256[:2] / sha256[2:4] / sha256
+    if path.exists():
+        return path.read_bytes()
+    eng = engine_of(srv)
+    try:
+        with eng.connect() as conn:
+            if conn.execute(select(Blob.sha256).where(Blob.sha256 == sha256)).first() is None:
+                return None
+            return b"".join(bytes(d) for d in conn.execute(
+                select(BlobChunk.data).where(BlobChunk.sha256 == sha256).order_by(BlobChunk.n)
+            ).scalars())
+    finally:
+        eng.dispose()
 
 
 def _text(value: Any) -> str:

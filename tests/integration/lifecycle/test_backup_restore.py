@@ -1,9 +1,10 @@
 """SPEC §8 ``backup PATH`` / ``restore PATH``: a snapshot taken while SMTP load goes on
 restores, into a new data directory, to exactly the messages acknowledged up to the
 snapshot, with their attachments, links and settings — served identically by a new
-``bccd serve``. The commands are for the embedded SQLite database; on PostgreSQL the
-documented procedure (``pg_dump``, then the blob directory under a hold) is exercised
-piece by piece."""
+``bccd serve``; with blobs in files, in the database, or both (a migration under way).
+The commands are for the embedded SQLite database; on PostgreSQL the documented
+procedure is exercised piece by piece: ``pg_dump`` alone with the blobs in the database,
+``pg_dump`` then the blob directory under a hold with blobs in files."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.lifecycle.helpers import blob_dir_of, mail
+from tests.integration.lifecycle.helpers import blob_bytes, blob_dir_of, mail
 from tests.support import pg
-from tests.support.server import BccdServer, CliError
+from tests.support.server import BccdServer, CliError, write_config
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.spec("8")
@@ -53,12 +54,12 @@ def _snapshot(srv: BccdServer) -> dict[str, Any]:
 
 
 def _check_blobs(srv: BccdServer, snap: dict[str, Any]) -> int:
+    """Every attachment's blob is there (in either store) and matches its digest."""
     n = 0
     for t in snap["threads"].values():
         for m in t["messages"]:
             for a in m["attachments"]:
-                path = blob_dir_of(srv) / a["sha256"][:2] / a["sha256"][2:4] / a["sha256"]
-                assert hashlib.sha256(path.read_bytes()).hexdigest() == a["sha256"]
+                assert hashlib.sha256(blob_bytes(srv, a["sha256"]) or b"").hexdigest() == a["sha256"]
                 n += 1
     return n
 
@@ -160,38 +161,74 @@ def test_restore_refuses_a_non_empty_data_directory_and_backup_an_existing_path(
         target.cli("restore", str(tmp_path))
 
 
-def test_on_postgresql_pg_dump_then_the_blob_directory_under_a_hold_restores_everything(
+def test_a_sqlite_backup_holds_blobs_from_the_database_and_from_files_alike(
+        make_server: Callable[..., BccdServer], tmp_path: Path) -> None:
+    live = make_server()
+    world = _world(live)
+    with Load(live, world) as load:
+        wait_until(lambda: len(load.acked) >= 4, timeout=20, interval=0.05)
+    live.stop()
+    live.sections["storage"]["blobs"] = "database"  # half-way to the database: both stores
+    write_config(live.config, live.sections)
+    live.start()
+    for i in range(3):
+        assert mail(live, world["alice"]["bcc_address"], frm="alice@acme.test",
+                    to="carol@client.test", subject=f"after {i}",
+                    attachments=[("a.pdf", "application/pdf", f"new terms {i}".encode()),
+                                 ("b.pdf", "application/pdf", f"new quote {i}".encode())]) == 250
+    assert load.errors == []
+    status = live.cli("blobs", "status")
+    assert status["mixed"] and status["files"] > 0 and status["database"] > 0
+    made = live.cli("backup", str(tmp_path / "mixed"))
+    assert 0 < made["blobs_in_database"] < made["blobs"]
+    srv, result = _restored(make_server, tmp_path / "mixed")
+    assert result["blobs"] == made["blobs"]
+    got = _snapshot(srv)
+    assert got == _snapshot(live)
+    assert _check_blobs(srv, got) == 2 * sum(len(t["messages"]) for t in got["threads"].values())
+
+
+@pytest.mark.parametrize("blobs", ["database", "fs"])
+def test_on_postgresql_the_documented_procedure_restores_everything(
         make_server: Callable[..., BccdServer], pg_admin_url: str, pg_url: str,
-        tmp_path: Path) -> None:
-    live = make_server(database_url=pg_url, start=False)
+        tmp_path: Path, blobs: str) -> None:
+    live = make_server({"storage": {"blobs": blobs}}, database_url=pg_url, start=False)
     live.cli("db", "upgrade")
     live.start()
     world = _world(live)
     with pytest.raises(CliError, match="pg_dump"):
         live.cli("backup", str(tmp_path / "refused"))
+    blob_dir, backup = blob_dir_of(live), tmp_path / "pg-backup"
     with Load(live, world) as load:
         wait_until(lambda: len(load.acked) >= 6, timeout=20, interval=0.05)
-        # docs/operations.md, "PostgreSQL": hold, pg_dump, copy the blobs, release
-        blobs, backup = blob_dir_of(live), tmp_path / "pg-backup"
+        # docs/operations.md, "PostgreSQL": with blobs in files, hold, pg_dump, copy the
+        # blobs, release; with blobs in the database, pg_dump is all
         backup.mkdir()
-        hold = blobs / ".hold-backup"
-        hold.touch()
+        hold = blob_dir / ".hold-backup"
+        if blobs == "fs":
+            hold.touch()
         acked_before = set(load.acked)
         dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
         subprocess.run([str(pg.PG_BIN / "pg_dump"), "--format=custom",
                         f"--file={backup / 'bccd.pgdump'}", dsn], check=True)
-        shutil.copytree(blobs, backup / "blobs", ignore=shutil.ignore_patterns(".*"))
+        if blobs == "fs":
+            shutil.copytree(blob_dir, backup / "blobs", ignore=shutil.ignore_patterns(".*"))
+            hold.unlink()
         shutil.copy2(Path(live.sections["storage"]["data_dir"]) / "secret_key", backup)
-        hold.unlink()
     assert load.errors == []
+    files = [p for p in blob_dir.rglob("*") if p.is_file()] if blob_dir.exists() else []
+    assert bool(files) == (blobs == "fs")  # on the database, no blob was ever a file
     url, name = pg.fresh_database(pg_admin_url)
     try:
         subprocess.run([str(pg.PG_BIN / "pg_restore"), "--no-owner", f"--dbname={url}",
                         str(backup / "bccd.pgdump")], check=True)
-        srv = make_server(database_url=url.replace("postgresql://", "postgresql+psycopg://"),
+        srv = make_server({"storage": {"blobs": blobs}},
+                          database_url=url.replace("postgresql://", "postgresql+psycopg://"),
                           start=False)
         data_dir = Path(srv.sections["storage"]["data_dir"])
-        shutil.copytree(backup / "blobs", data_dir / "blobs")
+        if blobs == "fs":
+            shutil.copytree(backup / "blobs", data_dir / "blobs")
+        data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup / "secret_key", data_dir)
         srv.start()
         got, now = _snapshot(srv), _snapshot(live)

@@ -1,6 +1,7 @@
 """Tenancy of content-addressed blobs: the same file received by two companies is one
 blob, yet neither can fetch the other's attachment — access goes through the message
-and its thread's visibility (``bccd.mailstore.attachments.attachment_for_user``)."""
+and its thread's visibility (``bccd.mailstore.attachments.attachment_for_user``) — with the
+blobs in files or in the database."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from bccd import accounts
 from bccd.errors import NotFound
 from bccd.lifecycle import offboard
 from bccd.mailstore.attachments import attachment_for_user, read_attachment
-from bccd.store.blobs import BlobStore
+from bccd.store import dbblobs
+from bccd.store.blobs import Blobs, BlobStore
 from bccd.store.db import Database
 from bccd.store.models import Attachment, Link, Message, Person, Thread, User
 
 pytestmark = [pytest.mark.spec("5.8"), pytest.mark.spec("5.9")]
 
 
-def _attachment(db: Database, blobs: BlobStore, owner_email: str, data: bytes, *,
+def _attachment(db: Database, blobs: Blobs, owner_email: str, data: bytes, *,
                 visibility: str = "private", person: bool = False) -> int:
     with db.transaction() as s:
         user = accounts.get_user(s, owner_email)
@@ -37,15 +39,19 @@ def _attachment(db: Database, blobs: BlobStore, owner_email: str, data: bytes, *
                       dedup_key=uuid.uuid4().hex, direction="outgoing", raw_sha256="0" * 64)
         s.add(msg)
         s.flush()
-        att = Attachment(message_id=msg.id, filename="f.pdf", size=len(data), sha256=blobs.put(data))
+        [digest] = blobs.prepare([data]).digests
+        if blobs.in_database:
+            dbblobs.store(s, [(digest, data)])
+        att = Attachment(message_id=msg.id, filename="f.pdf", size=len(data), sha256=digest)
         s.add(att)
         s.flush()
         return att.id
 
 
+@pytest.mark.parametrize("kind", ["fs", "database"])
 def test_a_company_cannot_fetch_another_companys_attachment_by_id_or_by_shared_content(
-        function_db: Database, tmp_path: Path) -> None:
-    db, blobs = function_db, BlobStore(tmp_path / "blobs")
+        function_db: Database, tmp_path: Path, kind: str) -> None:
+    db, blobs = function_db, Blobs(kind, BlobStore(tmp_path / "blobs"))  # type: ignore[arg-type]
     with db.transaction() as s:
         acme, globex = accounts.create_company(s, "Acme"), accounts.create_company(s, "Globex")
         for email, company in (("alice@acme.test", acme), ("bob@acme.test", acme),
