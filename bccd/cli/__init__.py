@@ -12,13 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bccd.cli.context import Context
-from bccd.config import ConfigError
-from bccd.errors import BccdError
+if TYPE_CHECKING:
+    from bccd.cli.context import Context
 
-Handler = Callable[[Context, argparse.Namespace], Any]
+Handler = Callable[["Context", argparse.Namespace], Any]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,8 +27,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from bccd.cli import commands
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (or ``--config``'s
+    value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: the full one of the command it names (its module imported,
+    ``commands.COMMANDS``), a one-line entry for every other command. With ``argv`` None,
+    every command in full."""
+    from bccd.cli.commands import COMMANDS
 
     parser = _Parser(prog="bccd", description="Smart Bcc inbound mail server for CRMs")
     parser.add_argument("--config", metavar="PATH", help="TOML config file (or BCCD_CONFIG)")
@@ -37,8 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in commands.MODULES:
-        module.register(sub, common)
+    loaders = {name: load for name, _, load in COMMANDS}
+    if argv is None:
+        chosen = list(dict.fromkeys(loaders.values()))
+    else:
+        wanted = _command_of(argv)
+        chosen = [loaders[wanted]] if wanted in loaders else []
+    for load in chosen:
+        load().register(sub, common)
+    for name, help_, _ in COMMANDS:
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
@@ -75,8 +98,14 @@ def _short(v: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
+    # after parsing: ``bccd --help`` and a usage error never load settings or the database
+    from bccd.cli.context import Context
+    from bccd.config import ConfigError
+    from bccd.errors import BccdError
+
     handler: Handler = args.handler
     ctx = Context(config_path=args.config)
     try:
