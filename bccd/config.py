@@ -32,6 +32,7 @@ from pydantic import (
 
 from bccd.addresses import AddressError, normalize_domain
 from bccd.oauth_settings import OAuthProviderSettings, OidcSettings, with_presets
+from bccd.private import private_dirs
 
 ENV_PREFIX = "BCCD_"
 
@@ -475,8 +476,6 @@ def ensure_secret_key(settings: Settings) -> Settings:
     try:
         key = key_path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        from bccd.private import private_dirs
-
         private_dirs(settings.data_dir)
         key = secrets.token_urlsafe(32)
         try:

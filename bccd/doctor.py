@@ -37,11 +37,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from bccd.config import SECRET_KEY_FILE, Settings, ensure_secret_key
 from bccd.crypto import SecretBox
 from bccd.imap.client import connect_account
 from bccd.lifecycle import blobmove
 from bccd.mailboxes import accounts
+from bccd.private import open_to_others
 from bccd.smtp.server import tls_context
 from bccd.store.blobs import Blobs
 from bccd.store.db import Database
@@ -113,10 +116,6 @@ def check_secret_key(settings: Settings) -> list[Finding]:
 
 
 def check_files(settings: Settings) -> list[Finding]:
-    from sqlalchemy.engine import make_url
-
-    from bccd.private import open_to_others
-
     roots = [settings.data_dir, settings.blob_dir]
     u = make_url(settings.database_url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":

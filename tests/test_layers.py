@@ -40,3 +40,24 @@ def test_every_top_level_module_has_its_layer() -> None:
     top = {p.stem if p.is_file() else p.name for p in (ROOT / "bccd").iterdir()
            if p.name != "__init__.py" and (p.suffix == ".py" or (p / "__init__.py").exists())}
     assert top - listed == set()
+
+
+def test_imports_inside_functions_are_only_the_command_lines_lazy_loading() -> None:
+    """An import inside a function hides an arrow (and, when it dodges a cycle, a wrong
+    one). Only the command line imports lazily — so a command loads just what it runs."""
+    import ast
+
+    hidden = []
+    for path in (ROOT / "bccd").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("bccd/cli/", "bccd/migrations/")):
+            continue
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bccd"):
+                        hidden.append(f"{rel}:{node.lineno} {node.module}")
+                    elif isinstance(node, ast.Import) and any(
+                            a.name.startswith("bccd") for a in node.names):
+                        hidden.append(f"{rel}:{node.lineno}")
+    assert hidden == []

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bccd.web import (
-    api,
     compose_pages,
     confirm,
     mailbox_pages,
@@ -19,6 +18,7 @@ from bccd.web import (
     pages,
     signin,
 )
+from bccd.web.api import app as api_app
 
 if TYPE_CHECKING:
     from bccd.runtime import Services
@@ -26,6 +26,6 @@ if TYPE_CHECKING:
 RouteFactory = Callable[["Services"], list[Any]]
 
 # signin before pages: it extends /mail/login
-FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api.routes, signin.routes, oauth_callback.routes,
+FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api_app.routes, signin.routes, oauth_callback.routes,
                                        mailbox_pages.routes, pages.routes, compose_pages.routes,
                                        ops.routes)

@@ -225,24 +225,9 @@ def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal error; the server log has the details")
 
 
-def create_api(services: Services) -> FastAPI:
-    from bccd.web.api import admin as admin_routes
-    from bccd.web.api import mailboxes, me, messages, templates, threads
-
-    api = FastAPI(
-        title="bccd",
-        version="1",
-        summary="Smart Bcc inbound mail server for CRMs",
-        description="Threads, messages and settings for users (their API token); CRM "
-                    "entities, users and webhook deliveries for admins (an admin's token). "
-                    "Errors are RFC 9457 problem details.",
-        openapi_url="/openapi.json",
-        docs_url=None,
-        redoc_url=None,
-        swagger_ui_oauth2_redirect_url=None,
-        responses=ERRORS,
-    )
-    api.state.services = services
+def install(api: FastAPI) -> None:
+    """The API's frame on a FastAPI app: every error as a problem document, the headers
+    every answer carries, and the ``Problem`` schema in the OpenAPI document."""
     api.add_exception_handler(Unauthorized, _on_unauthorized)
     api.add_exception_handler(BccdError, _on_bccd_error)
     api.add_exception_handler(RequestValidationError, _on_validation)
@@ -258,14 +243,7 @@ def create_api(services: Services) -> FastAPI:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    api.include_router(me.router)
-    api.include_router(threads.router)
-    api.include_router(messages.router)
-    api.include_router(templates.router)
-    api.include_router(admin_routes.router)
-    api.include_router(mailboxes.router)
     _problem_schema(api)
-    return api
 
 
 def _problem_schema(api: FastAPI) -> None:
