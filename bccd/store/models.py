@@ -93,6 +93,9 @@ class Company(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     create_unknown_contacts: Mapped[bool] = mapped_column(Boolean, default=True)
+    # open and click tracking of mail sent from bccd (SPEC §13): allowed | off
+    tracking: Mapped[str] = mapped_column(String(16), default="allowed",
+                                          server_default="allowed")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -114,6 +117,9 @@ class User(Base):
     linking_mode: Mapped[str] = mapped_column(String(16), default="auto")
     email_links: Mapped[str] = mapped_column(String(16), default="app")
     signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")  # sanitized
+    # SPEC §13: track opens and clicks of mail this user sends from bccd (off by default)
+    tracking_opens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    tracking_clicks: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -473,5 +479,6 @@ from bccd.store.grants import WebSession as WebSession  # noqa: E402
 from bccd.store.mailbox_models import ImapAccount as ImapAccount  # noqa: E402
 from bccd.store.mailbox_models import ImapFolderState as ImapFolderState  # noqa: E402
 from bccd.store.mailbox_models import ImapMessageRef as ImapMessageRef  # noqa: E402
-# the tables of mail written in bccd (SPEC §12), registered on the same metadata
+# the tables of mail written in bccd (SPEC §12) and of its tracking (§13), on the same metadata
 import bccd.store.models_compose  # noqa: E402,F401
+import bccd.store.models_tracking  # noqa: E402,F401
