@@ -8,8 +8,9 @@ uses next and the other way round.
   honours ``SSL_CERT_FILE``/``SSL_CERT_DIR``); TLS 1.2 at least, host names checked.
 - :func:`needs_refresh` / :func:`refresh_oauth` — RFC 6749 §6 through Authlib
   (``mailboxes.oauth``; blocking: call it from a worker thread); a refused refresh is
-  :class:`AuthFailure`, an unreachable endpoint :class:`ConnectFailure`. The caller stores what it returns (``accounts.save_auth``)
-  before using it: the provider may already have revoked the old refresh token.
+  :class:`AuthFailure`, an unreachable endpoint :class:`ConnectFailure`. The caller stores
+  what it returns (``accounts.save_auth``) before using it: the provider may already have
+  revoked the old refresh token.
 
 Every failure is a :class:`MailboxFailure` whose ``reason`` is one short line fit for a
 person (no secrets, no stack): :class:`AuthFailure` (credentials refused),
@@ -20,14 +21,9 @@ person (no secrets, no stack): :class:`AuthFailure` (credentials refused),
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from bccd.mailboxes import oauth
 from bccd.mailboxes.accounts import OAuth2Auth
