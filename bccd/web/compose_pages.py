@@ -123,7 +123,7 @@ class ComposePages(PageBase):
         kind, _, raw_id = d.entity.partition(":")
         eid = _id(raw_id)
         if kind in ENTITY_KINDS and eid is not None and visibility.entity_visible(s, user, kind, eid):
-            out["entity_label"] = read.entity_names(s, [(kind, eid)]).get((kind, eid), f"#{eid}")
+            out["entity_label"] = read.entity_names(s, user, [(kind, eid)]).get((kind, eid), f"#{eid}")
         return out
 
     def _show(self, viewer: Viewer, d: Draft, extra: dict[str, Any], status: int = 200) -> Response:
