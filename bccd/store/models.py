@@ -472,13 +472,13 @@ class OutboxJob(Base):
 
 
 
-# OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
+# the tables of mail written in bccd (SPEC §12) and of its tracking (§13), on the same
+# metadata; OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
+import bccd.store.models_compose  # noqa: E402,F401
+import bccd.store.models_tracking  # noqa: E402,F401
 from bccd.store.grants import OAuthState as OAuthState  # noqa: E402
 from bccd.store.grants import SigninLink as SigninLink  # noqa: E402
 from bccd.store.grants import WebSession as WebSession  # noqa: E402
 from bccd.store.mailbox_models import ImapAccount as ImapAccount  # noqa: E402
 from bccd.store.mailbox_models import ImapFolderState as ImapFolderState  # noqa: E402
 from bccd.store.mailbox_models import ImapMessageRef as ImapMessageRef  # noqa: E402
-# the tables of mail written in bccd (SPEC §12) and of its tracking (§13), on the same metadata
-import bccd.store.models_compose  # noqa: E402,F401
-import bccd.store.models_tracking  # noqa: E402,F401
