@@ -160,7 +160,14 @@ def _not_found() -> Response:
     return Response("Not found\n", status_code=404, media_type="text/plain", headers=HEADERS)
 
 
+async def _elsewhere(request: Request) -> Response:
+    """Any other address under ``/t/``: the same ``404`` as a bad token."""
+    metrics.tracking_refused("invalid")
+    return _not_found()
+
+
 def routes(services: Services) -> list[BaseRoute]:
     t = Tracking(services)
     return [Route("/t/o/{token}", t.pixel, methods=["GET", "HEAD"]),
-            Route("/t/c/{token}", t.link, methods=["GET", "HEAD"])]
+            Route("/t/c/{token}", t.link, methods=["GET", "HEAD"]),
+            Route("/t/{rest:path}", _elsewhere, methods=["GET", "HEAD"])]
