@@ -356,8 +356,10 @@ def inline_part(s: Session, user: User, attachment_id: int) -> Attachment:
 
 
 def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: User,
-                  thread_id: int, *, allow_remote: bool = False) -> dict[str, Any]:
-    """One visible thread; with ``inline_url``, ``cid:`` images point at their parts."""
+                  thread_id: int, *, allow_remote: bool = False,
+                  hits: bool = False) -> dict[str, Any]:
+    """One visible thread; with ``inline_url``, ``cid:`` images point at their parts; with
+    ``hits``, each tracked message's recent hits with their reasons (``tracking_hits``)."""
     thread = get_visible_thread(s, user, thread_id)
     shown = show_thread(s, thread, user)
     _with_names(s, user, [shown])
@@ -396,6 +398,8 @@ def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: Use
             "reason": found[1] if found[0] in ("queued", "sending", "failed") else "",
             "refused": list(found[2] or [])}
         m["tracking"] = tracked.get(m["id"])
+        if hits and m["tracking"] is not None:
+            m["tracking_hits"] = tracking_summary.recent_hits(s, m["id"])
     shown["is_owner"] = thread.owner_id == user.id
     return shown
 
