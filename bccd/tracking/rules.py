@@ -34,7 +34,7 @@ The rules, each a documented behaviour of the machines that fetch mail content:
   (``Microsoft Office Existence/Protocol Discovery``), Bing and Skype link previews.
 - ``scanner`` — a user agent that names a crawler, a security gateway (Proofpoint,
   Mimecast, Barracuda, …), a headless browser or an HTTP library.
-- ``no-agent`` — no user agent, or none with a product/version: no browser or mail
+- ``no-user-agent`` — no user agent, or none with a product/version: no browser or mail
   program sends that.
 - ``too-soon`` — a click less than ``TOO_SOON`` (10 s) after the message went out:
   faster than a person receives, opens and clicks; security gateways check links as they
@@ -137,7 +137,7 @@ RULES: tuple[Rule, ...] = (
          "Skype)", lambda f: bool(_MICROSOFT.search(f.user_agent))),
     Rule("scanner", _BOTH, "a link scanner, crawler or program (its user agent says so)",
          lambda f: bool(_SCANNER.search(f.user_agent))),
-    Rule("no-agent", _BOTH, "no user agent a browser or mail program sends",
+    Rule("no-user-agent", _BOTH, "no user agent a browser or mail program sends",
          lambda f: not _PRODUCT.search(f.user_agent)),
     Rule("too-soon", _CLICKS, f"clicked less than {TOO_SOON:.0f} s after sending: security "
          "gateways check links as they deliver",

@@ -152,4 +152,4 @@ def test_a_prefetching_browser_and_a_mail_scanner_by_name_are_machines(
     assert tk.fetch(world, got.pixel_path, None).status_code == 200
     rows = tk.hit_rows(world)[before:]
     assert [(kind, reason) for _, _, kind, reason in rows] == [
-        ("machine", "prefetch"), ("machine", "scanner"), ("machine", "no-agent")]
+        ("machine", "prefetch"), ("machine", "scanner"), ("machine", "no-user-agent")]

@@ -99,9 +99,9 @@ CASES: list[tuple[str, Facts, str, str]] = [
     ("Slack unfurling a link", Facts(CLICK, user_agent="Slackbot-LinkExpanding 1.0 "
                                      "(+https://api.slack.com/robots)", link=0, since_sent=LATE),
      MACHINE, "scanner"),
-    ("no user agent", Facts(OPEN, user_agent=""), MACHINE, "no-agent"),
+    ("no user agent", Facts(OPEN, user_agent=""), MACHINE, "no-user-agent"),
     ("a user agent no browser sends", Facts(CLICK, user_agent="Mozilla", link=0,
-                                            since_sent=LATE), MACHINE, "no-agent"),
+                                            since_sent=LATE), MACHINE, "no-user-agent"),
     ("a browser prefetch", Facts(CLICK, user_agent=CHROME, purpose="prefetch", link=0,
                                  since_sent=LATE), MACHINE, "prefetch"),
     ("a Safari preview", Facts(CLICK, user_agent=SAFARI_MAC, purpose="preview", link=0,
