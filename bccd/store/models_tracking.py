@@ -10,8 +10,9 @@
   from), when it went out (``sent_at``: the latest transmission a server accepted), the
   counts the message JSON shows (``opens_human``, ``opens_machine``,
   ``first_human_open_at``, ``link_counts``: per link ``[human, machine]``,
-  ``decoy_hits``) and the last click (for the rule "all of a message's links within a
-  second"). It goes with its send, and so with its message.
+  ``decoy_hits``), the last click (for the rule "all of a message's links within a
+  second") and which first-hit webhooks were sent (``notified``: each once). It goes
+  with its send, and so with its message.
 - ``TrackingHit``: one request for the pixel or a link: when, which (``link`` None for
   the pixel, -1 for the decoy), ``kind`` (``human`` | ``machine``) and ``reason`` (a code
   of ``bccd.tracking.rules``). No IP address and no user agent is stored.
@@ -54,6 +55,8 @@ class Tracking(Base):
     last_click_at: Mapped[dt.datetime | None]
     last_click_link: Mapped[int | None] = mapped_column(Integer)
     last_click_hit: Mapped[int | None] = mapped_column(ID)
+    # the webhooks sent: "open", and each link's index — each is sent once
+    notified: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class TrackingHit(Base):

@@ -19,7 +19,8 @@ A first human open, and the first human click of each link, queue an outbox job 
 ``KIND`` due ``CONFIRM_AFTER`` later (only when webhooks are configured).
 ``confirm_job`` then emits ``message.opened`` / ``link.clicked`` if that hit is still a
 person's and no earlier hit of the same kind is — by then a burst can no longer make it a
-machine's, so a webhook fires for the first human hit only, once.
+machine's —, and notes it on the row (``notified``) in the same transaction: a webhook
+fires for the first human hit only, once, even when the job runs twice.
 
 ``create(s, plan, links, send_id, …)`` writes a message's record when the send is
 recorded (``compose.send``); ``transmitted(s, send_id, at)`` notes each time a server
@@ -76,7 +77,7 @@ def create(s: Session, plan: Plan, links: list[str], *, send_id: int, user_id: i
            company_id: int) -> None:
     s.add(Tracking(id=plan.tracking_id, send_id=send_id, user_id=user_id,
                    company_id=company_id, opens=plan.opens, clicks=plan.clicks, active=True,
-                   links=list(links), link_counts=[[0, 0] for _ in links],
+                   links=list(links), link_counts=[[0, 0] for _ in links], notified=[],
                    created_at=dt.datetime.fromtimestamp(plan.issued, dt.UTC)))
 
 
@@ -165,9 +166,12 @@ async def confirm_job(db: Database, payload: dict[str, Any]) -> None:
 def _confirm(db: Database, tracking_id: int, hit_id: int) -> None:
     with db.transaction() as s:
         hit = s.get(TrackingHit, hit_id)
-        row = s.get(Tracking, tracking_id)
+        row = s.get(Tracking, tracking_id, with_for_update=True)
         if hit is None or row is None or hit.tracking_id != row.id or hit.kind != rules.HUMAN:
             return
+        key: str | int = "open" if hit.link is None else hit.link
+        if key in row.notified:
+            return  # sent already (a job run twice: the outbox delivers at least once)
         same = TrackingHit.link.is_(None) if hit.link is None else TrackingHit.link == hit.link
         earlier = s.scalar(select(TrackingHit.id).where(
             TrackingHit.tracking_id == row.id, TrackingHit.kind == rules.HUMAN, same,
@@ -179,6 +183,7 @@ def _confirm(db: Database, tracking_id: int, hit_id: int) -> None:
             return
         thread_id = (s.scalar(select(Message.thread_id).where(Message.id == send.message_id))
                      if send.message_id is not None else None)
+        row.notified = [*row.notified, key]
         data: dict[str, Any] = {"id": send.message_id, "message_id": send.rfc_message_id,
                                 "thread_id": thread_id, "at": hit.at.isoformat()}
         if hit.link is None:

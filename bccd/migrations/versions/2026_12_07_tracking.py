@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column('last_click_at', UTC, nullable=True),
         sa.Column('last_click_link', sa.Integer(), nullable=True),
         sa.Column('last_click_hit', ID, nullable=True),
+        sa.Column('notified', sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(['company_id'], ['companies.id'],
                                 name=op.f('fk_tracking_company_id_companies'), ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['send_id'], ['sends.id'],
