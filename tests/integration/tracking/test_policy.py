@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import smtplib
 import time
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,21 @@ def test_a_queued_message_is_retried_with_its_tracked_bytes(world: ComposeWorld)
     assert tk.hit_rows(world)[-1][2:] == ("machine", "too-soon")
     with world.api(user.token) as api:
         assert b"/t/" not in api.get(f"/messages/{sent['id']}/raw").content
+
+
+def test_bccd_send_decides_for_its_message(world: ComposeWorld, tmp_path: Path) -> None:
+    user = world.user("cli")
+    html = tmp_path / "offer.html"
+    html.write_text(HTML)
+    out = world.srv.cli("send", user.email, "--to", "dana@client.test", "--subject",
+                        "Sent from the command line", "--html-file", str(html),
+                        "--track-clicks", "on")
+    assert out["status"] == "sent"
+    got = tk.received(world, out["message_id"])
+    assert got.pixel is None and got.links[0].startswith(world.srv.http_url + "/t/c/")
+    text = tmp_path / "note.txt"
+    text.write_text("plain")
+    with pytest.raises(CliError) as e:
+        world.srv.cli("send", user.email, "--to", "dana@client.test", "--subject", "x",
+                      "--text-file", str(text), "--track-opens", "on")
+    assert e.value.code == 1 and "track_opens: only HTML mail can be tracked" in e.value.stderr
