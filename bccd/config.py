@@ -315,6 +315,12 @@ class SigninSettings(_Section):
     resend_interval: Duration = 60  # one link per address this often; more are not sent
 
 
+class TrackingSettings(_Section):
+    """Open and click tracking of mail sent from bccd (SPEC §13)."""
+
+    ttl: Duration = Field(default=365 * 86400, ge=60)  # a token works this long after sending
+
+
 class LogSettings(_Section):
     format: Literal["json", "console"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -338,6 +344,7 @@ class Settings(_Section):
         default_factory=dict)
     oidc: OidcSettings = OidcSettings()
     signin: SigninSettings = SigninSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
 
     # derived, resolved at load time

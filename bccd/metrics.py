@@ -16,6 +16,12 @@ Who feeds what:
   ``bccd_ingest_seconds{source}`` (histogram, end-to-end per message: parse,
   authenticity, commit).
 - ``webhook_delivered(result)`` — ``bccd_webhook_deliveries_total{result}`` (ok, failed).
+- ``tracking_hit(what, kind, reason)`` / ``tracking_refused(why)`` — the public tracking
+  endpoints (SPEC §13, ``web.tracking``): ``bccd_tracking_hits_total{what, kind, reason}``
+  (reason: the code of the rule, ``tracking.rules``) and
+  ``bccd_tracking_refused_total{why}`` for requests that recorded nothing
+  (``tracking_reclassified``: ``bccd_tracking_reclassified_total``, the first click of a
+  burst, counted as a person's until the next one).
 - ``collect_db(db)`` (blocking; ``/metrics`` runs it through ``Database.run`` when its
   cached values are older than ``web.ops.DB_TTL``) refreshes the gauges read from the
   database: ``bccd_imap_accounts{state}`` and ``bccd_outbox_depth{kind}`` (pending jobs)
@@ -66,7 +72,8 @@ IMAP_STATES = ("active", "paused", "disabled")
 def _define() -> None:
     """(Re)make every metric in a fresh ``REGISTRY``."""
     global REGISTRY, ACCEPTED, REFUSED, INGEST_SECONDS, IMAP_ACCOUNTS, OUTBOX_DEPTH
-    global OUTBOX_OLDEST, WEBHOOKS, DB_UP, DB_READS, SENDS
+    global OUTBOX_OLDEST, WEBHOOKS, DB_UP, DB_READS, SENDS, TRACKING_HITS, TRACKING_REFUSED
+    global TRACKING_RECLASSIFIED
     REGISTRY = CollectorRegistry(auto_describe=True)
     ProcessCollector(namespace="bccd", registry=REGISTRY)
     ACCEPTED = Counter("bccd_messages_accepted", "Copies accepted (250), by outcome",
@@ -89,6 +96,16 @@ def _define() -> None:
     SENDS = Counter("bccd_send_attempts", "Attempts to send mail written in bccd through a "
                     "user's mailbox, by outcome (sent, queued, refused, failed, mailbox)",
                     ["outcome"], registry=REGISTRY)
+    TRACKING_HITS = Counter("bccd_tracking_hits", "Hits on tracked mail's pixel and links, by "
+                            "what (open, click), kind (human, machine) and the rule's reason",
+                            ["what", "kind", "reason"], registry=REGISTRY)
+    TRACKING_REFUSED = Counter("bccd_tracking_refused", "Tracking requests answered without "
+                               "recording a hit: invalid (tampered, unknown key, expired), "
+                               "unknown (no such message), rate_limited, busy, off (the "
+                               "company's policy)", ["why"], registry=REGISTRY)
+    TRACKING_RECLASSIFIED = Counter("bccd_tracking_reclassified", "Clicks counted as a "
+                                    "person's until the next click of a burst made them a "
+                                    "machine's", registry=REGISTRY)
     DB_UP = Gauge("bccd_metrics_db_up", "1 when the last scrape could read the database",
                   registry=REGISTRY, multiprocess_mode="mostrecent")
     DB_READS = Counter("bccd_metrics_db_reads", "Reads of the database for the gauges "
@@ -106,6 +123,9 @@ OUTBOX_DEPTH: Gauge
 OUTBOX_OLDEST: Gauge
 WEBHOOKS: Counter
 SENDS: Counter
+TRACKING_HITS: Counter
+TRACKING_REFUSED: Counter
+TRACKING_RECLASSIFIED: Counter
 DB_UP: Gauge
 DB_READS: Counter
 _define()
@@ -136,6 +156,19 @@ def count_copies(source: str, copies: Iterable[tuple[str, str]]) -> None:
 
 def count_send(outcome: str) -> None:
     SENDS.labels(outcome).inc()
+
+
+def tracking_hit(what: str, kind: str, reason: str) -> None:
+    """A recorded hit; labels from closed sets (``tracking.rules.CODES``)."""
+    TRACKING_HITS.labels(what, kind, reason).inc()
+
+
+def tracking_refused(why: str) -> None:
+    TRACKING_REFUSED.labels(why).inc()
+
+
+def tracking_reclassified() -> None:
+    TRACKING_RECLASSIFIED.inc()
 
 
 def observe_ingest(source: str, seconds: float) -> None:

@@ -45,6 +45,7 @@ from bccd.store import events
 from bccd.store.db import Database
 from bccd.store.models import Company
 from bccd.systemd import listen_sockets
+from bccd.tracking import hits
 from bccd.web.app import create_app
 
 log = get_logger("bccd.serve")
@@ -60,6 +61,7 @@ def outbox_handlers(services: Services) -> Mapping[str, jobs.JobHandler]:
         events.KIND: functools.partial(webhooks.deliver_job, services.settings.webhooks),
         send.KIND: services.sender.run_job,
         send.SENT_COPY_KIND: functools.partial(sentcopy.append_job, services.settings, services.db),
+        hits.KIND: functools.partial(hits.confirm_job, services.db),
     }
 
 

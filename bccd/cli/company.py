@@ -9,10 +9,12 @@ from sqlalchemy import select
 
 from bccd import accounts
 from bccd.cli.context import Context
+from bccd.errors import Invalid
 from bccd.lifecycle import offboard
 from bccd.mailstore import shapes as render
 from bccd.store.blobs import Blobs
 from bccd.store.models import Company
+from bccd.tracking import policy
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -24,7 +26,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.set_defaults(handler=create)
     st = s.add_parser("set", parents=[common], help="change a company's settings")
     st.add_argument("slug")
-    st.add_argument("--create-unknown-contacts", choices=["on", "off"], required=True)
+    st.add_argument("--create-unknown-contacts", choices=["on", "off"])
+    st.add_argument("--tracking", choices=list(policy.POLICIES),
+                    help="open and click tracking of mail sent from bccd (SPEC §13); off "
+                         "also stops recording hits on mail already sent")
     st.set_defaults(handler=set_)
     ls = s.add_parser("list", parents=[common], help="list companies")
     ls.set_defaults(handler=list_)
@@ -42,9 +47,15 @@ def create(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    if args.create_unknown_contacts is None and args.tracking is None:
+        raise Invalid("give at least one setting to change (--create-unknown-contacts, "
+                      "--tracking)")
     with ctx.database().transaction() as s:
         c = accounts.get_company(s, args.slug)
-        c.create_unknown_contacts = args.create_unknown_contacts == "on"
+        if args.create_unknown_contacts is not None:
+            c.create_unknown_contacts = args.create_unknown_contacts == "on"
+        if args.tracking is not None:
+            policy.set_company(s, c, args.tracking)
         return render.company(c)
 
 

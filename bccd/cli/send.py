@@ -51,6 +51,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--attach", action="append", default=[], metavar="PATH")
     p.add_argument("--mailbox", type=int, metavar="ID", help="the mailbox that sends (imap list)")
     p.add_argument("--no-signature", action="store_true", help="leave the signature out")
+    p.add_argument("--track-opens", choices=["on", "off"],
+                   help="track opens of this message (default: the user's setting; HTML only)")
+    p.add_argument("--track-clicks", choices=["on", "off"],
+                   help="track clicks of its links (default: the user's setting; HTML only)")
     p.set_defaults(handler=send)
 
     t = sub.add_parser("template", help="mail templates with smart fields")
@@ -113,7 +117,9 @@ def send(ctx: Context, args: argparse.Namespace) -> Any:
         template_id=args.template, reply_to=args.reply_to, forward_of=args.forward,
         deal_id=args.deal, lead_id=args.lead, project_id=args.project, person_id=args.person,
         attachments=_attachments(args.attach, ctx.settings.smtp.max_message_size),
-        signature=not args.no_signature, from_mailbox=args.mailbox)
+        signature=not args.no_signature, from_mailbox=args.mailbox,
+        track_opens=None if args.track_opens is None else args.track_opens == "on",
+        track_clicks=None if args.track_clicks is None else args.track_clicks == "on")
 
     async def run() -> dict[str, Any]:
         sender = Sender(ctx.settings, db, build_pipeline(ctx.settings, db, authenticate=False))

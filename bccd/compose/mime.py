@@ -1,9 +1,10 @@
 """Building the message a user wrote (SPEC §12): well-formed MIME, ready to submit.
 
-``build(draft, max_size=…)`` → ``Built``: the bytes for the submission server (``sent``,
-without ``Bcc``), the user's own copy (``copy``: the same bytes with the ``Bcc`` header,
-as a mail program keeps it in Sent — this is what bccd files and appends to the sent
-folder), the Message-ID and whether SMTPUTF8 is needed. Pure and blocking (parsing,
+``build(draft, max_size=…, tracking=…)`` → ``Built``: the bytes for the submission server
+(``sent``, without ``Bcc``), the user's own copy (``copy``: the same message with the
+``Bcc`` header, as a mail program keeps it in Sent — this is what bccd files and appends
+to the sent folder), the Message-ID and whether SMTPUTF8 is needed. With ``tracking``
+(SPEC §13) only ``sent`` carries the rewritten links, the decoy and the pixel. Pure and blocking (parsing,
 base64): callers on the event loop run it in a worker thread. Refusals are
 ``bccd.errors.Invalid`` naming the field.
 
@@ -49,6 +50,7 @@ from inscriptis.model.config import ParserConfig
 from bccd.compose.recipients import Recipient
 from bccd.errors import Invalid
 from bccd.mailstore.sanitize import clean_outgoing_html
+from bccd.tracking.links import Rewriter
 
 MAX_SUBJECT = 998
 MAX_REFERENCES = 20
@@ -102,12 +104,14 @@ class Draft:
 @dataclass(frozen=True, slots=True)
 class Built:
     message_id: str                   # without the angle brackets, as bccd files ids
-    sent: bytes = field(repr=False)
-    copy: bytes = field(repr=False)
+    sent: bytes = field(repr=False)   # the recipients' bytes
+    copy: bytes = field(repr=False)   # the user's own copy (with Bcc; never tracked)
     smtputf8: bool
     subject: str
     html: str | None
     text: str
+    tracked: bool = False             # ``sent`` carries tracking (SPEC §13)
+    links: tuple[str, ...] = ()       # the tracked links' URLs, by index
 
 
 def new_message_id(sender: Recipient) -> str:
@@ -257,20 +261,15 @@ def _ctype(value: str) -> tuple[str, str]:
     return maintype, subtype
 
 
-def build(draft: Draft, *, max_size: int, message_id: str | None = None,
-          now: dt.datetime | None = None) -> Built:
-    utf8 = any(r.needs_utf8 for r in (draft.sender, *draft.to, *draft.cc, *draft.bcc))
-    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    message_id = message_id or new_message_id(draft.sender)
-    subject = subject_for(draft)
-    msg = EmailMessage(policy=policy)
+def _headers(msg: EmailMessage, draft: Draft, subject: str, message_id: str,
+             date: dt.datetime) -> None:
     msg["From"] = _address(draft.sender)
     if draft.to:
         msg["To"] = [_address(r) for r in draft.to]
     if draft.cc:
         msg["Cc"] = [_address(r) for r in draft.cc]
     msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(now or dt.datetime.now(dt.UTC))
+    msg["Date"] = email.utils.format_datetime(date)
     msg["Message-ID"] = f"<{message_id}>"
     if draft.reply_to is not None:
         chain = references_for(draft.reply_to)
@@ -281,23 +280,24 @@ def build(draft: Draft, *, max_size: int, message_id: str | None = None,
     elif draft.forward_of is not None and draft.forward_of.message_id:
         msg["References"] = f"<{draft.forward_of.message_id}>"
 
-    html: str | None = None
-    if draft.html is not None:
-        images = _Images(draft.sender.address.rpartition("@")[2])
-        html = clean_outgoing_html(_compose_html(draft), image_src=images.src)
-        text = _compose_text(draft, to_text(clean_outgoing_html(draft.html, image_src=_none)))
-        msg.set_content(text, subtype="plain", cte="quoted-printable")
+
+def _message(draft: Draft, policy: email.policy.Policy, subject: str, message_id: str,
+             date: dt.datetime, text: str, html: str | None,
+             images: list[tuple[str, Part]]) -> EmailMessage:
+    """The message without ``Bcc``: headers, the text (and HTML, with its images), then
+    the attachments."""
+    msg = EmailMessage(policy=policy)
+    _headers(msg, draft, subject, message_id, date)
+    msg.set_content(text, subtype="plain", cte="quoted-printable")
+    if html is not None:
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
-        if images.parts:
+        if images:
             html_part = msg.get_payload()[1]  # type: ignore[index]
             assert isinstance(html_part, EmailMessage)
-            for cid, part in images.parts:
+            for cid, part in images:
                 maintype, subtype = _ctype(part.content_type)
                 html_part.add_related(part.data, maintype, subtype, cid=f"<{cid}>",
                                       filename=part.filename, disposition="inline")
-    else:
-        text = _compose_text(draft, draft.text or "")
-        msg.set_content(text, subtype="plain", cte="quoted-printable")
     carried = draft.forward_of.attachments if draft.forward_of is not None else ()
     for part in (*draft.attachments, *carried):
         maintype, subtype = _ctype(part.content_type)
@@ -305,21 +305,60 @@ def build(draft: Draft, *, max_size: int, message_id: str | None = None,
     for sub in msg.walk():
         if sub is not msg:
             del sub["MIME-Version"]  # the email package repeats it on every part
+    return msg
+
+
+def _keep(value: str) -> str:
+    return value
+
+
+def build(draft: Draft, *, max_size: int, message_id: str | None = None,
+          now: dt.datetime | None = None, tracking: Rewriter | None = None) -> Built:
+    """The message (module docstring). With ``tracking`` (SPEC §13), ``sent`` — what the
+    recipients get — has its ``http(s)`` links rewritten, the hidden decoy link and the
+    pixel; ``copy`` — the user's own, filed and appended to the sent folder — has none of
+    it, and both have the same plain-text alternative (no pixel, links as written)."""
+    utf8 = any(r.needs_utf8 for r in (draft.sender, *draft.to, *draft.cc, *draft.bcc))
+    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
+    message_id = message_id or new_message_id(draft.sender)
+    subject = subject_for(draft)
+    date = now or dt.datetime.now(dt.UTC)
+    html: str | None = None
+    tracked: str | None = None
+    images: list[tuple[str, Part]] = []
+    if draft.html is not None:
+        found = _Images(draft.sender.address.rpartition("@")[2])
+        html = clean_outgoing_html(_compose_html(draft), image_src=found.src)
+        text = _compose_text(draft, to_text(clean_outgoing_html(draft.html, image_src=_none)))
+        images = found.parts
+        if tracking is not None:
+            tracked = tracking.wrap(clean_outgoing_html(html, image_src=_keep,
+                                                        link_href=tracking.href))
+    else:
+        text = _compose_text(draft, draft.text or "")
+    msg = _message(draft, policy, subject, message_id, date, text, html, images)
     if draft.bcc:
         msg["Bcc"] = [_address(r) for r in draft.bcc]
     copy = msg.as_bytes()
-    del msg["Bcc"]
-    sent = msg.as_bytes()
+    if tracked is not None:
+        sent = _message(draft, policy, subject, message_id, date, text, tracked,
+                        images).as_bytes()
+    else:
+        del msg["Bcc"]
+        sent = msg.as_bytes()
     if len(sent) > max_size:
+        carried = draft.forward_of.attachments if draft.forward_of is not None else ()
         where = "attachments" if draft.attachments or carried else "html"
         raise Invalid(f"{where}: the message would be {_mb(len(sent))}, over the limit of "
                       f"{_mb(max_size)}")
-    return Built(message_id, sent, copy, utf8, subject, html, text)
+    links = tuple(tracking.links) if tracking is not None and tracked is not None else ()
+    return Built(message_id, sent, copy, utf8, subject, html, text,
+                 tracked=tracked is not None, links=links)
 
 
 def without_bcc(copy: bytes) -> bytes:
     """The bytes for the server from the user's copy (``Built.copy``): its ``Bcc`` field
-    removed, nothing else touched (``== Built.sent``)."""
+    removed, nothing else touched (``== Built.sent`` of an untracked message)."""
     end = copy.find(b"\r\n\r\n")
     if end < 0:
         return copy

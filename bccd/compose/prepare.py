@@ -5,8 +5,11 @@
 409 when none can), its credentials, the recipients (strictly parsed, errors naming the
 field), the original of a reply or forward, the entity the message is written from, the
 template (rendered with that entity's — or the replied thread's — smart fields; it
-supplies the subject and the body unless they are given) and the signature; then builds
-the MIME message (``mime.build``, within ``smtp.max_message_size``). → ``Prepared``.
+supplies the subject and the body unless they are given), the signature and what is
+tracked (``tracking.policy.plan``: the company's policy, the user's settings, the
+request's ``track_opens``/``track_clicks``; HTML only); then builds the MIME message
+(``mime.build``, within ``smtp.max_message_size``; the recipients' copy tracked, the
+user's not). → ``Prepared``.
 Refusals are ``bccd.errors`` naming the field; nothing is written.
 """
 
@@ -26,6 +29,8 @@ from bccd.mailboxes.accounts import Auth, load_auth
 from bccd.store.blobs import Blobs
 from bccd.store.db import Database
 from bccd.store.models import Message, User
+from bccd.tracking import policy
+from bccd.tracking.links import Plan, Rewriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,8 @@ class SendRequest:
     attachments: tuple[Part, ...] = field(default=(), repr=False)
     signature: bool = True
     from_mailbox: int | None = None
+    track_opens: bool | None = None    # None: the user's setting (SPEC §13)
+    track_clicks: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,7 @@ class Prepared:
     fields: dict[str, str]             # recipient → the request field that named it
     chosen: tuple[str, int] | None     # the entity it is written from
     thread_id: int | None              # the replied (or forwarded) message's thread
+    tracking: Plan | None = None       # what is tracked (SPEC §13; ``built.links``)
 
 
 def _original(s: Session, blobs: Blobs, user: User, req: SendRequest,
@@ -121,6 +129,10 @@ def prepare(db: Database, settings: Settings, blobs: Blobs, req: SendRequest) ->
                       attachments=req.attachments, reply_to=reply_to, forward_of=forward_of)
         company_id = user.company_id
         thread_id = msg.thread_id if msg is not None else None
-    built = mime.build(draft, max_size=settings.smtp.max_message_size)
+        plan = policy.plan(settings, user, opens=req.track_opens, clicks=req.track_clicks,
+                           html=html is not None)
+    built = mime.build(draft, max_size=settings.smtp.max_message_size,
+                       tracking=Rewriter(plan) if plan is not None else None)
     return Prepared(req.user_id, company_id, mailbox, auth, built, sender.address,
-                    tuple(r.address for r in envelope), fields, chosen, thread_id)
+                    tuple(r.address for r in envelope), fields, chosen, thread_id,
+                    plan if built.tracked else None)

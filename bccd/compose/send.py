@@ -8,7 +8,8 @@ Mail page, and the outbox's retries.
    under the same key: ``Invalid``; the first still running: ``Conflict``).
 2. ``prepare.prepare`` — refusals (``bccd.errors``, naming the field) happen here, before
    anything is written.
-3. The send is recorded (``Send``, with the user's copy of the bytes) together with an
+3. The send is recorded (``Send``, with the user's copy of the bytes — and, for a tracked
+   message, the recipients' bytes and its tracking record, SPEC §13) together with an
    outbox job of kind ``send`` that this request has already claimed
    (``outbox.add_claimed``): from here on the message is never lost — if this process
    dies, the job's lease runs out and the outbox worker sends it.
@@ -61,6 +62,7 @@ from bccd.store import events, outbox
 from bccd.store.db import Database
 from bccd.store.models import Message, OutboxJob, User, utcnow
 from bccd.store.models_compose import Send
+from bccd.tracking import hits
 
 log = get_logger("bccd.compose")
 
@@ -177,11 +179,15 @@ class Sender:
                             rfc_message_id=p.built.message_id, envelope_from=p.sender,
                             pending=list(p.recipients), accepted=[], refused=[],
                             status="sending", raw=p.built.copy, attempts=0,
+                            tracked_raw=p.built.sent if p.built.tracked else None,
                             link_kind=p.chosen[0] if p.chosen else None,
                             link_id=p.chosen[1] if p.chosen else None,
                             idempotency_key=key, request_hash=request_hash)
                 s.add(send)
                 s.flush()
+                if p.tracking is not None:
+                    hits.create(s, p.tracking, list(p.built.links), send_id=send.id,
+                                user_id=p.user_id, company_id=p.company_id)
                 job = outbox.add_claimed(s, KIND, {"send_id": send.id, "user_id": p.user_id},
                                          lease=FIRST_ATTEMPT_LEASE)
                 return send.id, job
@@ -214,6 +220,7 @@ class Sender:
             send = s.get(Send, send_id)
             assert send is not None
             send.status, send.raw, send.pending, send.attempts = "refused", b"", [], 1
+            send.tracked_raw = None
             send.refused = [{"address": a, "reply": r} for a, r in result.refused.items()]
             send.last_error = str(answer.body["detail"])
             send.response = {"status_code": answer.status_code, "body": answer.body}
@@ -238,6 +245,8 @@ class Sender:
         first_transmission = False
         if result is not None or reason:
             first_transmission = _apply(send, result, reason, utcnow())
+            if result is not None and result.accepted:
+                hits.transmitted(s, send.id, send.updated_at)  # tracking counts from here
         elif send.message_id is not None and not send.pending:
             send.raw = b""  # filed at last: the message keeps its bytes
         s.flush()
@@ -280,8 +289,8 @@ class Sender:
         reason = failure
         if send.pending and not failure:
             try:
-                result = await self._submit(mailbox, auth, send.envelope_from,
-                                            list(send.pending), mime.without_bcc(send.raw))
+                result = await self._submit(mailbox, auth, send.envelope_from, list(send.pending),
+                                            send.tracked_raw or mime.without_bcc(send.raw))
             except (MailboxProblem, Unreachable) as exc:
                 reason = exc.reason
         if failure:
@@ -333,6 +342,7 @@ class Sender:
             return
         send.refused = [*send.refused, *({"address": a, "reply": reason} for a in send.pending)]
         send.pending, send.status, send.last_error, send.raw = [], "failed", reason, b""
+        send.tracked_raw = None
         send.updated_at = utcnow()
         s.flush()
         _event(s, send)
@@ -382,6 +392,7 @@ def _apply(send: Send, result: Result | None, reason: str, now: dt.datetime) -> 
         send.status = "queued"
     else:
         send.status = "sent" if send.accepted else "failed"
+        send.tracked_raw = None  # the recipients' bytes are needed while someone is pending
         if send.message_id is not None:
             send.raw = b""  # filed: the message keeps its bytes
     return first

@@ -25,7 +25,9 @@ of which the viewer may not know is listed by kind and id alone.
 - ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape;
   ``thread_detail(s, inline_url, user, id, …)`` → the same plus names, each message's
   ``raw_size`` and sanitized ``html`` (``mailstore.sanitize``; remote images only on
-  request). With ``inline_url`` (attachment id → address), ``cid:`` images point at their
+  request), a sent message's ``send`` state and ``tracking`` (SPEC §13,
+  ``tracking.summary``; null for mail not sent from bccd with tracking). With
+  ``inline_url`` (attachment id → address), ``cid:`` images point at their
   part's address — never embedded — for image parts up to ``MAX_INLINE`` bytes each and
   ``INLINE_PAGE_BYTES`` for the thread (each part counted once); the others are hidden
   and counted in the message's ``inline_hidden``.
@@ -68,6 +70,7 @@ from bccd.store.models import (
     User,
 )
 from bccd.store.models_compose import Send
+from bccd.tracking import summary as tracking_summary
 
 MAX_TERMS = 8
 INLINE_PAGE_BYTES = 20 * 1024 * 1024  # inline image bytes one conversation page may show
@@ -353,8 +356,10 @@ def inline_part(s: Session, user: User, attachment_id: int) -> Attachment:
 
 
 def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: User,
-                  thread_id: int, *, allow_remote: bool = False) -> dict[str, Any]:
-    """One visible thread; with ``inline_url``, ``cid:`` images point at their parts."""
+                  thread_id: int, *, allow_remote: bool = False,
+                  hits: bool = False) -> dict[str, Any]:
+    """One visible thread; with ``inline_url``, ``cid:`` images point at their parts; with
+    ``hits``, each tracked message's recent hits with their reasons (``tracking_hits``)."""
     thread = get_visible_thread(s, user, thread_id)
     shown = show_thread(s, thread, user)
     _with_names(s, user, [shown])
@@ -385,12 +390,16 @@ def thread_detail(s: Session, inline_url: Callable[[int], str] | None, user: Use
     sends = {mid: (status, reason, refused) for mid, status, reason, refused in s.execute(
         select(Send.message_id, Send.status, Send.last_error, Send.refused)
         .where(Send.message_id.in_([m["id"] for m in shown["messages"]])))}
+    tracked = tracking_summary.for_messages(s, sends)
     for m in shown["messages"]:
         found = sends.get(m["id"])
         m["send"] = None if found is None else {
             "status": "queued" if found[0] == "sending" else found[0],
             "reason": found[1] if found[0] in ("queued", "sending", "failed") else "",
             "refused": list(found[2] or [])}
+        m["tracking"] = tracked.get(m["id"])
+        if hits and m["tracking"] is not None:
+            m["tracking_hits"] = tracking_summary.recent_hits(s, m["id"])
     shown["is_owner"] = thread.owner_id == user.id
     return shown
 

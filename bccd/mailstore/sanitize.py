@@ -26,7 +26,9 @@ fragment that is safe to put in a sandboxed iframe's ``srcdoc``:
 (SPEC §12: compose HTML, templates, signatures): the same tags, attributes, style
 properties and link schemes, with links left as written (no ``target``) and each
 ``<img src>`` decided by ``image_src`` (the new value, or None to drop it) — compose
-turns ``data:`` images into ``cid:`` parts there, before anything else sees the HTML.
+turns ``data:`` images into ``cid:`` parts there, before anything else sees the HTML;
+with ``link_href``, each ``http(s)`` ``href`` becomes what it returns (the tracked
+address of a link, SPEC §13).
 The sanitizer is the first wall; the page's Content-Security-Policy (inherited by the
 ``srcdoc`` document) and the iframe sandbox (no scripts, no same-origin) are the others.
 """
@@ -116,7 +118,8 @@ def clean_email_html(
     )
 
 
-def clean_outgoing_html(html: str, *, image_src: Callable[[str], str | None]) -> str:
+def clean_outgoing_html(html: str, *, image_src: Callable[[str], str | None],
+                        link_href: Callable[[str], str] | None = None) -> str:
     def attribute_filter(tag: str, attr: str, value: str) -> str | None:
         if attr not in URL_ATTRS:
             return value
@@ -124,7 +127,11 @@ def clean_outgoing_html(html: str, *, image_src: Callable[[str], str | None]) ->
             return image_src(value.strip())
         if attr in ("href", "cite"):
             m = _SCHEME.match(value)
-            return value.strip() if m and m.group(1).lower() in LINK_SCHEMES else None
+            if not m or m.group(1).lower() not in LINK_SCHEMES:
+                return None
+            if attr == "href" and link_href is not None and m.group(1).lower() in ("http", "https"):
+                return link_href(value.strip())
+            return value.strip()
         return None
 
     return nh3.clean(

@@ -17,7 +17,7 @@ from bccd.store.models import Alternate, Blocked, Company, Item, Person, PersonE
 
 def company(c: Company) -> dict[str, Any]:
     return {"id": c.id, "slug": c.slug, "name": c.name,
-            "create_unknown_contacts": c.create_unknown_contacts}
+            "create_unknown_contacts": c.create_unknown_contacts, "tracking": c.tracking}
 
 
 def user_brief(u: User, settings: Settings) -> dict[str, Any]:
@@ -40,6 +40,8 @@ def user_full(session: Session, u: User, settings: Settings) -> dict[str, Any]:
         "sharing_default": u.sharing_default,
         "linking_mode": u.linking_mode,
         "email_links": u.email_links,
+        "tracking_opens": u.tracking_opens,
+        "tracking_clicks": u.tracking_clicks,
         "alternates": [{"email": a.email, "status": a.status} for a in alts],
         "blocked": list(blocked),
     }

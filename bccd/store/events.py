@@ -9,6 +9,10 @@ Events (``type``):
   :func:`message_quarantined`).
 - ``message.sent`` / ``message.send_failed`` — a message written in bccd went out to every
   recipient that accepted it, or was given up on (``bccd.compose.send``, :func:`send_outcome`).
+- ``message.opened`` / ``link.clicked`` — the first human open of a message sent from bccd
+  with tracking, and the first human click of each of its links (SPEC §13;
+  ``bccd.tracking.hits``, :func:`tracking_hit`), a few seconds after the hit, once it is
+  certain a machine did not make it.
 - ``thread.linked`` — a thread gained a link it did not have: a deal, lead or project
   however it was made (automatic, per-entity address, by hand, retroactively — the one
   place is ``linking.deals.set_item_link``, :func:`item_linking`), or a person or
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
 
 KIND = "webhook"
 EVENT_TYPES = ("message.stored", "message.quarantined", "thread.linked", "message.sent",
-               "message.send_failed")
+               "message.send_failed", "message.opened", "link.clicked")
 
 _attached: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
@@ -148,6 +152,16 @@ def message_quarantined(session: Session, row: Quarantined, company_id: int) -> 
 def send_outcome(session: Session, type_: str, data: dict[str, Any], *, user_id: int) -> None:
     """``compose.send``: ``message.sent`` or ``message.send_failed`` for one send (``data``:
     the message's ids, the recipients accepted and refused, the reason)."""
+    user = session.get(User, user_id)
+    if user is None:
+        return
+    emit(session, type_, {"user": user.email, "company": _company_slug(session, user.company_id),
+                          **data}, user_id=user_id, company_id=user.company_id)
+
+
+def tracking_hit(session: Session, type_: str, data: dict[str, Any], *, user_id: int) -> None:
+    """``tracking.hits``: ``message.opened`` or ``link.clicked`` (``data``: the message's
+    ids, when, and for a click the link's index and URL)."""
     user = session.get(User, user_id)
     if user is None:
         return

@@ -93,6 +93,9 @@ class Company(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     create_unknown_contacts: Mapped[bool] = mapped_column(Boolean, default=True)
+    # open and click tracking of mail sent from bccd (SPEC §13): allowed | off
+    tracking: Mapped[str] = mapped_column(String(16), default="allowed",
+                                          server_default="allowed")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -114,6 +117,9 @@ class User(Base):
     linking_mode: Mapped[str] = mapped_column(String(16), default="auto")
     email_links: Mapped[str] = mapped_column(String(16), default="app")
     signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")  # sanitized
+    # SPEC §13: track opens and clicks of mail this user sends from bccd (off by default)
+    tracking_opens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    tracking_clicks: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -466,9 +472,10 @@ class OutboxJob(Base):
 
 
 
-# OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
-# the tables of mail written in bccd (SPEC §12), registered on the same metadata
+# the tables of mail written in bccd (SPEC §12) and of its tracking (§13), on the same
+# metadata; OAuth states and emailed sign-in links (SPEC §7, §9) live in their own module
 import bccd.store.models_compose  # noqa: E402,F401
+import bccd.store.models_tracking  # noqa: E402,F401
 from bccd.store import models_storage as _storage  # noqa: E402,F401  (its tables in Base.metadata)
 from bccd.store.grants import OAuthState as OAuthState  # noqa: E402
 from bccd.store.grants import SigninLink as SigninLink  # noqa: E402

@@ -10,7 +10,9 @@
   ``failed`` after a retry gave up or was refused, ``refused`` when the first attempt was
   refused — then nothing was filed), the filed message (``message_id``; deleting that
   message deletes its send), and the client's ``Idempotency-Key`` with the first answer,
-  which a repeat gets back.
+  which a repeat gets back. A tracked message (SPEC §13) also keeps the bytes its
+  recipients get (``tracked_raw``: the pixel, the rewritten links) until nothing is
+  pending; ``raw`` stays the user's own copy, as written.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class Send(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     raw: Mapped[bytes] = mapped_column(LargeBinary, default=b"")  # emptied once nothing is pending
+    # the bytes for the server when tracking (SPEC §13) made them differ from ``raw`` without
+    # its Bcc: the recipients' copy has the pixel and rewritten links, the user's has not
+    tracked_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     link_kind: Mapped[str | None] = mapped_column(String(16))   # the entity it was written from
     link_id: Mapped[int | None] = mapped_column(BigInteger)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))

@@ -10,7 +10,9 @@ Routes (under ``/mail``; the frame — sessions, CSRF, security headers — is `
   then shows the conversation with "Sent." or "Queued …"; a refusal or bad input shows
   the form again with the error next to its field (attachments must be chosen again).
   Each form carries a draft token used as the ``Idempotency-Key``: posting the same
-  draft twice (a double click, a reload) sends it once;
+  draft twice (a double click, a reload) sends it once. Where the company allows
+  tracking, "Track opens" and "Track clicks" (ticked as the user's settings say) decide
+  for this message (SPEC §13; formatted mail only);
 - ``GET /mail/compose/people?q=`` — the company's persons the user may see, for the
   To/Cc/Bcc suggestions (JSON);
 - ``POST /mail/compose/render`` — a template filled in for the thread's (or the
@@ -45,6 +47,7 @@ from bccd.linking import visibility
 from bccd.mailboxes.accounts import submission_of
 from bccd.mailstore import read
 from bccd.store.models import ImapAccount, Message, Person, PersonEmail, User
+from bccd.tracking import policy
 from bccd.web.api.messages import body_limit
 from bccd.web.pagebase import PageBase, SignedOut, Viewer
 from bccd.web.pagebase import templates as pages
@@ -76,6 +79,9 @@ class Draft:
     entity: str = ""               # kind:id
     signature: bool = True
     from_mailbox: str = ""
+    track_opens: bool = False      # the form's boxes (SPEC §13): the user's settings at first
+    track_clicks: bool = False
+    tracking_form: bool = False    # the form showed them (the company allows tracking)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(18))  # this draft, once
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -110,6 +116,7 @@ class ComposePages(PageBase):
         mailboxes = [{"id": r.id, "label": f"{r.username} ({r.smtp_host})"}
                      for r in rows if submission_of(r) is not None]
         out: dict[str, Any] = {"mailboxes": mailboxes, "has_signature": bool(user.signature_html),
+                               "tracking_allowed": policy.allowed(user.company),
                                "templates": [{"id": t["id"], "name": t["name"]}
                                              for t in templates.list_for(s, user)],
                                "original": None, "entity_label": ""}
@@ -142,6 +149,7 @@ class ComposePages(PageBase):
         template_id = _id(qp.get("template"))
 
         def work(s: Any, user: User) -> dict[str, Any]:
+            d.track_opens, d.track_clicks = user.tracking_opens, user.tracking_clicks
             if d.reply_to:
                 to, cc = context.reply_recipients(s, user, d.reply_to, everyone=qp.get("all") == "1")
                 d.to, d.cc = ", ".join(to), ", ".join(cc)
@@ -216,6 +224,8 @@ class ComposePages(PageBase):
         if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", text("token")):
             d.token = text("token")
         d.signature = form.get("signature") == "1"
+        d.tracking_form = form.get("tracking_form") == "1"
+        d.track_opens, d.track_clicks = form.get("track_opens") == "1", form.get("track_clicks") == "1"
         viewer = await self.db.run(self._viewer_only, data)
         if viewer is None:
             return self._to_login()
@@ -257,7 +267,10 @@ class ComposePages(PageBase):
             template_id=_id(d.template_id), reply_to=d.reply_to or None,
             forward_of=d.forward_of or None, attachments=parts, signature=d.signature,
             from_mailbox=_id(d.from_mailbox), deal_id=ids["deal_id"], lead_id=ids["lead_id"],
-            project_id=ids["project_id"], person_id=ids["person_id"])
+            project_id=ids["project_id"], person_id=ids["person_id"],
+            # the boxes decide for formatted mail; plain text (no script) is never tracked
+            track_opens=d.track_opens if d.tracking_form and html is not None else None,
+            track_clicks=d.track_clicks if d.tracking_form and html is not None else None)
 
     async def _reshow(self, request: Request, viewer: Viewer, d: Draft, *, apply: bool = False,
                       status: int = 200) -> Response:
@@ -275,7 +288,7 @@ class ComposePages(PageBase):
         except BccdError as exc:
             d.errors.setdefault("form", str(exc))
             extra = {"mailboxes": [], "templates": [], "original": None, "entity_label": "",
-                     "has_signature": False}
+                     "has_signature": False, "tracking_allowed": False}
         return self._show(viewer, d, extra, status)
 
     # -------------------------------------------------------------- helpers for the script

@@ -24,6 +24,7 @@ The limits (``http.max_body``, ``http.body_limits``; see ``conf/bccd.toml``):
 ``/api/v1``                1 MiB — the largest JSON body the API takes today
 ``/api/v1/messages``       ``smtp.max_message_size`` in base64 (× 4/3) + 1 MiB
                            of JSON around it (compose, SPEC §12)
+``/t``                     0 — the public tracking endpoints take no body (SPEC §13)
 everything else            ``http.max_body`` (64 KiB): forms, sign-in, confirmation
 =========================  =====================================================
 
@@ -70,7 +71,8 @@ class BodyTable:
         compose = compose_limit(settings.smtp.max_message_size)
         table = {"/api/v1": API_BODY, "/api/v1/messages": compose,
                  "/mail/compose": compose,          # the Mail page's compose form (SPEC §12)
-                 "/mail/settings": SETTINGS_BODY}   # a signature may hold a small image
+                 "/mail/settings": SETTINGS_BODY,   # a signature may hold a small image
+                 "/t": 0}                           # tracking (SPEC §13): GET/HEAD, no body
         table.update(settings.http.body_limits)
         return cls.build(settings.http.max_body, table)
 

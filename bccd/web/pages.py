@@ -30,7 +30,13 @@ allowance. And whatever the sanitizer makes of hostile markup, a message's frame
 exceed ``FRAME_FACTOR`` times the message's raw size: past it the page shows a notice and
 the download of the original instead, so a page stays within 10× the mail it shows.
 - ``GET/POST /mail/settings`` and ``POST /mail/settings/{alternates,blocked}/…`` — sharing
-  default, linking mode, email links, signature, alternate addresses, blocked addresses.
+  default, linking mode, email links, signature, open and click tracking (SPEC §13; shown
+  only where the company allows it), alternate addresses, blocked addresses.
+
+A message sent from bccd with tracking shows, on its conversation, how often it was opened
+— "opened 3× (2 by machines)" — and clicked, per link, and under "Why" the recent hits
+with the rule that made each a machine's (``tracking.rules``). The page itself never loads
+a pixel or follows a tracked link: what bccd filed is the user's own, untracked copy.
 
 Sessions, CSRF, security headers and sign-in are ``web.pagebase``'s (cookies:
 ``web.session``). Reads go through ``mailstore.read`` (the one visibility rule), changes
@@ -62,6 +68,7 @@ from bccd.errors import BccdError, NotFound
 from bccd.linking import blocklist, linkstate, manual
 from bccd.mailstore import actions, attachments, read, shapes
 from bccd.store.models import Attachment, User
+from bccd.tracking import policy
 from bccd.web.downloads import download, download_blob, safe_content_type
 from bccd.web.mailbox_pages import listing as mailbox_listing
 from bccd.web.pagebase import HERE, PAGES, PageBase, SignedOut, Viewer, frame_height, srcdoc, templates
@@ -153,7 +160,7 @@ class Pages(PageBase):
                 return f"/mail/inline/{viewer.session_id}/{attachment_id}/{mac}"
 
             shown = read.thread_detail(s, inline_url, user, thread_id,
-                                            allow_remote=images)
+                                       allow_remote=images, hits=True)
             thread = manual.get_thread(s, thread_id, user)
             for lk in shown["links"]:  # no unlink button where only the owner may unlink
                 lk["removable"] = manual.may_remove(s, thread, lk["kind"], lk["id"], user)
@@ -323,6 +330,7 @@ class Pages(PageBase):
         def work(s: Any, user: User) -> dict[str, Any]:
             return {"me": shapes.user_full(s, user, self.services.settings),
                     "signature_html": user.signature_html,
+                    "tracking_allowed": policy.allowed(user.company),
                     "alternates": flow.list_for(s, user),
                     "blocked": blocklist.listing(s, user),
                     "mailboxes": mailbox_listing(s, user)}
@@ -350,6 +358,9 @@ class Pages(PageBase):
                     linkstate.mode_changed(s, user.id)  # SPEC §5.12
                 if isinstance(form.get("signature_html"), str):
                     signature.set_signature(s, user, str(form.get("signature_html")))
+                if form.get("tracking_form") == "1":  # unticked boxes are not posted
+                    policy.set_user(user, opens=form.get("tracking_opens") == "1",
+                                    clicks=form.get("tracking_clicks") == "1")
                 return "saved"
             if section == "alternates":
                 if action == "add":

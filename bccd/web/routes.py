@@ -17,6 +17,7 @@ from bccd.web import (
     ops,
     pages,
     signin,
+    tracking,
 )
 from bccd.web.api import app as api_app
 
@@ -28,4 +29,4 @@ RouteFactory = Callable[["Services"], list[Any]]
 # signin before pages: it extends /mail/login
 FACTORIES: tuple[RouteFactory, ...] = (confirm.routes, api_app.routes, signin.routes, oauth_callback.routes,
                                        mailbox_pages.routes, pages.routes, compose_pages.routes,
-                                       ops.routes)
+                                       ops.routes, tracking.routes)

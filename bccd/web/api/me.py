@@ -1,4 +1,4 @@
-"""``/api/v1/me…``: the caller's own account — settings (SPEC §1), alternate addresses
+"""``/api/v1/me…``: the caller's own account — settings (SPEC §1, tracking §13), alternate addresses
 (§6), blocked addresses (§5.2), quarantine (§4.4) and rejections.
 
 The rules are the same functions the CLI uses (``accounts``, ``confirm.flow``,
@@ -23,6 +23,7 @@ from bccd.linking import blocklist, linkstate
 from bccd.mailstore import shapes as render
 from bccd.quarantine import copies
 from bccd.store.models import Quarantined, Rejection
+from bccd.tracking import policy
 from bccd.web.api import schemas as S
 from bccd.web.api.core import (
     CONFLICT,
@@ -56,7 +57,9 @@ async def get_me(request: Request, p: Caller) -> dict[str, Any]:
 
 def _settings(u: Any) -> dict[str, Any]:
     return {"sharing_default": u.sharing_default, "linking_mode": u.linking_mode,
-            "email_links": u.email_links, "signature_html": u.signature_html}
+            "email_links": u.email_links, "signature_html": u.signature_html,
+            "tracking_opens": u.tracking_opens, "tracking_clicks": u.tracking_clicks,
+            "tracking_allowed": policy.allowed(u.company)}
 
 
 @router.get("/me/settings", response_model=S.UserSettings, operation_id="getSettings")
@@ -72,8 +75,9 @@ async def get_settings(request: Request, p: Caller) -> dict[str, Any]:
 
 @router.patch("/me/settings", response_model=S.UserSettings, operation_id="updateSettings")
 async def patch_settings(request: Request, p: Caller, body: S.SettingsPatch) -> dict[str, Any]:
-    """Change the sharing default (new threads only), linking mode, email links or the
-    signature (HTML, sanitized; empty: none)."""
+    """Change the sharing default (new threads only), linking mode, email links, the
+    signature (HTML, sanitized; empty: none) or the tracking of mail sent from bccd
+    (``409`` turning it on while the company does not allow it)."""
     db = services_of(request).db
 
     def work() -> dict[str, Any]:
@@ -86,6 +90,7 @@ async def patch_settings(request: Request, p: Caller, body: S.SettingsPatch) -> 
                 linkstate.mode_changed(s, user.id)  # SPEC §5.12: the threads' states follow
             if body.signature_html is not None:
                 signature.set_signature(s, user, body.signature_html)
+            policy.set_user(user, opens=body.tracking_opens, clicks=body.tracking_clicks)
             return _settings(user)
 
     return await run(request, work)

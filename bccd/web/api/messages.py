@@ -8,6 +8,9 @@ for good (``errors`` names each refused recipient's field), ``409`` when the cal
 mailbox that can send or the mailbox refused the login. ``Idempotency-Key`` (a header, up
 to 255 printable characters): a repeat returns the first answer and never sends twice; the
 same key with a different request is ``422``, while the first is still running ``409``.
+``track_opens``/``track_clicks`` (SPEC §13) override the caller's tracking settings for
+this message: ``409`` while the company does not allow tracking, ``422`` for a plain-text
+message (only HTML carries tracking).
 Attachments come base64-encoded in the JSON: the route takes bodies as large as
 ``smtp.max_message_size`` in base64 (``body_limit``).
 """
@@ -73,9 +76,6 @@ async def send_message(request: Request, p: Caller, body: C.MessageIn,
     """Send a message as the caller through their mailbox; it is filed at once in the
     caller's mail (in the replied-to thread, linked to the entity it was written from)."""
     services = services_of(request)
-    for name in ("track_opens", "track_clicks"):
-        if getattr(body, name):
-            raise Invalid(f"{name}: open and click tracking is not available on this server")
     req = SendRequest(
         user_id=p.user_id, to=tuple(body.to), cc=tuple(body.cc), bcc=tuple(body.bcc),
         subject=body.subject, html=body.html, text=body.text, template_id=body.template_id,
@@ -84,7 +84,8 @@ async def send_message(request: Request, p: Caller, body: C.MessageIn,
         deal_id=body.deal_id, lead_id=body.lead_id, project_id=body.project_id,
         person_id=body.person_id,
         attachments=_attachments(body.attachments, services.settings.smtp.max_message_size),
-        signature=body.signature, from_mailbox=body.from_mailbox)
+        signature=body.signature, from_mailbox=body.from_mailbox,
+        track_opens=body.track_opens, track_clicks=body.track_clicks)
     digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True)
                             .encode()).hexdigest()
     answer = await services.sender.send(req, idempotency_key=idempotency_key,

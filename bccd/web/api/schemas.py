@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from bccd.addresses import name_problem
 
@@ -85,6 +85,8 @@ class Me(BaseModel):
     sharing_default: str
     linking_mode: str
     email_links: str
+    tracking_opens: bool
+    tracking_clicks: bool
     alternates: list[AlternateBrief]
     blocked: list[str]
 
@@ -94,6 +96,9 @@ class UserSettings(BaseModel):
     linking_mode: Literal["auto", "manual"]
     email_links: Literal["app", "default-client"]
     signature_html: str = Field(description="added to mail written in bccd (sanitized HTML)")
+    tracking_opens: bool = Field(description="track opens of mail sent from bccd (SPEC §13)")
+    tracking_clicks: bool = Field(description="track clicks of its links")
+    tracking_allowed: bool = Field(description="the company allows tracking (read-only)")
 
 
 class SettingsPatch(_In):
@@ -102,6 +107,8 @@ class SettingsPatch(_In):
     email_links: Literal["app", "default-client"] | None = None
     signature_html: Annotated[str, StringConstraints(max_length=256 * 1024),
                               AfterValidator(_storable)] | None = None
+    tracking_opens: StrictBool | None = None
+    tracking_clicks: StrictBool | None = None
 
 
 class AlternateIn(_In):
@@ -212,6 +219,24 @@ class SendState(BaseModel):
     refused: list[dict[str, str]] = Field(description="recipients refused: {address, reply}")
 
 
+class OpensOut(BaseModel):
+    human: int
+    machine: int
+    first_human_at: str | None
+
+
+class ClickOut(BaseModel):
+    url: str
+    human: int
+    machine: int
+
+
+class TrackingOut(BaseModel):
+    opens: OpensOut | None = Field(description="null: opens were not tracked")
+    clicks: list[ClickOut] | None = Field(description="per link; null: clicks were not tracked")
+    hidden_link: int = Field(description="hits on the hidden link only software follows")
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -237,6 +262,9 @@ class MessageOut(BaseModel):
     auth: AuthOut
     send: SendState | None = Field(default=None, description="mail written in bccd: how its "
                                                              "sending stands")
+    tracking: TrackingOut | None = Field(
+        default=None, description="mail sent from bccd with tracking (SPEC §13): opens and "
+                                  "clicks by people and by machines; null otherwise")
 
 
 class ThreadDetail(BaseModel):

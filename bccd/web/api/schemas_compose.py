@@ -53,8 +53,12 @@ class MessageIn(_In):
     person_id: EntityId | None = None
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
     signature: StrictBool = Field(default=True, description="add the caller's signature")
-    track_opens: StrictBool | None = None
-    track_clicks: StrictBool | None = None
+    track_opens: StrictBool | None = Field(
+        default=None, description="track opens of this message (SPEC §13); default: the "
+                                  "caller's tracking_opens setting; HTML only")
+    track_clicks: StrictBool | None = Field(
+        default=None, description="track clicks of its links; default: the caller's "
+                                  "tracking_clicks setting; HTML only")
 
 
 class RefusedRecipient(BaseModel):

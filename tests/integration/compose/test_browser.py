@@ -81,7 +81,7 @@ class Session:
         self.page.goto(f"{world.srv.http_url}/mail/login")
         self.page.click("summary")  # the token form sits below the emailed-link form
         self.page.fill("#token", user.token)
-        self.page.click("details button[type=submit]")
+        self.page.click("details.token-login button[type=submit]")
         self.page.wait_for_url("**/mail")
 
     def shot(self, name: str) -> Path:

@@ -70,12 +70,13 @@ def test_me_and_settings(world: World) -> None:
         me = bob.get("/me").json()
         assert me["email"] == "bob@acme.test" and me["company"] == "acme"
         assert me["bcc_address"] == world.users["bob"]["bcc_address"]
+        tracking = {"tracking_opens": False, "tracking_clicks": False, "tracking_allowed": True}
         assert bob.get("/me/settings").json() == {"sharing_default": "private",
                                                    "linking_mode": "auto", "email_links": "app",
-                                                   "signature_html": ""}
+                                                   "signature_html": "", **tracking}
         r = bob.patch("/me/settings", json={"sharing_default": "shared", "linking_mode": "manual"})
         assert r.json() == {"sharing_default": "shared", "linking_mode": "manual",
-                            "email_links": "app", "signature_html": ""}
+                            "email_links": "app", "signature_html": "", **tracking}
         r = bob.patch("/me/settings", json={"signature_html": '<p onclick="x()">Bob<script>y()</script></p>'})
         assert r.json()["signature_html"] == "<p>Bob</p>"
         assert bob.patch("/me/settings", json={"signature_html": ""}).json()["signature_html"] == ""
