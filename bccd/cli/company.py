@@ -22,9 +22,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("name")
     c.add_argument("--slug")
     c.set_defaults(handler=create)
-    st = s.add_parser("set", parents=[common], help="change a company's settings")
+    st = s.add_parser("set", parents=[common], help="change a company's settings (each optional)")
     st.add_argument("slug")
-    st.add_argument("--create-unknown-contacts", choices=["on", "off"], required=True)
+    st.add_argument("--create-unknown-contacts", choices=["on", "off"],
+                    help="make persons of unknown counterparts of Smart Bcc copies")
+    st.add_argument("--domains", metavar="D,…",
+                    help="the company's own mail domains (internal mail); '' = the default, "
+                         "its users' login domains")
+    st.add_argument("--automated-mail", choices=list(accounts.AUTOMATED_MAIL),
+                    help="auto-replies and bulk mail: stored unlinked (default), stored and "
+                         "linked like any mail, or dropped")
+    st.add_argument("--internal-mail", choices=list(accounts.INTERNAL_MAIL),
+                    help="mail among the company's own people: stored (default) or dropped")
     st.set_defaults(handler=set_)
     ls = s.add_parser("list", parents=[common], help="list companies")
     ls.set_defaults(handler=list_)
@@ -42,15 +51,22 @@ def create(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    """Every flag optional (SPEC §8): only those given change; the company's settings
+    are shown."""
     with ctx.database().transaction() as s:
         c = accounts.get_company(s, args.slug)
-        c.create_unknown_contacts = args.create_unknown_contacts == "on"
-        return render.company(c)
+        accounts.set_company(
+            s, c, create_unknown_contacts=(None if args.create_unknown_contacts is None
+                                           else args.create_unknown_contacts == "on"),
+            domains=None if args.domains is None else args.domains.split(","),
+            automated_mail=args.automated_mail, internal_mail=args.internal_mail)
+        s.flush()
+        return render.company(c, s)
 
 
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
-        return [render.company(c) for c in s.scalars(select(Company).order_by(Company.id))]
+        return [render.company(c, s) for c in s.scalars(select(Company).order_by(Company.id))]
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:
