@@ -36,7 +36,7 @@ def ics(method: str, *, uid: str = "kickoff-1@client.test", sequence: int = 0,
     lines = ["BEGIN:VCALENDAR", "PRODID:-//Microsoft Corporation//Outlook 16.0 MIMEDIR//EN",
              "VERSION:2.0", f"METHOD:{method}"]
     body = "\n".join(lines) + "\n" + (OUTLOOK_TZ if outlook_tz else "")
-    ev = ["BEGIN:VEVENT", f"ORGANIZER;CN=Bob Client:mailto:{organizer}"]
+    ev = ["BEGIN:VEVENT", f"ORGANIZER;CN={organizer.split('@')[0].title()}:mailto:{organizer}"]
     ev += [f"ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT={a};RSVP=TRUE;CN={e.split('@')[0].title()}:"
            f"mailto:{e}" for e, a in people.items()]
     ev += [f"SUMMARY;LANGUAGE=en-US:{summary}"] if summary else []
