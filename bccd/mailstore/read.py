@@ -16,13 +16,17 @@ of which the viewer may not know is listed by kind and id alone.
   (SPEC §5.12) and ``also_filed_by``; with ``names``, links and suggestions carry
   ``name`` too. ``q`` searches subjects, senders, counterpart addresses and message text
   (case-insensitive substring; every word must match); ``link_state`` keeps the threads
-  in that state (``needs_choice``: awaiting a choice). A listing is one indexed query
+  in that state (``needs_choice``: awaiting a choice); ``category`` those of these
+  categories (SPEC §5.10: a thread's is the most human of its messages'). A listing is one indexed query
   plus one batch per related table, whatever the company's size. A timeline — filtered
   by a person, organization, deal, lead or project — shows a message that several users
   filed once (SPEC §5.14, ``mailstore.timeline``): ``messages`` counts what it shows.
 - ``count_threads(s, user, filters)`` → how many threads ``list_threads`` would list (the
   Mail page's "Needs linking" count).
-- ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape;
+- ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape, with the thread's and
+  each message's ``category`` (and ``category_reason``) and the thread's ``meeting``
+  (SPEC §5.13, or ``None``); a person link named for the viewer carries
+  ``bouncing: true`` when one of the person's addresses bounced;
   ``thread_detail(s, inline_url, user, id, …)`` → the same plus names, each message's
   ``raw_size`` and sanitized ``html`` (``mailstore.sanitize``; remote images only on
   request). With ``inline_url`` (attachment id → address), ``cid:`` images point at their
@@ -138,8 +142,8 @@ def _with_names(s: Session, viewer: User, threads: list[dict[str, Any]]) -> list
         t["links"] = _named(t["links"], names)
         t["suggestions"] = _named(t["suggestions"], names)
         for lk in t["links"]:
-            if lk["kind"] == "person":
-                lk["bouncing"] = lk["id"] in bouncing
+            if lk["kind"] == "person" and lk["id"] in bouncing:
+                lk["bouncing"] = True
     return threads
 
 

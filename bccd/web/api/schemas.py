@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from bccd.addresses import name_problem
 
@@ -141,8 +141,8 @@ class LinkOut(BaseModel):
     id: int
     how: str
     name: str | None = None
-    bouncing: bool | None = Field(default=None, description=(
-        "a person: one of their addresses bounced (SPEC §5.10)"))
+    bouncing: bool | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "present (true) on a person one of whose addresses bounced (SPEC §5.10)"))
 
 
 class SuggestionOut(BaseModel):
@@ -463,7 +463,7 @@ class CompanyOut(BaseModel):
 
 
 class CompanyPatch(_In):
-    create_unknown_contacts: bool | None = None
+    create_unknown_contacts: StrictBool | None = None
     domains: list[Name] | None = Field(default=None, max_length=100, description=(
         "its own mail domains; null or [] → the default (its users' login domains)"))
     automated_mail: Literal["unlinked", "store", "drop"] | None = None
