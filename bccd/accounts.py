@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -18,9 +19,12 @@ from sqlalchemy.orm import Session
 from bccd.addresses import (
     SLUG_RE,
     AddressError,
+    default_company_domains,
+    domain_of,
     hash_token,
     name_problem,
     new_bcc_token,
+    normalize_domain,
     normalize_email,
     user_bcc_address,
 )
@@ -65,6 +69,58 @@ def get_company(session: Session, slug: str) -> Company:
     if company is None:
         raise NotFound(f"no company {slug!r}")
     return company
+
+
+AUTOMATED_MAIL = ("unlinked", "store", "drop")   # SPEC §5.10 (``linking.categories``)
+INTERNAL_MAIL = ("store", "drop")
+MAX_DOMAINS = 100
+
+
+def set_company(session: Session, company: Company, *, create_unknown_contacts: bool | None = None,
+                domains: Sequence[str] | None = None, automated_mail: str | None = None,
+                internal_mail: str | None = None) -> Company:
+    """Change the company's settings (SPEC §1, §5.10); ``None`` leaves one as it is.
+    ``domains``: its own mail domains (``[]``: back to the default, its users' login
+    domains). ``Invalid`` names the setting that is wrong, and nothing changes."""
+    if automated_mail is not None and automated_mail not in AUTOMATED_MAIL:
+        raise Invalid(f"automated_mail must be one of {', '.join(AUTOMATED_MAIL)}")
+    if internal_mail is not None and internal_mail not in INTERNAL_MAIL:
+        raise Invalid(f"internal_mail must be one of {', '.join(INTERNAL_MAIL)}")
+    named = _domains(domains) if domains is not None else None
+    if create_unknown_contacts is not None:
+        company.create_unknown_contacts = create_unknown_contacts
+    if named is not None:
+        company.domains = named or None
+    if automated_mail is not None:
+        company.automated_mail = automated_mail
+    if internal_mail is not None:
+        company.internal_mail = internal_mail
+    return company
+
+
+def _domains(values: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        raw = value.strip().lstrip("@")
+        if not raw:
+            continue
+        try:
+            dom = normalize_domain(raw)
+        except AddressError as exc:
+            raise Invalid(f"domains: {exc}") from None
+        if dom not in out:
+            out.append(dom)
+    if len(out) > MAX_DOMAINS:
+        raise Invalid(f"domains: at most {MAX_DOMAINS}")
+    return out
+
+
+def company_domains(session: Session, company: Company) -> tuple[list[str], bool]:
+    """The company's own mail domains and whether they are the default (not named)."""
+    if company.domains is not None:
+        return [str(d) for d in company.domains], False
+    logins = session.scalars(select(User.email).where(User.company_id == company.id))
+    return default_company_domains(domain_of(e) for e in logins), True
 
 
 def parse_email_arg(value: str, what: str = "email") -> str:

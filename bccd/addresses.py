@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import idna
@@ -172,3 +173,19 @@ def normalize_block_pattern(pattern: str) -> str:
     if p.startswith("@"):
         return "@" + normalize_domain(p[1:])
     return normalize_email(p)
+
+
+# Public mailbox providers: a user who signs in with an address there does not make the
+# provider one of the company's own domains (SPEC §5.10 ``domains``; docs/decisions.md).
+PUBLIC_MAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+    "yahoo.com", "ymail.com", "icloud.com", "me.com", "mac.com", "aol.com", "gmx.de",
+    "gmx.net", "gmx.com", "web.de", "mail.ru", "yandex.ru", "yandex.com", "proton.me",
+    "protonmail.com", "zoho.com", "fastmail.com", "qq.com", "163.com", "126.com",
+})
+
+
+def default_company_domains(login_domains: Iterable[str]) -> list[str]:
+    """A company's own domains when it has not named them: the domains of its users'
+    login addresses (given), public mailbox providers left out."""
+    return sorted({d.strip().lower() for d in login_domains} - PUBLIC_MAIL_DOMAINS - {""})

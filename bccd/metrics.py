@@ -12,6 +12,9 @@ Who feeds what:
   e.g. ``550 5.7.26``; 4xx codes are temporary refusals). Labels come from closed sets
   (the disposition enum and the reply catalogue) — never free text, so cardinality is
   bounded.
+- ``dropped_by_category(source, category)`` — the pipeline, for each copy a company's
+  setting drops (SPEC §5.10): ``bccd_messages_dropped_by_category_total{source, category}``
+  (auto_reply, bulk, internal; they are also ``outcome="dropped"`` above).
 - ``observe_ingest(source, seconds)`` — the pipeline times every message:
   ``bccd_ingest_seconds{source}`` (histogram, end-to-end per message: parse,
   authenticity, commit).
@@ -65,7 +68,8 @@ if TYPE_CHECKING:
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series beside every counter
-ACCEPTED_OUTCOMES = ("stored", "duplicate", "quarantined", "dropped")
+ACCEPTED_OUTCOMES = ("stored", "duplicate", "quarantined", "dropped", "skipped")
+DROPPABLE_CATEGORIES = ("auto_reply", "bulk", "internal")
 IMAP_STATES = ("active", "paused", "disabled")
 
 
@@ -73,13 +77,17 @@ def _define() -> None:
     """(Re)make every metric in a fresh ``REGISTRY``."""
     global REGISTRY, ACCEPTED, REFUSED, INGEST_SECONDS, IMAP_ACCOUNTS, OUTBOX_DEPTH
     global OUTBOX_OLDEST, WEBHOOKS, DB_UP, DB_READS, SENDS, TRACKING_HITS, TRACKING_REFUSED
-    global TRACKING_RECLASSIFIED
+    global TRACKING_RECLASSIFIED, CATEGORY_DROPS
     REGISTRY = CollectorRegistry(auto_describe=True)
     ProcessCollector(namespace="bccd", registry=REGISTRY)
     ACCEPTED = Counter("bccd_messages_accepted", "Copies accepted (250), by outcome",
                        ["source", "outcome"], registry=REGISTRY)
     REFUSED = Counter("bccd_messages_refused", "Copies refused, by reply code (4xx = temporary)",
                       ["source", "code"], registry=REGISTRY)
+    CATEGORY_DROPS = Counter("bccd_messages_dropped_by_category",
+                             "Copies accepted and not stored because the company drops their "
+                             "category (automated_mail / internal_mail = drop)",
+                             ["source", "category"], registry=REGISTRY)
     INGEST_SECONDS = Histogram(
         "bccd_ingest_seconds", "Time to decide and commit one message (parse, authenticity, store)",
         ["source"], registry=REGISTRY,
@@ -117,6 +125,7 @@ def _define() -> None:
 REGISTRY: CollectorRegistry
 ACCEPTED: Counter
 REFUSED: Counter
+CATEGORY_DROPS: Counter
 INGEST_SECONDS: Histogram
 IMAP_ACCOUNTS: Gauge
 OUTBOX_DEPTH: Gauge
@@ -169,6 +178,9 @@ def tracking_refused(why: str) -> None:
 
 def tracking_reclassified() -> None:
     TRACKING_RECLASSIFIED.inc()
+def dropped_by_category(source: str, category: str) -> None:
+    if category in DROPPABLE_CATEGORIES:
+        CATEGORY_DROPS.labels(source, category).inc()
 
 
 def observe_ingest(source: str, seconds: float) -> None:

@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from bccd import accounts
 from bccd.cli.context import Context
-from bccd.errors import Invalid
 from bccd.lifecycle import offboard
 from bccd.mailstore import shapes as render
 from bccd.store.blobs import Blobs
@@ -24,12 +23,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("name")
     c.add_argument("--slug")
     c.set_defaults(handler=create)
-    st = s.add_parser("set", parents=[common], help="change a company's settings")
+    st = s.add_parser("set", parents=[common], help="change a company's settings (each optional)")
     st.add_argument("slug")
-    st.add_argument("--create-unknown-contacts", choices=["on", "off"])
+    st.add_argument("--create-unknown-contacts", choices=["on", "off"],
+                    help="make persons of unknown counterparts of Smart Bcc copies")
     st.add_argument("--tracking", choices=list(policy.POLICIES),
                     help="open and click tracking of mail sent from bccd (SPEC §13); off "
                          "also stops recording hits on mail already sent")
+    st.add_argument("--domains", metavar="D,…",
+                    help="the company's own mail domains (internal mail); '' = the default, "
+                         "its users' login domains")
+    st.add_argument("--automated-mail", choices=list(accounts.AUTOMATED_MAIL),
+                    help="auto-replies and bulk mail: stored unlinked (default), stored and "
+                         "linked like any mail, or dropped")
+    st.add_argument("--internal-mail", choices=list(accounts.INTERNAL_MAIL),
+                    help="mail among the company's own people: stored (default) or dropped")
     st.set_defaults(handler=set_)
     ls = s.add_parser("list", parents=[common], help="list companies")
     ls.set_defaults(handler=list_)
@@ -47,21 +55,24 @@ def create(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def set_(ctx: Context, args: argparse.Namespace) -> Any:
-    if args.create_unknown_contacts is None and args.tracking is None:
-        raise Invalid("give at least one setting to change (--create-unknown-contacts, "
-                      "--tracking)")
+    """Every flag optional (SPEC §8): only those given change; the company's settings
+    are shown."""
     with ctx.database().transaction() as s:
         c = accounts.get_company(s, args.slug)
-        if args.create_unknown_contacts is not None:
-            c.create_unknown_contacts = args.create_unknown_contacts == "on"
+        accounts.set_company(
+            s, c, create_unknown_contacts=(None if args.create_unknown_contacts is None
+                                           else args.create_unknown_contacts == "on"),
+            domains=None if args.domains is None else args.domains.split(","),
+            automated_mail=args.automated_mail, internal_mail=args.internal_mail)
         if args.tracking is not None:
             policy.set_company(s, c, args.tracking)
-        return render.company(c)
+        s.flush()
+        return render.company(c, s)
 
 
 def list_(ctx: Context, args: argparse.Namespace) -> Any:
     with ctx.database().read() as s:
-        return [render.company(c) for c in s.scalars(select(Company).order_by(Company.id))]
+        return [render.company(c, s) for c in s.scalars(select(Company).order_by(Company.id))]
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:

@@ -1,7 +1,8 @@
 """``bccd mail list|show|link|unlink|set|archive|delete`` and ``bccd rejections list``.
 
 ``mail list`` filters by entity (``--person``, ``--organization``, ``--deal``, ``--lead``,
-``--project``: that entity's timeline, SPEC §5.14) and ``--needs-linking`` (SPEC §5.12).
+``--project``: that entity's timeline, SPEC §5.14), ``--needs-linking`` (SPEC §5.12) and
+``--category`` (SPEC §5.10: a thread's category is the most human of its messages').
 
 Without ``--as EMAIL`` a command acts as the operator (any thread, within its company's
 boundaries); with it, as that user: the thread must be visible to them, a linked entity
@@ -18,7 +19,8 @@ from sqlalchemy import select
 
 from bccd import accounts
 from bccd.cli.context import Context
-from bccd.linking import linkstate, manual
+from bccd.errors import Invalid
+from bccd.linking import categories, linkstate, manual
 from bccd.mailstore import actions, read
 from bccd.store.models import Rejection, User
 
@@ -35,6 +37,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help=f"the {kind}'s timeline (a message several users filed, once)")
     ls.add_argument("--needs-linking", action="store_true",
                     help="only threads whose suggestions await a choice (link_state needs_choice)")
+    ls.add_argument("--category", metavar="C", action="append",
+                    help="only threads of this category (person, internal, bounce, auto_reply, "
+                         "bulk); several: repeat it or separate by commas")
     ls.add_argument("--limit", type=int, metavar="N", help="at most N threads, newest first")
     ls.set_defaults(handler=list_)
     sh = s.add_parser("show", parents=[common], help="one thread with its messages")
@@ -93,9 +98,17 @@ def list_(ctx: Context, args: argparse.Namespace) -> Any:
         user = accounts.get_user(s, args.email)
         filters = read.Filters(person=args.person, organization=args.organization,
                                deal=args.deal, lead=args.lead, project=args.project,
-                               link_state=linkstate.NEEDS_CHOICE if args.needs_linking else None)
+                               link_state=linkstate.NEEDS_CHOICE if args.needs_linking else None,
+                               category=_categories(args.category))
         page = read.list_threads(s, user, filters, limit=args.limit, names=False)
         return page["threads"]
+
+
+def _categories(values: list[str] | None) -> tuple[str, ...]:
+    try:
+        return categories.parse_list(",".join(values or ()))
+    except ValueError as exc:
+        raise Invalid(f"--category: {exc}") from None
 
 
 def show(ctx: Context, args: argparse.Namespace) -> Any:

@@ -38,6 +38,11 @@ State per (account, folder) is ``ImapFolderState(uidvalidity, last_uid)``:
 Direction (SPEC §7): ``ImapOrigin.sent`` (the ``\\Sent`` folder, synced first, or Gmail's
 ``\\Sent`` label) and the account's ``authserv_ids`` let ingest decide whose mail it is.
 
+Scope (SPEC §7): with ``scope = known`` ingest skips mail without a counterpart that is
+a person of the company (``SKIPPED``, counted in ``out_of_scope``) and records it; at each
+pass the skipped UIDs ``bccd.imap.scope.due`` names (a person was added since, or the scope
+is now ``all``) are fetched again before the folder's new mail, and forgotten once stored.
+
 Failure: an ingest outcome ``TEMPFAIL`` (returned or raised) stops the folder with
 :class:`IngestDeferred` after committing the mark up to the last ingested UID, so the
 message is fetched again on the next run; a permanent refusal (``REFUSED``) is logged and
@@ -58,6 +63,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bccd.config import Settings
+from bccd.imap import scope
 from bccd.imap.client import AsyncImap, ImapFailure, find_special
 from bccd.imap.plan import LabelFilter, norm_label, plan_folders
 from bccd.ingest.outcome import Disposition, IngestError, Outcome
@@ -153,6 +159,8 @@ class FolderResult:
     duplicates: int = 0
     dropped: int = 0
     skipped: int = 0
+    out_of_scope: int = 0      # scope known: no counterpart is a person (SPEC §7)
+    reexamined: int = 0        # skipped earlier, fetched again at this pass
     last_uid: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -216,6 +224,14 @@ async def sync_folder(
         uids = []
     else:
         uids = [u for u in await imap.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
+    window = (dt.datetime.combine(today or dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
+              - dt.timedelta(days=cfg.initial_days)) if cfg.initial_days > 0 else None
+    again = await db.run(_tx, scope.due, account.id, account.user_id, folder, sel.uidvalidity,
+                         account.scope, window, db=db)
+    new = set(uids)
+    again = [u for u in again if u <= last_uid and u not in new]
+    uids = again + uids   # examined again first: they are older
+    res.reexamined, settled = len(again), list[int]()
     res.candidates = len(uids)
     await db.run(_tx, status.add_total, account.id, len(uids), db=db)
     if progress is not None:
@@ -296,6 +312,7 @@ async def sync_folder(
                         gm_labels=m.labels,
                         sent=sent or "\\sent" in map(norm_label, m.labels),
                         authserv_ids=account.authserv_ids,
+                        scope=account.scope,
                     )
                     pending[m.uid] = asyncio.ensure_future(
                         _ingest(sink, raw, account, origin, order.take()))
@@ -309,6 +326,7 @@ async def sync_folder(
                     if not m.skip:
                         log.warning("imap_message_vanished", account=account.id, folder=folder,
                                     uid=m.uid)
+                    kept = False
                 else:
                     try:
                         outcome = task.result()
@@ -316,6 +334,9 @@ async def sync_folder(
                         await advance(high)
                         raise
                     _count(res, outcome, account, folder, m.uid)
+                    kept = outcome.disposition is Disposition.SKIPPED
+                if again and m.uid <= last_uid and not kept:
+                    settled.append(m.uid)  # stored at last (or gone): no longer skipped
                 high = m.uid
                 done += 1
                 if progress is not None:
@@ -327,6 +348,8 @@ async def sync_folder(
             with contextlib.suppress(BaseException):
                 await ahead
         await groups.aclose()
+    if settled:
+        await db.run(_tx, scope.forget, account.id, folder, sel.uidvalidity, settled, db=db)
     if baseline > res.last_uid:
         await advance(baseline)
     return res
@@ -359,6 +382,8 @@ def _count(res: FolderResult, outcome: Outcome, account: AccountConfig, folder: 
         res.duplicates += 1
     elif d is Disposition.DROPPED:
         res.dropped += 1
+    elif d is Disposition.SKIPPED:
+        res.out_of_scope += 1
     else:
         res.skipped += 1
         log.warning(

@@ -14,8 +14,10 @@ for Smart Bcc copies and IMAP-synced ones. Outcomes: ``STORED``; ``DUPLICATE`` (
 stored — the message gains the new source, a pinned address's link, the forwarding
 record, and, for a Smart Bcc copy of a message first synced over IMAP, the persons only a
 Smart Bcc copy may create, and the entity a composed message was written from);
-``DROPPED`` (blocked: accepted, counted in ``counters`` as
-``dropped_blocked`` and logged, not stored).
+``DROPPED`` (blocked: accepted, counted in ``counters`` as ``dropped_blocked`` and
+logged, not stored — or a category the company drops, SPEC §5.10); ``SKIPPED`` (outside
+a mailbox's sync scope, SPEC §7). Categories, bounces, meetings and the sync scope are
+``ingest.triage``'s steps around the linking.
 
 Dedup is the unique constraint on (user, dedup key): a concurrent second copy loses the
 insert, what was made for it is rolled back to a savepoint and it is filed as a duplicate.
@@ -36,15 +38,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from bccd import replies as R
 from bccd.addresses import Addr
 from bccd.auth.verdict import AuthVerdict
 from bccd.errors import NotFound
+from bccd.ingest import categorize, meetings, triage
 from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.parse import Parsed
 from bccd.ingest.types import ImapOrigin, Source
@@ -75,8 +92,11 @@ from bccd.store.models import (
     User,
     utcnow,
 )
-from bccd.store.queries import FixedIn, insert_ignore
+from bccd.store.queries import FixedIn, domain_list, insert_ignore
 
+# the sources that are the user's own sending (a Smart Bcc copy, a message written in bccd):
+# linked as such, creating unknown persons (SPEC §5.5); IMAP sync never creates persons
+_LINKED_AS_OWN = (Source.BCC, Source.COMPOSE)
 _INSERT_MESSAGE = insert(Message).returning(Message.id)
 _INSERT_RAW = insert(MessageRaw)
 _INSERT_SOURCE = insert(MessageSource)
@@ -97,7 +117,10 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
     block patterns; the threads owning the ``refs`` ids :r0 … (columns ref0 …); and,
     joined (one row each, at least one row), the company's persons of the addresses in
     ``person_in``, whether each has an open item, and their organization if the user may
-    see it (SPEC §5.11). Every part is an indexed lookup.
+    see it (SPEC §5.11) and whether the address bounced (§5.10). Every part is an indexed
+    lookup. And for categorizing (SPEC §5.10, ``ingest.triage``): the company's settings
+    for automated and internal mail and its domains (when it names none, its users' login
+    domains, aggregated), and how many of the addresses are other users' (``colleagues``).
 
     ``lock`` (PostgreSQL): when none of the copy's ids names a thread yet (it starts a
     conversation), the read also share-locks those persons, in id order, for the rest of
@@ -106,17 +129,24 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
     read's snapshot may predate an item committed while it waited). A reply takes that
     lock in the linking layer, after its thread's row."""
     dup = messages.alias("dup")
+    logins = users.alias("logins")
     cols: list[Any] = [
         users.c.id, users.c.company_id, users.c.email, users.c.is_admin, users.c.linking_mode,
         users.c.sharing_default, companies.c.create_unknown_contacts, companies.c.slug.label("company_slug"),
         dup.c.id.label("dup_id"), dup.c.thread_id.label("dup_thread_id"),
         dup.c.forwarded_by.label("dup_forwarded_by"), dup.c.created_at.label("dup_created_at"),
-        exists().where(sources.c.message_id == dup.c.id,
-                       sources.c.source.in_((Source.BCC.value, Source.COMPOSE.value)))
+        dup.c.category.label("dup_category"),
+        exists().where(sources.c.message_id == dup.c.id, sources.c.source.in_(
+            direct.literals([s.value for s in _LINKED_AS_OWN])))
         .label("dup_has_bcc"),
         exists().where(alternates.c.user_id == users.c.id, alternates.c.status == "confirmed")
         .label("has_alternates"),
         exists().where(blocked.c.user_id == users.c.id).label("has_blocked"),
+        companies.c.automated_mail, companies.c.internal_mail,
+        companies.c.domains.label("company_domains"),
+        case((companies.c.domains.is_(None), select(domain_list(logins.c.email)).where(
+            logins.c.company_id == users.c.company_id).scalar_subquery()),
+            else_=null()).label("login_domains"),
         *(select(thread_refs.c.thread_id)
           .where(thread_refs.c.user_id == users.c.id, thread_refs.c.ref == bindparam(f"r{i}"))
           .scalar_subquery().label(f"ref{i}") for i in range(refs)),
@@ -126,7 +156,8 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
     if person_in is not None:
         cols += [person_emails.c.email.label("person_email"), person_emails.c.person_id,
                  exists().where(items.c.person_id == person_emails.c.person_id, items.c.status == "open")
-                 .label("open_items"), orgs.c.id.label("organization_id")]
+                 .label("open_items"), orgs.c.id.label("organization_id"),
+                 person_emails.c.bouncing_since, _colleagues(person_in).label("colleagues")]
         frm = (frm.outerjoin(person_emails, and_(person_emails.c.company_id == users.c.company_id, person_in))
                .outerjoin(persons_t, persons_t.c.id == person_emails.c.person_id)
                .outerjoin(orgs, and_(orgs.c.id == persons_t.c.organization_id,
@@ -145,6 +176,21 @@ def _context_stmt(refs: int, person_in: Any, *, lock: bool = False) -> Any:
             cols.append(select(func.count()).select_from(locked).scalar_subquery()
                         .label("locked_persons"))
     return select(*cols).select_from(frm).where(users.c.id == bindparam("u"))
+
+
+def _colleagues(person_in: ColumnElement[bool]) -> Any:
+    """How many of the addresses ``person_in`` names are another user's of the owner's
+    company: a login or a confirmed alternate (``ingest.triage``: 0 → none is)."""
+    def swap(col: Any) -> ColumnElement[bool]:
+        return replacement_traverse(  # type: ignore[call-overload,no-any-return]
+            person_in, {}, lambda el: col if el is person_emails.c.email else None)
+    u, a, au = users.alias("col_u"), alternates.alias("col_a"), users.alias("col_au")
+    return (select(func.count()).select_from(u).where(
+        u.c.company_id == users.c.company_id, u.c.id != users.c.id, swap(u.c.email))
+        .scalar_subquery()
+        + select(func.count()).select_from(a.join(au, au.c.id == a.c.user_id)).where(
+            au.c.company_id == users.c.company_id, a.c.user_id != users.c.id,
+            a.c.status == "confirmed", swap(a.c.email)).scalar_subquery())
 
 
 # the ids of a copy are looked up in the context read in forms for 0, 1, 2, 4 … 16 ids
@@ -176,6 +222,7 @@ class FileRequest:
     origin: ImapOrigin | None = None
     unverified_sender: bool = False      # synced, From claims the user, not proven (SPEC §7)
     chosen: tuple[str, int] | None = None  # composed: the entity it was written from (manual)
+    null_sender: bool = False            # Smart Bcc: the envelope's MAIL FROM was <>
 
 
 def user_addresses(session: Session, user_id: int) -> set[str]:
@@ -192,6 +239,7 @@ class _Stored:
     forwarded_by: str | None
     created_at: dt.datetime
     has_bcc: bool                # it has a Smart Bcc (or compose) source: linked as the user's
+    category: str                # SPEC §5.10
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,14 +251,19 @@ class _Context:
     stored: _Stored | None       # set: a duplicate
     owners: dict[str, int] | None  # the threads owning the copy's ids (None: not read)
     company_slug: str
+    mail: triage.CompanyMail     # the company's settings for automated and internal mail
+    mark: int | None = None      # scope known: the newest person address before the read
 
 
 def _context(s: Session, req: FileRequest) -> _Context:
     p = req.parsed
+    mark = triage.mark_before(s, req)
     ids = threading.all_refs(p.message_id, p.thread_refs(),
                              req.origin.gm_thrid if req.origin else None)
     # the counterparts whatever the user's own addresses are (known after this read)
     maybe = participants.counterparts(req.direction, req.sender, p.to, p.cc, (), req.bcc_domain)
+    maybe += [Addr(e, "") for e in triage.scope_emails(req)
+              if e not in {a.email for a in maybe}]
     params: dict[str, Any] = {"u": req.user_id, "k": p.dedup_key[:998]}
     nrefs = next((n for n in _REF_FORMS if n >= len(ids)), 0)
     for i in range(nrefs):
@@ -228,11 +281,14 @@ def _context(s: Session, req: FileRequest) -> _Context:
     row = rows[0]
     user = Owner(row.id, row.company_id, row.email, row.is_admin, row.linking_mode,
                  row.sharing_default)
+    mail = triage.company_mail(row)
     copy = engine.Copy(user=user, company=Org(row.company_id, row.create_unknown_contacts),
                        direction=req.direction, sender=req.sender, to=p.to, cc=p.cc,
                        bcc_domain=req.bcc_domain,
-                       may_create_persons=req.source in _LINKED_AS_OWN)
-    persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id)
+                       may_create_persons=req.source in _LINKED_AS_OWN,
+                       company_domains=mail.domains)
+    persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id,
+                                   r.bouncing_since)
                for r in rows if maybe and r.person_email is not None}
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
@@ -245,8 +301,8 @@ def _context(s: Session, req: FileRequest) -> _Context:
         persons=persons, persons_locked=lock and owners is not None and not owners)
     stored = None if row.dup_id is None else _Stored(
         row.dup_id, row.dup_thread_id, row.dup_forwarded_by, row.dup_created_at,
-        bool(row.dup_has_bcc))
-    return _Context(copy, known, stored, owners, row.company_slug)
+        bool(row.dup_has_bcc), row.dup_category)
+    return _Context(copy, known, stored, owners, row.company_slug, mail, mark)
 
 
 def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -> None:
@@ -264,8 +320,11 @@ def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -
     row = direct.execute(conn, _THREAD, {"t": message.thread_id}).one()
     thread = threading.ThreadRow(row.id, bool(row.manual_items))
     copy = ctx.copy
-    if first_bcc:
+    linked = categorize.handling(message.category, ctx.mail.automated_mail,
+                                 ctx.mail.internal_mail) == categorize.FILE
+    if first_bcc and linked:
         # first Smart Bcc copy of a message synced over IMAP: link as a Bcc copy would
+        # (not mail kept "unlinked", SPEC §5.10)
         screened = engine.screen(s, copy, ctx.known)
         if screened.drop_reason is None:
             matched = engine.link(s, copy, screened, thread, pinned=req.pinned, known=ctx.known)
@@ -276,11 +335,6 @@ def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -
             return
     if req.pinned is not None:
         deals.apply(s, thread, copy.user, pinned=req.pinned, pinned_since=message.created_at)
-
-
-# the sources that are the user's own sending (a Smart Bcc copy, a message written in bccd):
-# linked as such, creating unknown persons (SPEC §5.5); IMAP sync never creates persons
-_LINKED_AS_OWN = (Source.BCC, Source.COMPOSE)
 
 
 def _link_chosen(s: Session, thread_id: int, chosen: tuple[str, int]) -> None:
@@ -377,10 +431,20 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
     screened = engine.screen(s, copy, ctx.known)
     if screened.drop_reason is not None:
         return _drop(s, user.id, screened.drop_reason, req)
+    if triage.out_of_scope(req, screened, ctx.known.persons):
+        return triage.skip(s, req, ctx.mark)
+    own = {user.email, *ctx.known.alternates}
+    cat = triage.category(s, req, user_id=user.id, company_id=company.id, own=own,
+                          mail=ctx.mail, owners=ctx.owners)
+    handling = categorize.handling(cat.name, ctx.mail.automated_mail, ctx.mail.internal_mail)
+    if handling == categorize.DROP:
+        return triage.drop(req, cat, ctx.mail)
+    unlinked = handling == categorize.UNLINKED
     thread, created = threading.resolve(
         s, user_id=user.id, company_id=company.id, message_id=p.message_id,
         refs=p.thread_refs(), gm_thrid=req.origin.gm_thrid if req.origin else None,
         subject=p.subject, visibility=user.sharing_default, owners=ctx.owners,
+        kind=threading.Kind(cat.name, unlinked),
     )
     s.flush()  # the thread's ORM changes (an existing thread), before the plain inserts
     conn = s.connection()
@@ -391,15 +455,20 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
         "date": p.date, "text_body": p.text, "html_body": p.html, "raw_size": len(req.raw),
         "raw_sha256": req.raw_sha256, "auth": req.auth.as_dict(),
         "forwarded_by": req.forwarded_by, "unverified_sender": req.unverified_sender,
-        "created_at": utcnow(),
+        "created_at": utcnow(), "category": cat.name, "category_reason": cat.reason[:1000],
     }
     # IntegrityError here: a concurrent duplicate (``file_in`` retries it as one)
     mid = direct.execute(conn, _INSERT_MESSAGE, values).scalar_one()
     direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": req.raw})
     direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
                                           "created_at": values["created_at"]})
-    matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
-                          known=ctx.known, thread_locked=True)  # resolve wrote its row
+    if unlinked:  # SPEC §5.10: no person made, nothing linked on its own
+        matched: dict[str, int] = {}
+        if req.pinned is not None:  # the user's explicit choice all the same
+            deals.apply(s, thread, user, pinned=req.pinned, thread_locked=True)
+    else:
+        matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
+                              known=ctx.known, thread_locked=True)  # resolve wrote its row
     rows = [{"company_id": company.id, "message_id": mid, "role": "from",
              "email": req.sender.email, "name": req.sender.name,
              "person_id": matched.get(req.sender.email)}]
@@ -419,6 +488,9 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
         _add_imap_ref(s, mid, req.origin)
     if req.chosen is not None:
         _link_chosen(s, thread.id, req.chosen)
+    triage.after(s, req, cat, triage.Stored(mid, thread.id, created),
+                 owner=meetings.Owner(user.id, company.id, user.email, ctx.company_slug),
+                 own=own, persons=ctx.known.persons)
     if events.enabled(s):  # the message.stored event commits with the message
         events.message_stored(s, Message(id=mid, **values),  # transient, never added
                                 user_email=user.email, company_slug=ctx.company_slug)

@@ -25,7 +25,8 @@ class Disposition(StrEnum):
     STORED = "stored"          # committed as a new message
     DUPLICATE = "duplicate"    # already stored (retry or second path): acknowledged, not duplicated
     QUARANTINED = "quarantined"
-    DROPPED = "dropped"        # accepted and counted, not stored (blocked sender)
+    DROPPED = "dropped"        # accepted and counted, not stored (blocked, a dropped category)
+    SKIPPED = "skipped"        # synced, outside the mailbox's sync scope: recorded, not stored
     REFUSED = "refused"        # permanent refusal (5xx)
     TEMPFAIL = "tempfail"      # temporary failure (4xx): the sender keeps the message
 

@@ -3,7 +3,11 @@
 Takes the raw message exactly as received (it is stored byte-for-byte elsewhere) and
 extracts what linking and display need: ids for threading and dedup, the From header
 value(s) (judged strictly by ``bccd.auth.sender``), counterpart addresses, decoded
-subject and date, text and HTML bodies, attachments.
+subject and date, text and HTML bodies, attachments — and what categorizing
+(``ingest.categorize``, SPEC §5.10) and meetings (§5.13) need: the automated-mail headers
+(``Signals``), an RFC 3464 delivery report (``ingest.reports``) and the first calendar
+invite (``ingest.calendar``; the reasons a calendar part was not read are kept in
+``calendar_problems``, never a refusal).
 
 Limits (SPEC §5.1): header block over ``max_header_size`` → ``HeaderTooBig`` (552 5.3.4);
 more than ``MAX_PARTS`` MIME parts or nesting deeper than ``MAX_DEPTH`` →
@@ -21,12 +25,14 @@ import email.utils
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.headerregistry import HeaderRegistry
 from email.message import Message
 
 from bccd.addresses import Addr, try_normalize_email
+from bccd.ingest import calendar, reports
 from bccd.ingest.outcome import HeaderTooBig, TooComplex
 
 MAX_PARTS = 2000
@@ -56,6 +62,32 @@ class AttachmentPart:
     inline: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """The headers that say a message is automated (SPEC §5.10), first values, trimmed."""
+
+    auto_submitted: str = ""        # RFC 3834 Auto-Submitted
+    x_autoreply: str = ""
+    x_autorespond: str = ""
+    precedence: str = ""
+    list_id: str = ""
+    list_unsubscribe: str = ""
+    return_path: str | None = None  # as the delivering server wrote it ("" = null, <>)
+    failed_recipients: str = ""     # X-Failed-Recipients (plain-text bounces)
+
+    @classmethod
+    def of(cls, first: Callable[[str], str | None]) -> Signals:
+        def value(name: str) -> str:
+            return " ".join((first(name) or "").split())[:998]
+
+        rp = first("Return-Path")
+        return cls(auto_submitted=value("Auto-Submitted"), x_autoreply=value("X-Autoreply"),
+                   x_autorespond=value("X-Autorespond"), precedence=value("Precedence"),
+                   list_id=value("List-Id"), list_unsubscribe=value("List-Unsubscribe"),
+                   return_path=None if rp is None else rp.strip().strip("<>").strip()[:998],
+                   failed_recipients=value("X-Failed-Recipients"))
+
+
 @dataclass(slots=True)
 class Parsed:
     message_id: str | None
@@ -75,14 +107,21 @@ class Parsed:
     content_hash: str               # dedup key for messages without a Message-ID
     header_names: list[str] = field(default_factory=list)
     msg: Message | None = None
+    signals: Signals = field(default_factory=Signals)
+    report: reports.Report | None = None         # an RFC 3464 delivery report
+    invite: calendar.Invite | None = None         # the first calendar invite read
+    calendar_problems: list[str] = field(default_factory=list)
 
     @property
     def dedup_key(self) -> str:
         return f"mid:{self.message_id}" if self.message_id else f"sha256:{self.content_hash}"
 
     def thread_refs(self) -> list[str]:
+        """The ids it answers; a bounce's returned message too (it joins that thread)."""
         refs: list[str] = []
-        for r in [*(self.references or []), *(self.in_reply_to or [])]:
+        returned = self.report.returned_message_id if self.report is not None else None
+        for r in [*(self.references or []), *(self.in_reply_to or []),
+                  *([returned] if returned else [])]:
             if r not in refs:
                 refs.append(r)
         return refs[-MAX_REFS:]
@@ -312,8 +351,16 @@ def parse(raw: bytes, *, max_header_size: int) -> Parsed:
     html = ""
     attachments: list[AttachmentPart] = []
     rfc822: list[bytes] = []
+    invite: calendar.Invite | None = None
+    problems: list[str] = []
     for part, _depth in leaves:
         ctype = part.get_content_type()
+        if ctype in _CALENDAR_TYPES and invite is None and len(problems) < 5:
+            found = _calendar(part)
+            if isinstance(found, calendar.Invite):
+                invite = found
+            else:
+                problems.append(found)
         disp = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         fname = _filename(part)
         if ctype == "message/rfc822":
@@ -351,6 +398,7 @@ def parse(raw: bytes, *, max_header_size: int) -> Parsed:
                 disp == "inline" or (disp != "attachment" and bool(cid)),
             )
         )
+    signals = Signals.of(first)
     date: dt.datetime | None = None
     date_v = values("Date")
     if date_v:
@@ -378,4 +426,23 @@ def parse(raw: bytes, *, max_header_size: int) -> Parsed:
         content_hash=content_hash(raw, header_len),
         header_names=[k.lower() for k in msg.keys()],
         msg=msg,
+        signals=signals,
+        report=reports.read(msg) or (reports.from_text(text, signals.failed_recipients)
+                                     if signals.failed_recipients else None),
+        invite=invite,
+        calendar_problems=problems,
     )
+
+
+_CALENDAR_TYPES = ("text/calendar", "application/ics")
+
+
+def _calendar(part: Message) -> calendar.Invite | str:
+    """One calendar part read into an invite, or why not (never raises)."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - broken transfer encodings
+        data = None
+    if not isinstance(data, bytes):
+        return "the calendar part has no content"
+    return calendar.read(data)

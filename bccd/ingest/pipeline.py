@@ -29,9 +29,11 @@ Stages, in order, each a named step with a human reason on refusal:
 
 Nothing raises out of ``ingest``: every failure becomes an ``Outcome`` through the
 taxonomy in ``ingest.outcome`` (unknown → 451 4.3.0). Refusals are recorded as
-rejections (reason and verdicts, never the body), every outcome is logged once
-(``copy_outcome`` / ``imap_outcome``) with the message's ``msg`` id bound for every line
-of its unit of work, and counted and timed in ``bccd.metrics``.
+rejections (reason and verdicts, never the body) — and so are copies a company's setting
+drops by their category (SPEC §5.10: accepted with 250, counted in
+``bccd_messages_dropped_by_category_total``, the reason kept with the rejections); every
+outcome is logged once (``copy_outcome`` / ``imap_outcome``) with the message's ``msg`` id
+bound for every line of its unit of work, and counted and timed in ``bccd.metrics``.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ class Pipeline:
                 user_id=c.user_id, raw=raw, parsed=parsed, source=source,
                 direction="outgoing", sender=Addr(mailbox.email, mailbox.name),
                 auth=verdict, bcc_domain=self.settings.smtp.bcc_domain,
-                raw_sha256=raw_sha, pinned=c.pinned,
+                raw_sha256=raw_sha, pinned=c.pinned, null_sender=envelope.mail_from == "",
             )
             if original is not None:  # SPEC §4.3: forwarded to the Smart Bcc address?
                 own = await self.lookups.shared(("own", c.user_id), self._own_addresses, c.user_id)
@@ -263,8 +265,10 @@ class Pipeline:
         start = time.monotonic()
         raw_sha = hashlib.sha256(raw).hexdigest()
         with structlog.contextvars.bound_contextvars(msg=raw_sha[:16]):
+            parsed_or_none: Parsed | None = None
             try:
                 parsed, sender = await self._parse(raw, _synced_sender)
+                parsed_or_none = parsed
                 own = await self.lookups.shared(("own", user_id), self._own_addresses, user_id)
                 direction, unverified = _synced_direction(raw, sender, own, origin)
                 req = filing.FileRequest(
@@ -279,6 +283,9 @@ class Pipeline:
             log.info("imap_outcome", user=user_id, account=origin.account_id,
                      folder=origin.folder, uid=origin.uid, outcome=out.disposition.value,
                      reason=out.reason, message=out.message_id)
+            if _category_drop(out):
+                target = Target(f"imap:{origin.account_id}/{origin.folder}"[:320], user_id, 0)
+                await self._keep_rejections("imap", [(target, out)], Envelope(), parsed_or_none)
         metrics.count_copies("imap", [_counted(out)])
         metrics.observe_ingest("imap", time.monotonic() - start)
         return out
@@ -416,6 +423,7 @@ class Pipeline:
     ) -> None:
         metrics.count_copies("bcc", [_counted(o) for o in outcomes])
         refused = []
+        kept = []
         for t, o in zip(targets, outcomes, strict=True):
             log.info(
                 "copy_outcome", rcpt=t.rcpt, user=t.user_id, outcome=o.disposition.value,
@@ -426,10 +434,22 @@ class Pipeline:
             )
             if o.disposition is Disposition.REFUSED:
                 refused.append((t, o))
-        if not refused:
+            elif _category_drop(o):
+                kept.append((t, o))
+        await self._keep_rejections("bcc", [*refused, *kept], env, parsed, mailbox)
+
+    async def _keep_rejections(self, source: str, rows: list[tuple[Target, Outcome]],
+                               env: Envelope, parsed: Parsed | None,
+                               mailbox: Mailbox | None = None) -> None:
+        """Record refused copies — and copies dropped by their category, also counted —
+        as rejections (never fails the copy: a failure to record is logged)."""
+        for _, o in rows:
+            if _category_drop(o):
+                metrics.dropped_by_category(source, str(o.extra["category"]))
+        if not rows:
             return
         try:
-            await self.db.run(self._store_rejections, refused, env, parsed, mailbox)
+            await self.db.run(self._store_rejections, rows, env, parsed, mailbox)
         except Exception as exc:
             log.warning("rejection_not_recorded", error=repr(exc))
 
@@ -454,6 +474,11 @@ class Pipeline:
                     code=f"{o.reply.code} {o.reply.enhanced}", reason=o.reason,
                     auth=o.extra.get("verdict") or {},
                 ))
+
+
+def _category_drop(outcome: Outcome) -> bool:
+    """Dropped by the company's setting for its category (SPEC §5.10), not blocked."""
+    return outcome.disposition is Disposition.DROPPED and "category" in outcome.extra
 
 
 def _unit_of_work(raw_sha: str) -> contextvars.Context:

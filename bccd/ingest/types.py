@@ -48,6 +48,7 @@ class ImapOrigin:
     gm_labels: tuple[str, ...] = field(default_factory=tuple)
     sent: bool = False                   # in the account's \Sent folder, or has Gmail's \Sent label
     authserv_ids: tuple[str, ...] = ()   # the provider's own (its Authentication-Results)
+    scope: str = "all"                   # the account's sync scope: all | known (SPEC §7)
 
 
 class FilingOrder:

@@ -11,6 +11,7 @@ Within the scope (one company, or every company), in one transaction:
   (the threads that keep messages lose the automatic organization links that came with
   the person, and their ``link_state`` follows);
 - quarantined copies from it or naming it (From, envelope, raw header or body);
+- meetings (SPEC §5.13) it organizes or attends;
 - refused-copy records naming it; notices about it; alternates and blocked-list entries
   that are exactly this address; outbox jobs whose payload holds it; mail written in bccd
   to or from it that was not filed (refused, or not filed yet).
@@ -50,6 +51,7 @@ from bccd.store.models import (
     Company,
     ConfirmationSend,
     Link,
+    Meeting,
     Message,
     Notice,
     OutboxJob,
@@ -173,6 +175,15 @@ def _erase(s: Session, addr: str, company_ids: list[int] | None, removal: Remova
                 or any(n in bytes(raw).lower() for n in needles):
             q_ids.append(int(qid))
     cascade.add_counts(removed, {"quarantine": cascade.delete_ids(s, Quarantined, q_ids)})
+
+    # meetings it organizes or attends
+    named = or_(Meeting.organizer == addr, *[cast(Meeting.attendees, Text).contains(
+        t, autoescape=True) for t in sorted(texts)])
+    m_ids = [int(i) for i, org, people in s.execute(
+        select(Meeting.id, Meeting.organizer, Meeting.attendees)
+        .where(_in(Meeting.company_id, company_ids), named))
+        if org == addr or any(str(a.get("email", "")) == addr for a in people or [])]
+    cascade.add_counts(removed, {"meetings": cascade.delete_ids(s, Meeting, m_ids)})
 
     # refused-copy records: the user's, or user-less ones to the companies' addresses
     if company_ids is None:

@@ -15,6 +15,9 @@ item link and suggestions up to date. In order:
    ``auto`` mode; otherwise nothing is linked and the candidates are the thread's
    suggestions (in ``manual`` mode a single candidate is a suggestion too: only persons
    are linked automatically there). Won/lost/archived/closed items are never candidates.
+   An ``automated`` thread (SPEC §5.10: only mail filed "unlinked") is never linked to an
+   item automatically: a person linked to it by hand brings suggestions, and its state
+   stays ``automated``.
 
 Decisions where the SPEC is silent:
 
@@ -61,6 +64,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
     union_all,
     update,
 )
@@ -124,8 +128,9 @@ _CLEAR_SUGGESTIONS = delete(Suggestion).where(Suggestion.thread_id == bindparam(
 
 def _state(candidates: Any) -> Any:
     """``apply``'s one read of a thread: its item links, its suggestions, the candidate
-    items of its persons, whether it has a person, and its stored state (in ``kind``) —
-    rows tagged ``link`` / ``suggestion`` / ``candidate`` / ``person`` / ``state``."""
+    items of its persons, whether it has a person, whether it is automated (SPEC §5.10),
+    and its stored state (in ``kind``) — rows tagged ``link`` / ``suggestion`` /
+    ``candidate`` / ``person`` / ``automated`` / ``state``."""
     cand = candidates.subquery()
     return union_all(
         select(literal_column("'link'").label("tag"), _L.c.id, _L.c.kind, _L.c.entity_id,
@@ -136,6 +141,8 @@ def _state(candidates: Any) -> Any:
         select(literal_column("'candidate'"), cand.c.id, cand.c.kind, null(), null(), null()),
         select(literal_column("'person'"), null(), null(), null(), null(), null())
         .where(exists().where(_L.c.thread_id == bindparam("t"), _L.c.kind == "person")),
+        select(literal_column("'automated'"), null(), null(), null(), null(), null())
+        .where(_T.c.id == bindparam("t"), _T.c.automated == true()),
         select(literal_column("'state'"), null(), _T.c.link_state, null(), null(), null())
         .where(_T.c.id == bindparam("t")),
     )
@@ -263,11 +270,14 @@ def apply(
     existing: list[Any] = []
     current: list[Any] = []
     found: list[Any] = []
-    has_person = False
+    has_person = automated = False
     stored = None
     for row in direct.execute(session.connection(), stmt, params):
         if row.tag == "person":
             has_person = True
+            continue
+        if row.tag == "automated":
+            automated = True
             continue
         if row.tag == "state":
             stored = row.kind
@@ -286,11 +296,12 @@ def apply(
         if stored != linkstate.LINKED:
             linkstate.store(session, thread.id, linkstate.LINKED)
         return
-    if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items:
+    if len(found) == 1 and owner.linking_mode == "auto" and not thread.manual_items \
+            and not automated:
         set_item_link(session, thread.id, found[0].kind, found[0].id, "auto")
     else:
         set_suggestions(session, thread.id, found, current=current)
-        state = _unlinked(owner, has_person, bool(found))
+        state = _unlinked(owner, has_person, bool(found), automated)
         if state != stored:
             linkstate.store(session, thread.id, state)
 
@@ -317,11 +328,12 @@ def reconcile(session: Session, keep_id: int, other_id: int) -> None:
         session.execute(update(Link).where(Link.id == best.id).values(thread_id=keep_id))
 
 
-def _unlinked(owner: OwnerLike, has_person: bool, suggestions: bool) -> str:
+def _unlinked(owner: OwnerLike, has_person: bool, suggestions: bool,
+              automated: bool = False) -> str:
     """The state of a thread the rule left without an item link."""
     return linkstate.state(linkstate.Facts(
         item_linked=False, persons=has_person, manual_mode=owner.linking_mode == "manual",
-        suggestions=suggestions))
+        suggestions=suggestions, automated=automated))
 
 
 def _apply_fresh(session: Session, thread: ThreadLike, owner: OwnerLike,

@@ -8,7 +8,8 @@
 2. (``ingest.filing`` dedups, threads via ``linking.threading`` and inserts the message.)
 3. ``link(session, copy, screened, thread, pinned=…)`` → ``{email: person_id}`` for the
    participant rows: matches the linkable counterparts to persons, creates unknown ones
-   for Smart Bcc copies (``persons``, SPEC §5.5), links them and their organizations to
+   for Smart Bcc copies (``persons``, SPEC §5.5; never at the company's own domains,
+   §5.10), links them and their organizations to
    the thread (``how = auto``, SPEC §5.11; a manual link is never downgraded) and applies
    the deal/lead/project rule (``deals``, SPEC §5.6), which stores the thread's
    ``link_state`` (SPEC §5.12).
@@ -52,6 +53,7 @@ class Copy:
     cc: Sequence[Addr]
     bcc_domain: str
     may_create_persons: bool     # Smart Bcc copies only; IMAP sync never creates persons
+    company_domains: Collection[str] = ()  # the company's own domains: never new persons
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,7 @@ def link(
     if copy.may_create_persons:
         unknown = [a for a in screened.linkable if a.email not in matched]
         matched.update(persons.create_unknown(session, copy.company, copy.user, unknown,
-                                              copy.bcc_domain))
+                                              copy.bcc_domain, copy.company_domains))
     person_ids = sorted({matched[e] for e in emails if e in matched})
     rows = [{"thread_id": thread.id, "kind": "person", "entity_id": pid, "how": "auto"}
             for pid in person_ids]

@@ -16,11 +16,13 @@ The one rule, a function of what is stored about the thread (``Facts``), in this
 ``state(facts)`` is the rule in Python, ``state_sql(…)`` the same rule as a SQL ``CASE``
 over boolean expressions; a test holds the two to the same answers for every input.
 
-**Adding a cause** (the ``automated`` one is the input ``Facts.automated`` and the
-``automated`` argument of ``state_sql``): give it from stored data — a column the filing
-path sets with the message's category — in ``_facts_sql`` below and wherever
-``linking.deals`` builds ``Facts`` (its one read of a thread, ``deals._state``, and a fresh
-thread's ``_apply_fresh``). Until then nothing is ``automated``.
+**Adding a cause** (as the ``automated`` one is: the input ``Facts.automated`` and the
+``automated`` argument of ``state_sql``): give it from stored data in ``_facts_sql`` below
+and wherever ``linking.deals`` builds ``Facts`` (its one read of a thread,
+``deals._state``, and a fresh thread's ``_apply_fresh``). ``automated`` is the column
+``threads.automated``: filing sets it on a thread its first message starts "unlinked"
+(SPEC §5.10, ``ingest.triage``) — such a thread is created ``automated`` — and the first
+message filed normally clears it (``linking.threading``).
 
 **Upkeep.** The state is stored (``threads.link_state``, indexed with the company) so
 listings filter on it; it is written in the same transaction as every change of its
@@ -56,6 +58,7 @@ from sqlalchemy import (
     false,
     literal,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -121,6 +124,7 @@ def _facts_sql() -> ColumnElement[str]:
         persons=exists().where(Link.thread_id == Thread.id, Link.kind == "person"),
         manual_mode=exists().where(User.id == Thread.owner_id, User.linking_mode == "manual"),
         suggestions=exists().where(Suggestion.thread_id == Thread.id),
+        automated=Thread.automated == true(),
     )
 
 

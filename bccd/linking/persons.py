@@ -11,7 +11,8 @@ may see — see ``engine.Known``.)
 for the counterparts it created. Smart Bcc path only (the caller decides: IMAP sync never
 creates persons), only when the company's ``create_unknown_contacts`` is on, and never
 for an address at the company's own users' domains (logins and confirmed alternates of
-every user of the company) or at the Bcc domain. The new person's name is the display
+every user of the company), at one of the company's ``domains`` (SPEC §5.10) or at the
+Bcc domain. Mail filed "unlinked" (§5.10) does not come here at all. The new person's name is the display
 name (else the local part); it is owned by the user whose copy created it and visible to
 the company. Concurrent creators of the same address converge on one person: the email
 row is inserted under the unique constraint and the loser's person row is removed.
@@ -19,7 +20,8 @@ row is inserted under the unique constraint and the loser's person row is remove
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select, union_all
@@ -55,6 +57,7 @@ class Hit:
     person_id: int
     open_items: bool             # the person has an open deal, lead or project
     organization_id: int | None = None  # their organization, if the copy's owner may see it
+    bouncing_since: dt.datetime | None = None  # the address bounced (SPEC §5.10)
 
 
 def match(session: Session, company_id: int, emails: Sequence[str]) -> dict[str, int]:
@@ -84,11 +87,14 @@ def display_name(a: Addr) -> str:
 
 
 def create_unknown(
-    session: Session, company: CompanyLike, user: OwnerLike, addrs: Sequence[Addr], bcc_domain: str
+    session: Session, company: CompanyLike, user: OwnerLike, addrs: Sequence[Addr], bcc_domain: str,
+    company_domains: Collection[str] = (),
 ) -> dict[str, int]:
+    """``company_domains``: the company's own mail domains (SPEC §5.10), whose addresses
+    are colleagues', never new persons."""
     if not company.create_unknown_contacts or not addrs:
         return {}
-    wanted = creatable(addrs, own_domains(session, company.id), bcc_domain)
+    wanted = creatable(addrs, own_domains(session, company.id) | set(company_domains), bcc_domain)
     created: dict[str, int] = {}
     conn = session.connection()
     for a in wanted:

@@ -4,7 +4,8 @@
   created). Every stored message of the company with such a counterpart gets the
   person on its participant row, its thread gets the person link (``how = auto``) and
   rule §5.6 is re-applied to that thread. An address that is the thread owner's own, or
-  that the thread owner has blocked, is left alone — the same choices ingest makes.
+  that the thread owner has blocked, is left alone — the same choices ingest makes; so is
+  an ``automated`` thread (SPEC §5.10: mail stored "unlinked" is never linked on its own).
 * ``relink_for_item(db, item_id, also_persons=())``: a deal/lead/project was created or
   changed (status, person, visibility). Rule §5.6 is re-applied to every thread linked to
   its person (and to ``also_persons``, e.g. the person it belonged to before), so a new
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from bccd.linking import blocklist, deals, organizations
@@ -97,8 +98,9 @@ def _address_batch(s: Session, company_id: int, email: str, last_id: int, owners
     rows = s.execute(
         select(Participant.id, Message.thread_id, Message.user_id)
         .join(Message, Message.id == Participant.message_id)
+        .join(Thread, Thread.id == Message.thread_id)
         .where(Participant.company_id == company_id, Participant.email == email,
-               Participant.id > last_id)
+               Participant.id > last_id, Thread.automated == false())
         .order_by(Participant.id)
         .limit(BATCH)
     ).all()

@@ -29,6 +29,13 @@ Merging keeps the oldest thread; its item link is reconciled (``deals.reconcile`
 thread still has at most one deal/lead/project link, and its ``link_state`` recomputed; a
 merge of a private and a shared thread is private (the stricter choice never shows a
 message to someone who could not see it before).
+
+Categories (SPEC §5.10, ``linking.categories``): a new thread takes its first message's
+``category`` and ``automated`` (the message was filed "unlinked": the thread starts
+``automated``); a message that joins makes the thread's category the more human of the
+two and keeps ``automated`` only if it was filed unlinked too — in the same statement that
+touches the thread. A merge does the same with the two threads' values, and takes the
+meetings of the merged thread along.
 """
 
 from __future__ import annotations
@@ -37,12 +44,13 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Boolean, Integer, and_, bindparam, case, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bccd.linking import deals, linkstate
+from bccd.linking.categories import ORDER, PERSON, RANK, thread_category
 from bccd.store import direct
-from bccd.store.models import Link, Message, Suggestion, Thread, ThreadRef, utcnow
+from bccd.store.models import Link, Meeting, Message, Suggestion, Thread, ThreadRef, utcnow
 from bccd.store.queries import FixedIn, insert_ignore, insert_ignore_many_returning
 
 MAX_REF_LEN = 998
@@ -61,8 +69,13 @@ _R = ThreadRef.__table__
 _FIND = FixedIn(_R.c.ref, "r", lambda in_: select(_R.c.thread_id, _R.c.ref)
                 .where(_R.c.user_id == bindparam("u"), in_))
 _NEW_THREAD = insert(Thread).returning(Thread.id)
+_RANK_OF_THREAD = case({c: i for i, c in enumerate(ORDER)}, value=Thread.category, else_=0)
 _TOUCH = (update(Thread).where(Thread.id == bindparam("t"))
-          .values(last_message_at=bindparam("now")).returning(Thread.manual_items))
+          .values(last_message_at=bindparam("now"),
+                  automated=and_(Thread.automated, bindparam("auto", type_=Boolean())),
+                  category=case((bindparam("rank", type_=Integer()) < _RANK_OF_THREAD,
+                                 bindparam("cat")), else_=Thread.category))
+          .returning(Thread.manual_items))
 _TOUCH_SUBJECT = _TOUCH.values(subject=bindparam("subject"))
 
 
@@ -91,18 +104,34 @@ def _owners(session: Session, user_id: int, refs: Sequence[str]) -> dict[str, in
     return {ref: tid for tid, ref in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What the joining message says about its thread (SPEC §5.10): its category, and
+    whether it was filed "unlinked" (``automated``)."""
+
+    category: str = PERSON
+    automated: bool = False
+
+    def onto(self, thread: Thread) -> None:
+        """Apply to a thread loaded in the session."""
+        thread.category = thread_category(thread.category, self.category)
+        thread.automated = bool(thread.automated and self.automated)
+
+
 def _touch(session: Session, thread_id: int, subject: str | None,
-           now: dt.datetime) -> ThreadRow | None:
-    """The message joins the thread: its last message time (and the root's subject) in one
-    statement — unless the session holds the thread (the ORM object would go stale)."""
+           now: dt.datetime, kind: Kind) -> ThreadRow | None:
+    """The message joins the thread: its last message time, category (and the root's
+    subject) in one statement — unless the session holds the thread (the ORM object would
+    go stale)."""
     if session.identity_key(Thread, thread_id) in session.identity_map:
         return None
     conn = session.connection()
+    params = {"t": thread_id, "now": now, "auto": kind.automated,
+              "rank": RANK.get(kind.category, 0), "cat": kind.category}
     if subject is None:
-        row = direct.execute(conn, _TOUCH, {"t": thread_id, "now": now}).first()
+        row = direct.execute(conn, _TOUCH, params).first()
     else:
-        row = direct.execute(conn, _TOUCH_SUBJECT, {"t": thread_id, "now": now,
-                                                    "subject": subject[:2000]}).first()
+        row = direct.execute(conn, _TOUCH_SUBJECT, {**params, "subject": subject[:2000]}).first()
     return None if row is None else ThreadRow(thread_id, bool(row.manual_items))
 
 
@@ -130,6 +159,8 @@ def merge(session: Session, keep: Thread, others: Sequence[int]) -> bool:
                         .values(thread_id=keep.id))
         session.execute(update(ThreadRef).where(ThreadRef.thread_id == other_id)
                         .values(thread_id=keep.id))
+        session.execute(update(Meeting).where(Meeting.thread_id == other_id)
+                        .values(thread_id=keep.id))
         deals.reconcile(session, keep.id, other_id)
         for link in session.scalars(select(Link).where(Link.thread_id == other_id)).all():
             insert_ignore(session, Link, [{"thread_id": keep.id, "kind": link.kind,
@@ -141,6 +172,7 @@ def merge(session: Session, keep: Thread, others: Sequence[int]) -> bool:
         session.execute(delete(Suggestion).where(Suggestion.thread_id.in_([keep.id, other_id])))
         keep.manual_items = keep.manual_items or other.manual_items
         keep.archived = keep.archived and other.archived
+        Kind(other.category, other.automated).onto(keep)
         if other.visibility == "private":
             keep.visibility = "private"
         if other.last_message_at > keep.last_message_at:
@@ -163,7 +195,9 @@ def resolve(
     subject: str,
     visibility: str,
     owners: Mapping[str, int] | None = None,
+    kind: Kind = Kind(),
 ) -> tuple[Thread | ThreadRow, bool]:
+    """``kind``: the message's category and whether it is filed unlinked."""
     ids = all_refs(message_id, refs, gm_thrid)
     if owners is None:
         owners = _owners(session, user_id, ids)
@@ -179,10 +213,12 @@ def resolve(
                 "company_id": company_id, "owner_id": user_id, "subject": subject[:2000],
                 "visibility": visibility, "archived": False, "manual_items": False,
                 "gm_thrid": None, "created_at": now, "last_message_at": now,
-                "link_state": linkstate.INITIAL}).scalar_one()
+                "category": kind.category, "automated": kind.automated,
+                "link_state": linkstate.AUTOMATED if kind.automated else linkstate.INITIAL,
+            }).scalar_one()
             thread, created = ThreadRow(tid), True
             break
-        thread, complete = _join(session, found, subject if root else None, now)
+        thread, complete = _join(session, found, subject if root else None, now, kind)
         if thread is not None:
             break
         # PostgreSQL: a concurrent writer merged that thread away after ``owners`` was
@@ -196,7 +232,7 @@ def resolve(
         "ref")
     if complete and len(registered) == len(new):
         return thread, created  # every id is this thread's: nobody else got in between
-    target = _converge(session, user_id, ids, thread, now)
+    target = _converge(session, user_id, ids, thread, now, kind)
     return target, created and target.id == thread.id
 
 
@@ -208,12 +244,12 @@ ATTEMPTS = 5
 
 
 def _join(session: Session, found: Sequence[int], subject: str | None,
-          now: dt.datetime) -> tuple[Thread | ThreadRow | None, bool]:
+          now: dt.datetime, kind: Kind) -> tuple[Thread | ThreadRow | None, bool]:
     """The message joins ``found[0]``, the oldest of the threads owning its ids, and the
     others are merged into it; ``(None, _)`` when ``found[0]`` is gone. The flag is
     ``merge``'s."""
     if len(found) == 1:
-        touched = _touch(session, found[0], subject, now)
+        touched = _touch(session, found[0], subject, now, kind)
         if touched is not None:
             return touched, True
     old = session.get(Thread, found[0])
@@ -223,11 +259,12 @@ def _join(session: Session, found: Sequence[int], subject: str | None,
     if subject is not None and old.subject != subject:
         old.subject = subject[:2000]
     old.last_message_at = now
+    kind.onto(old)
     return old, complete
 
 
 def _converge(session: Session, user_id: int, ids: Sequence[str],
-              thread: Thread | ThreadRow, now: dt.datetime) -> Thread | ThreadRow:
+              thread: Thread | ThreadRow, now: dt.datetime, kind: Kind) -> Thread | ThreadRow:
     """A concurrent writer owns some of ``ids`` (or merged a thread away under us):
     fold every thread owning one of them, and ``thread``, into the oldest, until one
     thread owns them all."""
@@ -240,6 +277,7 @@ def _converge(session: Session, user_id: int, ids: Sequence[str],
             continue
         complete = merge(session, target, [w for w in [*winners, thread.id] if w != target.id])
         target.last_message_at = now
+        kind.onto(target)
         thread = target
         if complete:
             return target

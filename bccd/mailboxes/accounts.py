@@ -115,6 +115,7 @@ class AccountConfig:
     on_archive: str
     state: str
     authserv_ids: tuple[str, ...] = ()  # the provider's own Authentication-Results ids
+    scope: str = "all"                  # all | known (SPEC §7)
 
     def label(self) -> str:
         return f"{self.username}@{self.host}:{self.port}"
@@ -133,7 +134,7 @@ def account_config(row: ImapAccount) -> AccountConfig:
         folders=tuple(str(f) for f in (row.folders or [])),
         on_archive=row.on_archive,
         state=row.state,
-        authserv_ids=tuple(str(a) for a in (row.authserv_ids or [])),
+        authserv_ids=tuple(str(a) for a in (row.authserv_ids or [])), scope=row.scope,
     )
 
 

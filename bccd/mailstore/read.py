@@ -16,13 +16,17 @@ of which the viewer may not know is listed by kind and id alone.
   (SPEC §5.12) and ``also_filed_by``; with ``names``, links and suggestions carry
   ``name`` too. ``q`` searches subjects, senders, counterpart addresses and message text
   (case-insensitive substring; every word must match); ``link_state`` keeps the threads
-  in that state (``needs_choice``: awaiting a choice). A listing is one indexed query
+  in that state (``needs_choice``: awaiting a choice); ``category`` those of these
+  categories (SPEC §5.10: a thread's is the most human of its messages'). A listing is one indexed query
   plus one batch per related table, whatever the company's size. A timeline — filtered
   by a person, organization, deal, lead or project — shows a message that several users
   filed once (SPEC §5.14, ``mailstore.timeline``): ``messages`` counts what it shows.
 - ``count_threads(s, user, filters)`` → how many threads ``list_threads`` would list (the
   Mail page's "Needs linking" count).
-- ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape;
+- ``show_thread(s, thread, viewer)`` → ``bccd mail show``'s shape, with the thread's and
+  each message's ``category`` (and ``category_reason``) and the thread's ``meeting``
+  (SPEC §5.13, or ``None``); a person link named for the viewer carries
+  ``bouncing: true`` when one of the person's addresses bounced;
   ``thread_detail(s, inline_url, user, id, …)`` → the same plus names, each message's
   ``raw_size`` and sanitized ``html`` (``mailstore.sanitize``; remote images only on
   request), a sent message's ``send`` state and ``tracking`` (SPEC §13,
@@ -58,6 +62,7 @@ from bccd.store.models import (
     Attachment,
     Item,
     Link,
+    Meeting,
     Message,
     MessageRaw,
     MessageSource,
@@ -136,10 +141,23 @@ def _named(rows: list[dict[str, Any]], names: dict[tuple[str, int], str]) -> lis
 def _with_names(s: Session, viewer: User, threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     refs = [(r["kind"], r["id"]) for t in threads for r in (*t["links"], *t["suggestions"])]
     names = entity_names(s, viewer, refs)
+    bouncing = bouncing_persons(s, [i for k, i in names if k == "person"])
     for t in threads:
         t["links"] = _named(t["links"], names)
         t["suggestions"] = _named(t["suggestions"], names)
+        for lk in t["links"]:
+            if lk["kind"] == "person" and lk["id"] in bouncing:
+                lk["bouncing"] = True
     return threads
+
+
+def bouncing_persons(s: Session, person_ids: Iterable[int]) -> set[int]:
+    """Those of these (visible) persons with an address marked bouncing (SPEC §5.10)."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return set()
+    return set(s.scalars(select(PersonEmail.person_id).where(
+        PersonEmail.person_id.in_(ids), PersonEmail.bouncing_since.is_not(None)).distinct()))
 
 
 def links_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -166,7 +184,9 @@ def suggestions_of(session: Session, ids: list[int], viewer: User | None
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Which of the threads a user may see to list: linked to these entities, matching
-    the words of ``q``, archived or not (None: both), in this ``link_state`` (None: any)."""
+    the words of ``q``, archived or not (None: both), in this ``link_state`` (None: any),
+    of one of these categories (SPEC §5.10; empty: any — a thread's category is the most
+    human of its messages', ``linking.categories``)."""
 
     person: int | None = None
     deal: int | None = None
@@ -176,6 +196,7 @@ class Filters:
     archived: bool | None = None
     organization: int | None = None
     link_state: str | None = None
+    category: tuple[str, ...] = ()
 
     def entities(self) -> list[tuple[str, int]]:
         return [(kind, eid) for kind, eid in (("person", self.person),
@@ -195,6 +216,8 @@ def _selection(user: User, filters: Filters) -> Any:
         query = query.where(Thread.archived.is_(filters.archived))
     if filters.link_state is not None:
         query = query.where(Thread.link_state == filters.link_state)
+    if filters.category:
+        query = query.where(Thread.category.in_(filters.category))
     for term in filters.q.split()[:MAX_TERMS]:
         query = query.where(_term_clause(term))
     return query
@@ -255,7 +278,7 @@ def _rows(s: Session, user: User, ids: list[int]) -> list[dict[str, Any]]:
         "owner": owners.get(t.owner_id), "archived": t.archived,
         "messages": counts.get(t.id, 0), "last_message_at": t.last_message_at.isoformat(),
         "links": links.get(t.id, []), "suggestions": suggestions.get(t.id, []),
-        "link_state": t.link_state, "also_filed_by": [],
+        "link_state": t.link_state, "category": t.category, "also_filed_by": [],
     } for t in threads]
 
 
@@ -295,6 +318,8 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
             "has_html": bool(m.html_body),
             "forwarded_by": m.forwarded_by,
             "unverified_sender": m.unverified_sender,
+            "category": m.category,
+            "category_reason": m.category_reason,
             "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type,
                              "size": a.size, "sha256": a.sha256} for a in atts],
             "auth": {"dkim": auth.get("dkim", "none"), "spf": auth.get("spf", "none"),
@@ -314,9 +339,18 @@ def show_thread(session: Session, thread: Thread, viewer: User | None = None) ->
         "links": links_of(session, [thread.id]).get(thread.id, []),
         "suggestions": suggestions_of(session, [thread.id], viewer).get(thread.id, []),
         "link_state": thread.link_state,
+        "category": thread.category,
         "manual_items": thread.manual_items,
+        "meeting": _meeting(session, thread.id),
         "messages": out_msgs,
     }
+
+
+def _meeting(session: Session, thread_id: int) -> dict[str, Any] | None:
+    """The thread's meeting (SPEC §5.13): the one last changed, if it has several."""
+    m = session.scalar(select(Meeting).where(Meeting.thread_id == thread_id)
+                       .order_by(Meeting.updated_at.desc(), Meeting.id.desc()).limit(1))
+    return m.as_json() if m is not None else None
 
 
 def _forwarding(fwd: dict[str, Any] | None) -> dict[str, Any] | None:

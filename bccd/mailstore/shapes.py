@@ -9,15 +9,24 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bccd.accounts import bcc_address
+from bccd.accounts import bcc_address, company_domains
 from bccd.addresses import entity_bcc_address
 from bccd.config import Settings
 from bccd.store.models import Alternate, Blocked, Company, Item, Person, PersonEmail, User
 
 
-def company(c: Company) -> dict[str, Any]:
-    return {"id": c.id, "slug": c.slug, "name": c.name,
-            "create_unknown_contacts": c.create_unknown_contacts, "tracking": c.tracking}
+def company(c: Company, session: Session | None = None) -> dict[str, Any]:
+    """With ``session``, its mail settings too (SPEC §5.10): ``domains`` (its own — the
+    default, its users' login domains, unless named: ``domains_default``),
+    ``automated_mail``, ``internal_mail``. ``tracking``: its policy (SPEC §13)."""
+    out: dict[str, Any] = {"id": c.id, "slug": c.slug, "name": c.name,
+                           "create_unknown_contacts": c.create_unknown_contacts,
+                           "tracking": c.tracking}
+    if session is not None:
+        domains, default = company_domains(session, c)
+        out.update(domains=domains, domains_default=default, automated_mail=c.automated_mail,
+                   internal_mail=c.internal_mail)
+    return out
 
 
 def user_brief(u: User, settings: Settings) -> dict[str, Any]:
@@ -48,13 +57,17 @@ def user_full(session: Session, u: User, settings: Settings) -> dict[str, Any]:
 
 
 def person(session: Session, p: Person) -> dict[str, Any]:
-    emails = session.scalars(
-        select(PersonEmail.email).where(PersonEmail.person_id == p.id).order_by(PersonEmail.id)
-    )
+    """``bouncing``: its addresses a bounce of the owner's mail said fail (SPEC §5.10)."""
+    rows = session.execute(
+        select(PersonEmail.email, PersonEmail.bouncing_since, PersonEmail.bounce_reason)
+        .where(PersonEmail.person_id == p.id).order_by(PersonEmail.id)
+    ).all()
     return {
         "id": p.id,
         "name": p.name,
-        "emails": list(emails),
+        "emails": [r.email for r in rows],
+        "bouncing": [{"email": r.email, "since": r.bouncing_since.isoformat(),
+                      "reason": r.bounce_reason or ""} for r in rows if r.bouncing_since],
         "organization_id": p.organization_id,
         "external_id": p.external_id,
         "owner_id": p.owner_id,

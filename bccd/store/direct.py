@@ -160,7 +160,7 @@ def _form(stmt: Any, dialect: Dialect, keys: tuple[str, ...], many: bool) -> _Fo
         if many and form.returns_rows:
             raise _Unsupported("RETURNING with several parameter sets")
     except _Unsupported as exc:
-        log.debug("direct_fallback", reason=str(exc), sql=str(stmt)[:200])
+        log.debug("direct_fallback", reason=str(exc), sql=str(stmt.compile(dialect=dialect))[:200])
         return _Form(_SQLALCHEMY, False, [], (), False, (), [])
     return form
 

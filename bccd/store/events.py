@@ -19,6 +19,9 @@ Events (``type``):
   organization linked by hand (``linking.manual.link``, :func:`linked`). It carries the
   thread's ``link_state`` (SPEC §5.12) once the change is made: ``linked`` for an item
   link; for a person or organization, what the linking rule made of the thread after it.
+- ``meeting.updated`` — a calendar invite created or changed a meeting (SPEC §5.13: a
+  REQUEST, a REPLY's answer, a CANCEL); emitted by ``ingest.meetings`` through
+  :func:`meeting_updated` with the meeting as the thread JSON shows it.
 
 Each is an outbox job (``store.outbox.add``, kind ``webhook``) added in the *caller's*
 transaction, so an event exists exactly when the change it describes was committed.
@@ -47,11 +50,11 @@ from bccd.store.models import Company, Link, Thread, User, utcnow
 if TYPE_CHECKING:
     from bccd.config import Settings
     from bccd.store.db import Database
-    from bccd.store.models import Message, Quarantined
+    from bccd.store.models import Meeting, Message, Quarantined
 
 KIND = "webhook"
 EVENT_TYPES = ("message.stored", "message.quarantined", "thread.linked", "message.sent",
-               "message.send_failed", "message.opened", "link.clicked")
+               "message.send_failed", "message.opened", "link.clicked", "meeting.updated")
 
 _attached: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
@@ -129,6 +132,7 @@ def message_stored(session: Session, msg: Message, *, user_email: str | None = N
         "company": (company_slug if company_slug is not None
                     else _company_slug(session, msg.company_id)),
         "direction": msg.direction,
+        "category": msg.category,
         "from": msg.from_addr,
         "subject": msg.subject,
         "date": msg.date.isoformat() if msg.date else None,
@@ -199,3 +203,20 @@ def item_linking(session: Session, thread_id: int, kind: str, item_id: int, how:
     thread = session.get(Thread, thread_id)
     if exists is None and thread is not None:
         linked(session, thread, kind, item_id, how, link_state="linked")  # once written
+
+
+def meeting_updated(session: Session, meeting: Meeting, *, message_id: int, change: str,
+                    user_email: str, company_slug: str) -> None:
+    """``ingest.meetings``: the meeting was created or changed by message ``message_id``
+    (``change``: created, updated, answered, cancelled)."""
+    if not enabled(session):
+        return
+    session.flush()
+    emit(session, "meeting.updated", {
+        "meeting": meeting.as_json(),
+        "change": change,
+        "thread_id": meeting.thread_id,
+        "message_id": message_id,
+        "user": user_email,
+        "company": company_slug,
+    }, user_id=meeting.user_id, company_id=meeting.company_id)

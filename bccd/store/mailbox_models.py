@@ -85,3 +85,21 @@ class ImapMessageRef(Base):
     folder: Mapped[str] = mapped_column(String(1000))
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[int] = mapped_column(BigInteger)
+
+
+class ImapScopeSkip(Base):
+    """A synced message left out by the account's ``scope = known`` (SPEC §7): no
+    counterpart was a person of the company when it was examined. ``examined_mark`` is the
+    company's newest person address (``person_emails.id``) at that time: when a newer one
+    exists, the next pass examines the message again (``bccd.imap.scope``)."""
+
+    __tablename__ = "imap_scope_skips"
+    __table_args__ = (UniqueConstraint("account_id", "folder", "uidvalidity", "uid"),)
+    id: Mapped[int] = _pk()
+    account_id: Mapped[int] = _fk("imap_accounts.id", index=False)
+    folder: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    examined_mark: Mapped[int] = mapped_column(BigInteger, default=0)
+    message_date: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
-HEAD = "0011"
+HEAD = "0010"
 
 
 def at_head(db: Database) -> bool:

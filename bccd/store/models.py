@@ -87,8 +87,15 @@ def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index
     return mapped_column(ID, ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
 
 
+_CATEGORY_CHECK = "category IN ('person', 'internal', 'bounce', 'auto_reply', 'bulk')"
+
+
 class Company(Base):
     __tablename__ = "companies"
+    __table_args__ = (
+        CheckConstraint("automated_mail IN ('unlinked', 'store', 'drop')", name="automated_mail"),
+        CheckConstraint("internal_mail IN ('store', 'drop')", name="internal_mail"),
+    )
     id: Mapped[int] = _pk()
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -96,6 +103,12 @@ class Company(Base):
     # open and click tracking of mail sent from bccd (SPEC §13): allowed | off
     tracking: Mapped[str] = mapped_column(String(16), default="allowed",
                                           server_default="allowed")
+    # SPEC §5.10: its own mail domains (None: its users' login domains), and what becomes
+    # of automated (auto_reply, bulk) and internal mail (``bccd.linking.categories``)
+    domains: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    automated_mail: Mapped[str] = mapped_column(String(16), default="unlinked",
+                                                server_default="unlinked")
+    internal_mail: Mapped[str] = mapped_column(String(16), default="store", server_default="store")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -187,6 +200,10 @@ class PersonEmail(Base):
     company_id: Mapped[int] = _fk("companies.id", index=False)
     person_id: Mapped[int] = _fk("persons.id")
     email: Mapped[str] = mapped_column(String(320))
+    # a bounce of the owner's mail said this address fails (SPEC §5.10); cleared by a
+    # later message from it
+    bouncing_since: Mapped[dt.datetime | None]
+    bounce_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Item(Base):
@@ -229,6 +246,7 @@ class Thread(Base):
         CheckConstraint("visibility IN ('private', 'shared')", name="visibility"),
         CheckConstraint("link_state IN ('linked', 'needs_choice', 'no_open_item', 'no_person',"
                         " 'manual_mode', 'automated')", name="link_state"),
+        CheckConstraint(_CATEGORY_CHECK, name="category"),
         Index(None, "owner_id", "last_message_at"),
         Index(None, "company_id", "link_state"),
     )
@@ -247,6 +265,10 @@ class Thread(Base):
     gm_thrid: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_message_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # SPEC §5.10: the most human category of its messages (``linking.categories``), and
+    # whether every message of it was filed "unlinked" (its link_state is then automated)
+    category: Mapped[str] = mapped_column(String(16), default="person", server_default="person")
+    automated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ThreadRef(Base):
@@ -269,6 +291,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "dedup_key"),
         CheckConstraint("direction IN ('incoming', 'outgoing')", name="direction"),
+        CheckConstraint(_CATEGORY_CHECK, name="category"),
     )
     id: Mapped[int] = _pk()
     company_id: Mapped[int] = _fk("companies.id")
@@ -291,6 +314,9 @@ class Message(Base):
     unverified_sender: Mapped[bool] = mapped_column(Boolean, default=False,
                                                     server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # SPEC §5.10: decided by ``ingest.categorize``, with the reason of the check that did
+    category: Mapped[str] = mapped_column(String(16), default="person", server_default="person")
+    category_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class MessageRaw(Base):
@@ -483,3 +509,5 @@ from bccd.store.grants import WebSession as WebSession  # noqa: E402
 from bccd.store.mailbox_models import ImapAccount as ImapAccount  # noqa: E402
 from bccd.store.mailbox_models import ImapFolderState as ImapFolderState  # noqa: E402
 from bccd.store.mailbox_models import ImapMessageRef as ImapMessageRef  # noqa: E402
+from bccd.store.mailbox_models import ImapScopeSkip as ImapScopeSkip  # noqa: E402
+from bccd.store.meeting_models import Meeting as Meeting  # noqa: E402

@@ -8,6 +8,9 @@ through ``store.direct`` (the DBAPI cursor; several rows with RETURNING go throu
 SQLAlchemy's insertmanyvalues): a Core insert executed through ``Session.execute`` does not
 autoflush either, it only costs the ORM's dispatch.
 
+``domain_list(column)`` is an aggregate: the distinct domains of the addresses in
+``column``, comma-separated (``group_concat`` on SQLite, ``string_agg`` on PostgreSQL).
+
 ``FixedIn`` is the same idea for ``column IN (…)`` on the hot path: an expanding parameter
 is rendered into the SQL on every execution; a list padded to one of a few sizes (repeating
 its last value — the answer is the same) is a statement compiled once per size.
@@ -20,9 +23,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, delete, select
+from sqlalchemy import BindParameter, ColumnElement, String, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from bccd.store import direct
 from bccd.store.db import Database
@@ -122,3 +127,23 @@ def delete_older_than(db: Database, model: Any, created: Any, cutoff: dt.datetim
         if len(ids) < batch:
             break
     return total
+
+
+class domain_list(FunctionElement[str]):  # noqa: N801 - an SQL function, named as one
+    """The distinct domains of an address column, comma-separated (an aggregate)."""
+
+    type = String()
+    name = "domain_list"
+    inherit_cache = True
+
+
+@compiles(domain_list, "sqlite")
+def _domain_list_sqlite(element: domain_list, compiler: Any, **kw: Any) -> str:
+    col = compiler.process(element.clauses, **kw)
+    return f"group_concat(DISTINCT substr({col}, instr({col}, '@') + 1))"
+
+
+@compiles(domain_list, "postgresql")
+def _domain_list_postgresql(element: domain_list, compiler: Any, **kw: Any) -> str:
+    col = compiler.process(element.clauses, **kw)
+    return f"string_agg(DISTINCT split_part({col}, '@', 2), ',')"

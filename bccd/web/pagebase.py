@@ -60,6 +60,18 @@ def _when(value: str | None) -> str:
         return value
 
 
+def _meeting_time(value: str | None) -> str:
+    """A meeting's time in its own offset, as the organizer wrote it (SPEC §5.13)."""
+    if not value:
+        return ""
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return at.strftime("%Y-%m-%d %H:%M") + (f" UTC{at.strftime('%z')[:3]}:{at.strftime('%z')[3:]}"
+                                            if at.utcoffset() else " UTC")
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB"):
         if n < 1024:
@@ -82,6 +94,7 @@ templates.filters["when"] = _when
 templates.filters["size"] = _size
 templates.filters["compose_to"] = _compose_to
 templates.filters["mailto"] = _mailto
+templates.filters["meeting_time"] = _meeting_time
 
 
 def csp(*, remote_images: bool = False) -> str:

@@ -9,14 +9,16 @@ Routes (all under ``/mail``):
   ``organization``, ``deal``, ``lead``, ``project`` — that entity's timeline, where a
   message several users filed is shown once, SPEC §5.14 —, ``link_state``, paging
   ``offset``), with linked-entity badges, and the count of conversations that need
-  linking (SPEC §5.12); ``?link_state=needs_choice`` is the "Needs linking" list, each
-  conversation with its suggestions as one-click buttons (a POST to ``…/link`` with
-  ``back=needs`` returns to the list);
+  linking (SPEC §5.12); ``category`` (SPEC §5.10; ``hide_automated=1`` keeps ``person``
+  and ``internal``: the "Hide automated" box); ``?link_state=needs_choice`` is the "Needs
+  linking" list, each conversation with its suggestions as one-click buttons (a POST to
+  ``…/link`` with ``back=needs`` returns to the list);
 - ``GET /mail/threads/{id}`` — one conversation: links and suggestions with link/unlink
-  controls, each message's sanitized HTML in a sandboxed ``<iframe srcdoc>`` (no
-  scripts, no same-origin, remote images blocked until ``?images=1``), attachments and
-  the raw message as downloads; ``POST …/link``, ``…/unlink``, ``…/visibility``,
-  ``…/archive``, ``…/delete``;
+  controls (a person whose address bounced is marked), its meeting (SPEC §5.13), each
+  message's category when it is not ``person``, each message's sanitized HTML in a
+  sandboxed ``<iframe srcdoc>`` (no scripts, no same-origin, remote images blocked until
+  ``?images=1``), attachments and the raw message as downloads; ``POST …/link``,
+  ``…/unlink``, ``…/visibility``, ``…/archive``, ``…/delete``;
 - ``GET /mail/attachments/{id}``, ``GET /mail/messages/{id}/raw`` — downloads;
 - ``GET /mail/inline/{session}/{attachment}/{mac}`` — an inline image of a shown message.
 
@@ -31,7 +33,9 @@ exceed ``FRAME_FACTOR`` times the message's raw size: past it the page shows a n
 the download of the original instead, so a page stays within 10× the mail it shows.
 - ``GET/POST /mail/settings`` and ``POST /mail/settings/{alternates,blocked}/…`` — sharing
   default, linking mode, email links, signature, open and click tracking (SPEC §13; shown
-  only where the company allows it), alternate addresses, blocked addresses.
+  only where the company allows it), alternate addresses, blocked addresses; for an admin,
+  ``POST /mail/settings/company/save`` — the company's unknown contacts, domains, automated
+  and internal mail (SPEC §5.10).
 
 A message sent from bccd with tracking shows, on its conversation, how often it was opened
 — "opened 3× (2 by machines)" — and clicked, per link, and under "Why" the recent hits
@@ -65,7 +69,7 @@ from bccd import accounts
 from bccd.compose import signature
 from bccd.confirm import flow
 from bccd.errors import BccdError, NotFound
-from bccd.linking import blocklist, linkstate, manual
+from bccd.linking import blocklist, categories, linkstate, manual
 from bccd.mailstore import actions, attachments, read, shapes
 from bccd.store.models import Attachment, User
 from bccd.tracking import policy
@@ -109,6 +113,9 @@ class Pages(PageBase):
             link_state = qp.get("link_state") or None
             if link_state is not None and link_state not in linkstate.STATES:
                 raise ValueError
+            hide_automated = qp.get("hide_automated") == "1"
+            category = (categories.HUMAN if hide_automated
+                        else categories.parse_list(",".join(qp.getlist("category"))))
         except ValueError:
             return self._error(400, "Bad request", "The filter or page number is not valid.")
         q = (qp.get("q") or "")[:200].replace("\x00", "")
@@ -116,7 +123,7 @@ class Pages(PageBase):
 
         filters = read.Filters(person=ids["person"], organization=ids["organization"],
                                deal=ids["deal"], lead=ids["lead"], project=ids["project"],
-                               q=q, archived=archived, link_state=link_state)
+                               q=q, archived=archived, link_state=link_state, category=category)
         needs = read.Filters(archived=False, link_state=linkstate.NEEDS_CHOICE)
 
         def work(s: Any, user: User) -> dict[str, Any]:
@@ -132,13 +139,18 @@ class Pages(PageBase):
         except SignedOut:
             return self._to_login()
         base = {k: v for k, v in {**ids, "q": q, "archived": "1" if archived else None,
-                                  "link_state": link_state}.items()
+                                  "link_state": link_state,
+                                  "hide_automated": "1" if hide_automated else None,
+                                  "category": None if hide_automated else ",".join(category)
+                                  }.items()
                 if v not in (None, "")}
         nxt = data["page"]["next_offset"]
         notice = NOTICES.get(qp.get("done") or "", "")
         return self.page("app_threads.html", title="Conversations", viewer=viewer,
                          threads=data["page"]["threads"], filters=data["filters"], q=q,
                          archived=archived, link_state=link_state, notice=notice,
+                         hide_automated=hide_automated,
+                         category="" if hide_automated else ",".join(category),
                          needs_linking=data["needs_linking"],
                          next_url=f"/mail?{urlencode({**base, 'offset': nxt})}" if nxt else None,
                          prev_url=(f"/mail?{urlencode({**base, 'offset': max(0, offset - PAGE_SIZE)})}"
@@ -333,7 +345,8 @@ class Pages(PageBase):
                     "tracking_allowed": policy.allowed(user.company),
                     "alternates": flow.list_for(s, user),
                     "blocked": blocklist.listing(s, user),
-                    "mailboxes": mailbox_listing(s, user)}
+                    "mailboxes": mailbox_listing(s, user),
+                    "company": shapes.company(user.company, s) if user.is_admin else None}
 
         try:
             viewer, data = await self.read(request, work)
@@ -372,6 +385,14 @@ class Pages(PageBase):
                 if action == "remove":
                     flow.remove(s, user, value)
                     return "alt_removed"
+            if section == "company" and action == "save" and user.is_admin:
+                accounts.set_company(
+                    s, user.company,
+                    create_unknown_contacts=form.get("create_unknown_contacts") == "on",
+                    domains=str(form.get("domains") or "").replace("\n", ",").split(","),
+                    automated_mail=_opt(form, "automated_mail"),
+                    internal_mail=_opt(form, "internal_mail"))
+                return "saved"
             if section == "blocked":
                 if action == "add":
                     blocklist.add(s, user, value)

@@ -1,7 +1,9 @@
 """``/api/v1/admin/…``: what integrators do with an admin's token, within that admin's
-company — upsert (``PUT``, by ``external_id``) and delete persons, organizations, deals,
-leads and projects (these drive retroactive linking, SPEC §5.7), create users and rotate
-their Smart Bcc address, and see recent webhook deliveries with their state.
+company — read and change the company's settings (``/admin/company``: unknown contacts,
+its own domains, automated and internal mail, SPEC §5.10), upsert (``PUT``, by
+``external_id``) and delete persons, organizations, deals, leads and projects (these drive
+retroactive linking, SPEC §5.7), create users and rotate their Smart Bcc address, and see
+recent webhook deliveries with their state.
 
 The rules are in ``web.api.upsert`` (CRM), ``bccd.accounts`` (users) and
 ``bccd.notify.webhooks`` (deliveries); this module validates and renders.
@@ -13,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bccd import accounts
 from bccd.errors import NotFound
@@ -41,6 +44,46 @@ IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
 
 def _ext(value: str) -> str:
     return param(value, "external_id")
+
+
+# ------------------------------------------------------------------ the company
+@router.get("/company", response_model=S.CompanyOut, operation_id="getCompany")
+async def get_company(request: Request, p: Admin) -> dict[str, Any]:
+    """The admin's company and its settings."""
+    db = services_of(request).db
+
+    def work() -> dict[str, Any]:
+        with db.read() as s:
+            return render.company(_company(s, p.company_id), s)
+
+    return await run(request, work)
+
+
+@router.patch("/company", response_model=S.CompanyOut, operation_id="updateCompany")
+async def update_company(request: Request, p: Admin, body: S.CompanyPatch) -> dict[str, Any]:
+    """Change the settings given (SPEC §5.10): ``domains`` null or ``[]`` goes back to the
+    default, the domains of the company's users' login addresses."""
+    db = services_of(request).db
+    given = body.model_fields_set
+
+    def work() -> dict[str, Any]:
+        with db.transaction() as s:
+            company = _company(s, p.company_id)
+            accounts.set_company(
+                s, company, create_unknown_contacts=body.create_unknown_contacts,
+                domains=(body.domains or []) if "domains" in given else None,
+                automated_mail=body.automated_mail, internal_mail=body.internal_mail)
+            s.flush()
+            return render.company(company, s)
+
+    return await run(request, work)
+
+
+def _company(s: Session, company_id: int) -> Company:
+    company = s.get(Company, company_id)
+    if company is None:
+        raise NotFound("the company no longer exists")
+    return company
 
 
 # ------------------------------------------------------------------ persons

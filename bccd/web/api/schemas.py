@@ -52,6 +52,8 @@ LinkState = Literal["linked", "needs_choice", "no_open_item", "no_person", "manu
                     "automated"]
 Visibility = Literal["private", "shared"]
 VisibleTo = Literal["company", "owner"]
+# SPEC §5.10, ``bccd.linking.categories.CATEGORIES``
+Category = Literal["person", "internal", "bounce", "auto_reply", "bulk"]
 
 
 class _In(BaseModel):
@@ -149,6 +151,8 @@ class LinkOut(BaseModel):
     id: int
     how: str
     name: str | None = None
+    bouncing: bool | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "present (true) on a person one of whose addresses bounced (SPEC §5.10)"))
 
 
 class SuggestionOut(BaseModel):
@@ -169,6 +173,8 @@ class ThreadSummary(BaseModel):
     suggestions: list[SuggestionOut]
     link_state: LinkState = Field(description="why the thread is (not) linked to a deal, "
                                   "lead or project (SPEC §5.12)")
+    category: Category = Field(description="the most human category of its messages "
+                               "(SPEC §5.10)")
     also_filed_by: list[str] = Field(default_factory=list, description=(
         "on an entity's timeline: the other users whose copies of this thread's messages "
         "are shown once, here"))
@@ -265,6 +271,33 @@ class MessageOut(BaseModel):
     tracking: TrackingOut | None = Field(
         default=None, description="mail sent from bccd with tracking (SPEC §13): opens and "
                                   "clicks by people and by machines; null otherwise")
+    category: Category
+    category_reason: str = Field(description="what made it that category ('' for person)")
+
+
+class AttendeeOut(BaseModel):
+    email: str
+    name: str
+    answer: Literal["needs-action", "accepted", "declined", "tentative", "delegated"]
+
+
+class MeetingOut(BaseModel):
+    """A calendar invite's meeting (SPEC §5.13); times in the event's own UTC offset."""
+
+    uid: str
+    summary: str
+    location: str
+    start: str | None = Field(description="ISO 8601; a date for an all-day event")
+    end: str | None
+    all_day: bool
+    timezone: str | None = Field(description="the invite's TZID")
+    organizer: str | None
+    organizer_name: str
+    attendees: list[AttendeeOut]
+    status: Literal["confirmed", "tentative", "cancelled"]
+    sequence: int
+    method: Literal["REQUEST", "REPLY", "CANCEL"] = Field(description="of its last change")
+    updated_at: str | None
 
 
 class ThreadDetail(BaseModel):
@@ -276,7 +309,9 @@ class ThreadDetail(BaseModel):
     links: list[LinkOut]
     suggestions: list[SuggestionOut]
     link_state: LinkState
+    category: Category
     manual_items: bool
+    meeting: MeetingOut | None = Field(description="its calendar invite's meeting, if any")
     messages: list[MessageOut]
 
 
@@ -347,10 +382,19 @@ class PersonIn(_In):
     visible_to: VisibleTo = "company"
 
 
+class BouncingOut(BaseModel):
+    email: str
+    since: str
+    reason: str
+
+
 class PersonOut(BaseModel):
     id: int
     name: str
     emails: list[str]
+    bouncing: list[BouncingOut] = Field(default_factory=list, description=(
+        "addresses a bounce of the owner's mail said fail; cleared by a later message "
+        "from them (SPEC §5.10)"))
     organization_id: int | None
     external_id: str | None
     owner_id: int | None
@@ -446,3 +490,25 @@ class DeliveryOut(BaseModel):
     created_at: str
     next_attempt_at: str | None
     done_at: str | None
+
+
+class CompanyOut(BaseModel):
+    """A company's settings (SPEC §1, §5.10)."""
+
+    id: int
+    slug: str
+    name: str
+    create_unknown_contacts: bool
+    domains: list[str] = Field(description="its own mail domains (mail among them and its "
+                               "users is internal)")
+    domains_default: bool = Field(description="true: not named, its users' login domains")
+    automated_mail: Literal["unlinked", "store", "drop"]
+    internal_mail: Literal["store", "drop"]
+
+
+class CompanyPatch(_In):
+    create_unknown_contacts: StrictBool | None = None
+    domains: list[Name] | None = Field(default=None, max_length=100, description=(
+        "its own mail domains; null or [] → the default (its users' login domains)"))
+    automated_mail: Literal["unlinked", "store", "drop"] | None = None
+    internal_mail: Literal["store", "drop"] | None = None

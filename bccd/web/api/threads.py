@@ -57,6 +57,9 @@ async def list_threads(
     link_state: Annotated[S.LinkState | None, Query(
         description="only threads in this state (needs_choice: suggestions await a choice)")
     ] = None,
+    category: Annotated[list[S.Category] | None, Query(
+        max_length=5, description="only threads of these categories (SPEC §5.10; repeat it "
+        "for several: category=person&category=internal hides automated mail)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
@@ -71,7 +74,8 @@ async def list_threads(
         with db.read() as s:
             filters = read.Filters(person=person, organization=organization, deal=deal,
                                    lead=lead, project=project, q=q, archived=archived,
-                                   link_state=link_state)
+                                   link_state=link_state,
+                                   category=tuple(dict.fromkeys(category or ())))
             return read.list_threads(s, current_user(s, p), filters, limit=limit, offset=offset)
 
     return await run(request, work)
