@@ -6,6 +6,8 @@ operations).
 - ``certs`` (session): a trustme CA and two server certificates for ``bccd.test``.
 - ``figures``: ``tests.support.reliability_report.record`` — the reliability figures
   (docs/reliability.md).
+- ``browser`` (module): headless Chromium (``tests.support.browser``) for the Mail page's
+  tests; the tests that use it carry ``needs_chromium``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
+from tests.support.browser import chromium
 from tests.support.dnsserver import DnsTestServer
 from tests.support.reliability_report import record
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="session")

@@ -11,22 +11,17 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.browser import needs_chromium
 from tests.support.compose_world import ComposeWorld, Mailuser, wait_for
 from tests.support.mail import make_message
-
-CHROMIUM = os.environ.get("BCCD_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -43,8 +38,7 @@ PNG = _png(160, 48, (31, 111, 235))
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.xdist_group("compose_browser"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    needs_chromium,
 ]
 
 
@@ -53,17 +47,6 @@ def expect(locator: Any) -> Any:
 
     return playwright_expect(locator)
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Session:

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.compose.test_browser import ARGS, CHROMIUM, Session, expect
+from tests.integration.compose.test_browser import Session, expect
 from tests.support import tracking_kit as tk
+from tests.support.browser import needs_chromium
 from tests.support.compose_world import ComposeWorld, Mailuser, wait_for
 
 pytestmark = [
     pytest.mark.slow, pytest.mark.spec("13"), pytest.mark.xdist_group("tracking_browser"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    needs_chromium,
 ]
 
 
@@ -57,17 +57,6 @@ class Landing:
         self.server.shutdown()
         self.server.server_close()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

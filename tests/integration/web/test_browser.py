@@ -6,26 +6,21 @@ for the images."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import needs_chromium
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 from tests.support.web_hooks import PixelServer
 from tests.support.web_world import World, build
 
-CHROMIUM = os.environ.get("BCCD_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
 pytestmark = [
     pytest.mark.xdist_group("web_browser"),  # one world and one browser per module
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    needs_chromium,
     pytest.mark.spec("9"),
 ]
 
@@ -45,17 +40,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, pixel: PixelServer) -> Iterat
     finally:
         srv.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_sign_in_open_link_and_remote_content_blocked(site: World, pixel: PixelServer,

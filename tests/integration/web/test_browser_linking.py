@@ -12,19 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import needs_chromium
 from tests.support.linking_world import Tenant, server_on
 from tests.support.mail import make_message
 from tests.support.server import BccdServer
 
-CHROMIUM = os.environ.get("BCCD_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PAT = "pat@client.test"
 
 pytestmark = [
     pytest.mark.xdist_group("web_browser_linking"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    needs_chromium,
 ]
 
 
@@ -33,17 +30,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BccdServer]:
     with server_on("sqlite", tmp_path_factory.mktemp("browser-linking")) as server:
         yield server
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_needs_linking_one_click_choice_and_an_organization_timeline(

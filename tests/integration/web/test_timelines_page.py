@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 from tests.support.automated import SHAPES
+from tests.support.browser import needs_chromium
 from tests.support.invites import ics, invite_mail
 from tests.support.linking_world import Tenant
 from tests.support.server import BccdServer
 from tests.support.wait import wait_until
 from tests.support.web_hooks import Receiver
-
-from .test_browser import ARGS, CHROMIUM
 
 pytestmark = [pytest.mark.xdist_group("web_timelines"), pytest.mark.spec("5.10"),
               pytest.mark.spec("5.13")]
@@ -67,19 +66,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, hook: Receiver) -> Iterator[
     finally:
         srv.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def sign_in(browser: Any, srv: BccdServer, token: str) -> Any:
@@ -127,6 +113,7 @@ def test_the_thread_json_carries_the_meeting(world: dict[str, Any]) -> None:
         t.alice["email"]: "accepted", world["bob"]: "accepted"}
 
 
+@needs_chromium
 def test_hide_automated_meeting_and_bouncing_in_chromium(
         world: dict[str, Any], browser: Any, tmp_path: Path) -> None:
     srv, t = world["srv"], world["t"]
@@ -159,6 +146,7 @@ def test_hide_automated_meeting_and_bouncing_in_chromium(
         page.context.close()
 
 
+@needs_chromium
 def test_an_admin_sets_the_company_settings_in_chromium(world: dict[str, Any], browser: Any) -> None:
     srv, t = world["srv"], world["t"]
     page = sign_in(browser, srv, t.users["root"]["api_token"])
