@@ -4,6 +4,7 @@ a client hanging up during the commit); retries are stored once; a full disk is
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -85,13 +86,19 @@ def tiny_blob_fs(tmp_path: Path):
 def _fill(fs: Path) -> Path:
     """Fill a filesystem to the last block."""
     filler = fs / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    # unbuffered: a buffered file's close would try the rest again and raise ENOSPC,
+    # depending on how the free space happens to align with the chunks
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chunk = b"\0" * 65536
+        while True:
+            try:
+                if os.write(fd, chunk) == 0:
+                    break
+            except OSError:  # ENOSPC: full to the last block
+                break
+    finally:
+        os.close(fd)
     return filler
 
 

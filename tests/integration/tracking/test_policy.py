@@ -150,10 +150,11 @@ def test_a_company_that_turns_tracking_off_stops_it_at_once_and_links_keep_worki
     assert tk.tracking_of(world, user, sent)["clicks"][0]["human"] == 1
 
 
-def test_company_set_needs_a_setting_and_a_known_policy(world: ComposeWorld) -> None:
-    with pytest.raises(CliError) as e:
-        world.srv.cli("company", "set", "acme")
-    assert e.value.code == 1 and "--tracking" in e.value.stderr
+def test_company_set_without_a_flag_shows_the_policy_and_refuses_an_unknown_one(
+        world: ComposeWorld) -> None:
+    """SPEC §8: each flag of ``company set`` is optional; without one it changes nothing
+    and shows the company's settings, the tracking policy among them."""
+    assert world.srv.cli("company", "set", "acme")["tracking"] == "allowed"
     r = world.srv.cli_proc("company", "set", "acme", "--tracking", "maybe")
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
