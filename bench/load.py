@@ -21,10 +21,16 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     replies: dict[str, int] = field(default_factory=dict)
+    cpu: float = 0.0             # the server's CPU seconds (user + system, every process)
 
     @property
     def rate(self) -> float:
         return self.accepted / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu_per_msg(self) -> float:
+        """The server's CPU seconds per accepted message (0 when not measured)."""
+        return self.cpu / self.accepted if self.accepted else 0.0
 
     def pct(self, p: float) -> float:
         if not self.latencies:

@@ -16,7 +16,7 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
                 commit on — full run only)
   floor         the libraries alone (``bench.floor``): aiosmtpd, dkimpy, pyspf, the email
                 parser and a SQLite group commit with none of bccd's logic, one process per
-                CPU — the least CPU per message this stack needs (full run, 4 KB only)
+                CPU — the least CPU per message this stack needs (4 KB only, quick run too)
 
   blobs         PostgreSQL with 50 KB messages carrying one 30 KB attachment, the blobs
                 in files (``storage.blobs = "fs"``) and in the database (``"database"``,
@@ -24,13 +24,18 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
                 costs (full run, or ``--blobs`` alone; ``--repeat`` runs the pair again)
 
 For each: messages/s, p50/p99 latency, the peak RSS of the server (the sum over its
-processes: what they hold resident together, shared library pages counted per process);
+processes: what they hold resident together, shared library pages counted per process),
+and its CPU time (user + system, every process) per message of the counted run;
 then (b) again at half of its measured rate, for the p99 at half load. The full run adds
 50 KB messages (one attachment each), linking cost at 1,000 vs 1,000,000 persons
 (``bench.linking_scale``) and an IMAP initial sync of a 10,000-message Dovecot mailbox
-by ``bccd imap sync --once`` and by ``mbsync`` (``bench.imap``). The last line is the
-ratio of (b) to (a) for 4 KB messages; the full run prints the floor's ratio to (a) and
-bccd's to the floor just before it.
+by ``bccd imap sync --once`` and by ``mbsync`` (``bench.imap``). The last two lines:
+
+    cpu/msg: sink X ms, floor Y ms, bccd Z ms (bccd/floor: C)
+    ratio full/sink 4KB: R (bccd/floor: F)
+
+— CPU per 4 KB message of (a), the floor and (b), and the throughput of (b) over (a) and
+over the floor, each at its default process count.
 
     .venv/bin/python -m bench.run [--quick | --blobs [--repeat 2]] [--n 2000] [--concurrency 20]
 """
@@ -121,6 +126,23 @@ def _tree(pid: int) -> list[int]:
         pids += child_pids(pids[i])
         i += 1
     return pids
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) of ``pid`` and its children so far: the live
+    processes' own, and what the children already reaped had used (``cutime``/``cstime``
+    of the process that waited for them)."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / _TICK
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -221,7 +243,7 @@ def measure_blobs(base: Path, dns_port: int, pg_admin: str, pem: bytes, n: int, 
             msgs = build_messages(n, BLOBS_SIZE, pem, f"blobs{store}{k}", BLOBS_ATTACHMENT)
             proc, port, rcpt = start_pg(base / f"pg-blobs-{store}-{k}", dns_port, pg_admin,
                                         workers, storage={"blobs": store})
-            r = measure(port, rcpt, warm, msgs, conc)
+            r = measure(port, rcpt, warm, msgs, conc, proc=proc)
             out[store].append(r)
             print(row(f"postgres {'db' if store == 'database' else store}", "50+30", r,
                       proc.stop()), flush=True)
@@ -268,9 +290,15 @@ def run(port: int, msgs: list[bytes], rcpt: str, conc: int, rate: float | None =
 
 
 def measure(port: int, rcpt: str, warm: list[bytes], msgs: list[bytes], conc: int,
-            rate: float | None = None) -> LoadResult:
+            rate: float | None = None, proc: Proc | None = None) -> LoadResult:
+    """Warm-up, then the counted run; with ``proc``, the server's CPU seconds during the
+    counted run (every process of its tree) in ``cpu``."""
     run(port, warm, rcpt, conc)
-    return run(port, msgs, rcpt, conc, rate)
+    before = cpu_seconds(proc.p.pid) if proc is not None else 0.0
+    r = run(port, msgs, rcpt, conc, rate)
+    if proc is not None:
+        r.cpu = cpu_seconds(proc.p.pid) - before
+    return r
 
 
 def measure_floor(work: Path, records: dict[str, str], warm: list[bytes], msgs: list[bytes],
@@ -283,24 +311,25 @@ def measure_floor(work: Path, records: dict[str, str], warm: list[bytes], msgs: 
     proc = Proc([sys.executable, "-m", "bench.floor", str(port), str(work / "floor.sqlite3"),
                  str(work / "dns.json"), str(processes)], work, port,
                 env={"PYTHONPATH": str(REPO)})
-    r = measure(port, "x@bcc.localhost", warm, msgs, conc)
+    r = measure(port, "x@bcc.localhost", warm, msgs, conc, proc=proc)
     return r, proc.stop()
 
 
 HEADER = (f"{'server':<14} {'size':>5} {'msgs':>6} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'rss MB':>7}  replies")
+          f"{'rss MB':>7} {'cpu/msg':>7}  replies")
 
 
 def row(name: str, size: str, r: LoadResult, rss: float) -> str:
     return (f"{name:<14} {size:>5} {r.accepted:>6} {r.rate:>8.1f} {r.pct(50) * 1000:>8.1f} "
-            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f}  {dict(sorted(r.replies.items()))}"
+            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f} {r.cpu_per_msg * 1000:>7.2f}  "
+            f"{dict(sorted(r.replies.items()))}"
             + (f" reconnects={r.reconnects}" if r.reconnects else "")
             + (f" connection errors={r.errors}" if r.errors else ""))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="(a) and (b) with 4 KB messages only")
+    ap.add_argument("--quick", action="store_true", help="(a), the floor and (b) with 4 KB messages only")
     ap.add_argument("--n", type=int, default=2000, help="messages per run")
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--imap-messages", type=int, default=10_000)
@@ -351,10 +380,11 @@ def main() -> None:
                 port = free_port()
                 sink = Proc([sys.executable, "-m", "bench.sink", str(port)], work, port,
                             env={"PYTHONPATH": str(REPO)})
-                r = measure(port, "x@bcc.localhost", warm, msgs["sink"], args.concurrency)
+                r = measure(port, "x@bcc.localhost", warm, msgs["sink"], args.concurrency,
+                            proc=sink)
                 results[("sink", label)] = r
                 print(row("sink", label, r, sink.stop()), flush=True)
-                if not args.quick and label == "4KB":
+                if label == "4KB":
                     r, rss = measure_floor(base / "floor", records, warm,
                                            build_messages(args.n, size, pem, "floor"),
                                            args.concurrency, cpus)
@@ -364,7 +394,7 @@ def main() -> None:
                 work = base / f"sqlite-{label}"
                 work.mkdir()
                 proc, port, rcpt = start_bccd(work, dns.port, None, args.workers)
-                r = measure(port, rcpt, warm, msgs["sqlite"], args.concurrency)
+                r = measure(port, rcpt, warm, msgs["sqlite"], args.concurrency, proc=proc)
                 results[("sqlite", label)] = r
                 rss = proc.stop()
                 print(row("sqlite", label, r, rss), flush=True)
@@ -374,7 +404,7 @@ def main() -> None:
                     work.mkdir()
                     proc, port, rcpt = start_bccd(work, dns.port, None, 0)
                     rn = measure(port, rcpt, warm, build_messages(args.n, size, pem, "percpu"),
-                                 args.concurrency)
+                                 args.concurrency, proc=proc)
                     print(row(f"sqlite {cpus}proc", label, rn, proc.stop()), flush=True)
                 if label == "4KB" and r.rate > 0:
                     work = base / f"sqlite-half-{label}"
@@ -382,19 +412,19 @@ def main() -> None:
                     proc, port, rcpt = start_bccd(work, dns.port, None, args.workers)
                     n_half = min(args.n, max(300, int(r.rate / 2 * 15)))  # ~15 s at that rate
                     half = build_messages(n_half, size, pem, "half")
-                    rh = measure(port, rcpt, warm, half, args.concurrency, rate=r.rate / 2)
+                    rh = measure(port, rcpt, warm, half, args.concurrency, rate=r.rate / 2, proc=proc)
                     results[("sqlite@50%", label)] = rh
                     print(row("sqlite@50%", label, rh, proc.stop()), flush=True)
                 if pg_admin is not None:
                     proc, port, rcpt = start_pg(base / f"pg-{label}", dns.port, pg_admin,
                                                 args.workers)
-                    r = measure(port, rcpt, warm, msgs["postgres"], args.concurrency)
+                    r = measure(port, rcpt, warm, msgs["postgres"], args.concurrency, proc=proc)
                     results[("postgres", label)] = r
                     print(row("postgres", label, r, proc.stop()), flush=True)
                     if label == "4KB" and procs != cpus:
                         proc, port, rcpt = start_pg(base / f"pg-np-{label}", dns.port, pg_admin, 0)
                         rn = measure(port, rcpt, warm, build_messages(args.n, size, pem, "pgcpu"),
-                                     args.concurrency)
+                                     args.concurrency, proc=proc)
                         print(row(f"postgres {cpus}proc", label, rn, proc.stop()), flush=True)
             if pg_admin is not None:
                 measure_blobs(base, dns.port, pg_admin, pem, args.n, args.concurrency,
@@ -413,10 +443,16 @@ def main() -> None:
     sink4, full4 = results[("sink", "4KB")], results[("sqlite", "4KB")]
     ratio = full4.rate / sink4.rate if sink4.rate else 0.0
     floor4 = results.get(("floor", "4KB"))
-    if floor4 is not None and floor4.rate and sink4.rate:
-        print(f"ratio floor/sink 4KB: {floor4.rate / sink4.rate:.2f} "
-              f"(bccd/floor: {full4.rate / floor4.rate:.2f})")
-    print(f"ratio full/sink 4KB: {ratio:.2f}")
+    floor_rate = floor4.rate if floor4 is not None else 0.0
+    if floor_rate and sink4.rate:
+        print(f"ratio floor/sink 4KB: {floor_rate / sink4.rate:.2f}")
+    cpu = {name: results[(name, "4KB")].cpu_per_msg * 1000 for name in ("sink", "floor", "sqlite")
+           if (name, "4KB") in results}
+    print("cpu/msg: " + ", ".join(f"{'bccd' if name == 'sqlite' else name} {ms:.2f} ms"
+                                  for name, ms in cpu.items())
+          + (f" (bccd/floor: {cpu['sqlite'] / cpu['floor']:.2f})" if cpu.get("floor") else ""))
+    print(f"ratio full/sink 4KB: {ratio:.2f} (bccd/floor: "
+          f"{full4.rate / floor_rate if floor_rate else 0.0:.2f})")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ MAX_REFS = 100
 MAX_TEXT = 2 * 1024 * 1024  # characters of extracted text / html kept for display
 
 _MSGID_RE = re.compile(rb"<([^<>\s\x00]{1,900})>")
-_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"  # what \s matches in a bytes pattern
 _registry = HeaderRegistry()
 TRACE_HEADERS = frozenset(
@@ -51,6 +50,7 @@ TRACE_HEADERS = frozenset(
      "arc-seal", "arc-message-signature", "arc-authentication-results", "received-spf",
      "x-received", "x-gm-message-state", "x-google-smtp-source"}
 )
+_TRACE_NAMES = frozenset(name.encode() for name in TRACE_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +129,26 @@ class Parsed:
 
 def header_block_size(raw: bytes, limit: int) -> int:
     """Length of the header block; raises HeaderTooBig when it exceeds ``limit``."""
-    m = _HEADER_END_RE.search(raw, 0, limit + 4)
-    if m is None:
+    end = header_end(raw, limit + 4)
+    if end is None:
         if len(raw) > limit:
             raise HeaderTooBig(detail=f"no end of header block within {limit} bytes")
         return len(raw)
-    if m.start() > limit:
-        raise HeaderTooBig(detail=f"header block of {m.start()} bytes")
-    return m.start()
+    if end > limit:
+        raise HeaderTooBig(detail=f"header block of {end} bytes")
+    return end
+
+
+def header_end(raw: bytes, endpos: int) -> int | None:
+    """Where the first empty line starts — the first match of ``\\r?\\n\\r?\\n`` ending
+    at or before ``endpos`` — or ``None``. Two substring searches: a regular expression
+    that begins with an optional character is tried at every position of the header."""
+    crlf = raw.find(b"\n\r\n", 0, endpos)
+    lf = raw.find(b"\n\n", 0, endpos if crlf < 0 else crlf + 1)  # only one before it
+    i = crlf if lf < 0 else lf
+    if i < 0:
+        return None
+    return i - 1 if i and raw[i - 1] == 0x0D else i
 
 
 def _ids(value: str | None) -> list[str]:
@@ -299,21 +311,24 @@ def _filename(part: Message) -> str:
 
 
 def content_hash(raw: bytes, header_len: int) -> str:
-    """Hash of the message without trace headers: stable across delivery paths."""
+    """Hash of the message without trace headers: stable across delivery paths. The lines
+    are split at LF alone: every use strips them (a CR before the LF goes with it), and the
+    names are compared as bytes (ASCII: ``bytes.lower`` is what ``str.lower`` of their
+    latin-1 text gives for them)."""
     head = raw[:header_len]
     body = raw[header_len:]
     kept: list[bytes] = []
     current: list[bytes] = []
     skip = False
-    for line in re.split(rb"\r?\n", head):
+    for line in head.split(b"\n"):
         if line[:1] in (b" ", b"\t"):
             if not skip:
                 current.append(line.strip())
             continue
         if current:
             kept.append(b" ".join(current))
-        name = line.split(b":", 1)[0].strip().lower().decode("latin-1")
-        skip = name in TRACE_HEADERS or name.startswith("x-")
+        name = line.split(b":", 1)[0].strip().lower()
+        skip = name in _TRACE_NAMES or name.startswith(b"x-")
         current = [] if skip else [line.strip()]
     if current:
         kept.append(b" ".join(current))
