@@ -150,9 +150,10 @@ async def run(settings: Settings, db: Database, front: Listening, *,
                                     name="http")
     worker_tasks = [asyncio.create_task(w(services, stop), name=w.__name__.lstrip("_"))
                     for w in WORKERS]
+    # bccd_ready: HTTP serves too (or its task ended, and says why)
     serving = asyncio.create_task(http.serving.wait())
-    await asyncio.wait([serving, http_task], return_when=asyncio.FIRST_COMPLETED)  # bccd_ready:
-    serving.cancel()  # HTTP serves too (or its task ended, and says why)
+    await asyncio.wait([serving, http_task], return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
     if http_sock is not None:
         name = http_sock.getsockname()
         log.info("http_listening", address=f"{name[0]}:{name[1]}", inherited=True)
