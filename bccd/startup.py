@@ -5,8 +5,10 @@ and the models, and opening (or migrating) the database, take most of a second o
 small machine. A sending MTA, a load balancer's probe or a person at a terminal should
 not wait for all of it to be greeted, so ``serve(settings, prepare)``:
 
-1. binds ``smtp.listen`` (or takes the socket systemd passed in, ``bccd.systemd``) with
-   the listener alone (``bccd.smtp.server``, which loads nothing of the ingest path) and
+1. refuses settings the ingest path could not run with (no DNS resolver for the
+   authenticity checks: ``bccd.auth.dns.check``) before anything listens (SPEC §10);
+   then binds ``smtp.listen`` (or takes the socket systemd passed in, ``bccd.systemd``)
+   with the listener alone (``bccd.smtp.server``, which loads nothing of the ingest path) and
    installs the signal handlers: from here a client gets its ``220`` greeting and
    EHLO/HELO/LHLO, STARTTLS, MAIL, RSET, NOOP and QUIT are answered;
 2. runs ``prepare`` in a worker thread while the event loop keeps answering: it opens
@@ -32,6 +34,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bccd.auth import dns
 from bccd.config import Settings
 from bccd.errors import BccdError
 from bccd.log import get_logger
@@ -76,6 +79,7 @@ def install_signals(smtp: SmtpService, stop: asyncio.Event, *,
 
 async def listen(settings: Settings) -> Listening:
     """Step 1: the listener bound (or inherited) and answering, signals installed."""
+    dns.check(settings)
     smtp = SmtpService(settings)
     stop = asyncio.Event()
     install_signals(smtp, stop)

@@ -1,7 +1,7 @@
 """``bccd serve`` answers SMTP before it has loaded the rest (``bccd.startup``).
 
 Each test starts ``bccd serve`` through a runner that holds the import of one module
-(the rest of the server, ``bccd.service``, or the database layer) until the test lets it
+(the rest of the server, ``bccd.service``, or the storage layer) until the test lets it
 go, so what is answered while bccd is still starting is seen deterministically: the
 greeting, EHLO and MAIL at once, before the HTTP app, the ingest path or DKIM are even
 imported; RCPT only once the ingest path is ready (never a 250 before); ``421 4.3.2``
@@ -49,10 +49,13 @@ from bccd.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """
 
-# nothing of this is needed to greet, and all of it is loaded after the greeting
+# nothing of this is needed to greet, and all of it is loaded after the greeting (of the
+# authenticity layer only the DNS settings' check comes first: bccd.auth.dns)
 _LATER = ("fastapi", "starlette", "uvicorn", "jinja2", "dkim", "spf", "authres", "nh3",
-          "imapclient", "bccd.web", "bccd.ingest", "bccd.auth", "bccd.imap", "bccd.compose",
-          "bccd.linking", "bccd.notify", "bccd.smtp.delivery", "bccd.service")
+          "imapclient", "bccd.web", "bccd.ingest",
+          "bccd.auth.authenticator", "bccd.auth.dkim", "bccd.auth.spf", "bccd.auth.dmarc",
+          "bccd.auth.results", "bccd.imap", "bccd.compose", "bccd.linking", "bccd.notify",
+          "bccd.smtp.delivery", "bccd.service")
 
 MESSAGE = ("From: alice@acme.test\r\nTo: bob@example.test\r\nSubject: early\r\n"
            "Message-ID: <startup-early@acme.test>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\n"
@@ -137,6 +140,10 @@ class Client:
         self.sock.close()
 
 
+def _loaded(modules: list[str], packages: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+
+
 def _greeted_and_rcpt_waiting(srv: BccdServer, rcpt: str) -> Client:
     c = Client(srv.smtp_port)
     assert c.reply().startswith("220 ")
@@ -152,8 +159,7 @@ def test_serve_greets_before_it_loads_the_rest_and_rcpt_waits_for_the_ingest_pat
     srv = make_server(start=False)
     rcpt = srv.setup_user()["bcc_address"]
     with held(srv, "bccd.service") as h:
-        loaded = h.loaded_when_held()
-        assert [m for m in loaded if any(m == p or m.startswith(p + ".") for p in _LATER)] == []
+        assert _loaded(h.loaded_when_held(), _LATER) == []
         c = _greeted_and_rcpt_waiting(srv, rcpt)
         assert b"bccd_ready" not in srv.log_path.read_bytes()
         h.release()
@@ -172,8 +178,8 @@ def test_serve_greets_before_it_loads_the_rest_and_rcpt_waits_for_the_ingest_pat
 def test_a_start_that_fails_answers_the_waiting_rcpt_421_and_says_why(
         make_server: Any, pg_url: str) -> None:
     srv = make_server(database_url=pg_url, start=False)  # never migrated: not current
-    with held(srv, "bccd.store.db") as h:
-        h.loaded_when_held()
+    with held(srv, "bccd.store") as h:  # the database is opened after the greeting too
+        assert _loaded(h.loaded_when_held(), ("sqlalchemy", "bccd.store", *_LATER)) == []
         c = _greeted_and_rcpt_waiting(srv, "acme+anyone@bcc.localhost")
         h.release()
         assert c.reply().startswith("421 4.3.2 ")
