@@ -104,9 +104,11 @@ def main() -> None:
         config = d / "bccd.toml"
         config.write_text(
             f'[storage]\ndata_dir = "{d / "var"}"\n'
-            f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
+            f'[smtp]\nlisten = "127.0.0.1:{port}"\nhostname = "bccd.test"\n'
             f'[http]\nlisten = "127.0.0.1:{_free_port()}"\n'
-            '[auth]\nmode = "off"\n[log]\nformat = "json"\nlevel = "info"\n')
+            # the default auth.mode (dmarc); no DNS query leaves the machine
+            '[dns]\nnameservers = ["127.0.0.1"]\n'
+            '[log]\nformat = "json"\nlevel = "info"\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("BCCD_")}
         cfg = ["--config", str(config)]
         subprocess.run([*BCCD, *cfg, "company", "create", "Acme", "--slug", "acme"], env=env,
