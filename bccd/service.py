@@ -1,14 +1,17 @@
 """``bccd serve``: SMTP, HTTP and background workers in one process, one event loop.
 
-This is the composition root: the one place that knows every part. ``run(settings, db)``
-builds the pipeline (``build_pipeline``), the ``Services`` the parts share
+This is the composition root: the one place that knows every part. ``bccd.startup``
+has already bound the SMTP listener (it answers the greeting, EHLO and MAIL while this
+module is imported, RCPT waits) when ``run(settings, db, front)`` builds the pipeline
+(``build_pipeline``) and attaches it to the listener, the ``Services`` the parts share
 (``bccd.runtime``), the HTTP app, the outbox handler table and the workers of
-``WORKERS``; starts everything; waits for SIGTERM/SIGINT; then drains: new SMTP
-connections get 421 4.3.2, in-flight transactions get up to ``smtp.timeout`` to finish,
-workers stop. SIGHUP reloads the STARTTLS certificate. Listening sockets passed in by
-systemd socket activation (``LISTEN_FDS``, see ``bccd.systemd``) are used instead of
-binding ``smtp.listen``/``http.listen``. ``run_smtp_worker`` is the life of one extra SMTP
-process (``smtp.workers``, ``bccd.smtp.workers``).
+``WORKERS``; starts everything and logs ``bccd_ready`` once HTTP serves too; waits for
+SIGTERM/SIGINT; then drains: new SMTP connections get 421 4.3.2, in-flight transactions
+get up to ``smtp.timeout`` to finish, workers stop. SIGHUP reloads the STARTTLS
+certificate. Listening sockets passed in by systemd socket activation (``LISTEN_FDS``,
+see ``bccd.systemd``) are used instead of binding ``smtp.listen``/``http.listen``.
+``run_smtp_worker`` is the life of one extra SMTP process (``smtp.workers``,
+``bccd.smtp.workers``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from sqlalchemy import select
 
 from bccd.compose import send
 from bccd.config import Settings
-from bccd.errors import BccdError
 from bccd.imap import sentcopy
 from bccd.imap.poller import run_poller
 from bccd.imap.probe import probe as probe_mailbox
@@ -39,12 +41,13 @@ from bccd.notify import jobs, outbound, webhooks
 from bccd.notify.worker import outbox_cleanup_worker, outbox_worker
 from bccd.quarantine.hold import RELEASE_KIND
 from bccd.runtime import Services
+from bccd.smtp.delivery import Delivery
 from bccd.smtp.server import SmtpService
 from bccd.smtp.workers import WorkerPool
+from bccd.startup import Listening, install_signals
 from bccd.store import events
 from bccd.store.db import Database
 from bccd.store.models import Company
-from bccd.systemd import listen_sockets
 from bccd.tracking import hits
 from bccd.web.app import create_app
 
@@ -63,6 +66,19 @@ def outbox_handlers(services: Services) -> Mapping[str, jobs.JobHandler]:
         send.SENT_COPY_KIND: functools.partial(sentcopy.append_job, services.settings, services.db),
         hits.KIND: functools.partial(hits.confirm_job, services.db),
     }
+
+
+class _Http(uvicorn.Server):
+    """uvicorn's server, saying when it serves (``bccd_ready`` waits for it)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.serving = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.serving.set()
 
 
 async def _outbox(services: Services, stop: asyncio.Event) -> None:
@@ -86,25 +102,6 @@ WORKERS: tuple[Worker, ...] = (_outbox, _outbox_cleanup, _imap_poller, _imap_wri
                                lifecycle_worker)
 
 
-def install_signals(smtp: SmtpService, stop: asyncio.Event, *,
-                    on_hup: Callable[[], None] | None = None) -> None:
-    """SIGTERM/SIGINT set ``stop``; SIGHUP loads the STARTTLS certificate again (then
-    calls ``on_hup``). For the primary and every SMTP worker alike."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def reload_tls() -> None:
-        task = asyncio.create_task(smtp.reload_tls(), name="tls-reload")
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-        if on_hup is not None:
-            on_hup()
-
-    loop.add_signal_handler(signal.SIGHUP, reload_tls)
-
-
 async def _guide_a_first_run(services: Services) -> None:
     """On an installation without any company, say once (at start) what to do next."""
 
@@ -124,39 +121,39 @@ async def _guide_a_first_run(services: Services) -> None:
              mail_page=services.settings.http.base_url.rstrip("/") + "/mail")
 
 
-async def run(settings: Settings, db: Database, *, config_path: str | None = None) -> None:
+async def run(settings: Settings, db: Database, front: Listening, *,
+              config_path: str | None = None) -> None:
     events.attach(db, settings)
     pipeline = build_pipeline(settings, db)
-    smtp = SmtpService(settings, pipeline)
+    smtp, stop = front.smtp, front.stop
     services = Services(settings, db, pipeline, smtp_listening=smtp.listening)
     services.mailboxes.probe = probe_mailbox
-    stop = asyncio.Event()
     pool: WorkerPool | None = None
 
     def forward_hup() -> None:
         if pool is not None:
             pool.signal(signal.SIGHUP)
 
-    install_signals(smtp, stop, on_hup=forward_hup)
-    try:
-        inherited = listen_sockets()
-    except ValueError as exc:
-        raise BccdError(str(exc)) from None
-    smtp_sock = inherited.get("smtp")
-    processes = settings.smtp.process_count
-    await smtp.start(sock=smtp_sock, reuse_port=processes > 1 and smtp_sock is None)
+    install_signals(smtp, stop, on_hup=forward_hup)  # SIGHUP now reaches the workers too
+    smtp.attach(Delivery(settings, pipeline))  # RCPT and DATA are answered from here on
+    smtp_sock = front.inherited.get("smtp")
+    processes = front.processes
     if processes > 1:
         pool = WorkerPool(settings, config_path, processes - 1, smtp_sock)
         await pool.start()
     host, port = settings.http.host_port
     config = uvicorn.Config(create_app(services), host=host, port=port, log_config=None,
                             access_log=False, lifespan="off")
-    http = uvicorn.Server(config)
-    http_sock = inherited.get("http")
+    http = _Http(config)
+    http_sock = front.inherited.get("http")
     http_task = asyncio.create_task(http._serve(sockets=[http_sock] if http_sock else None),
                                     name="http")
     worker_tasks = [asyncio.create_task(w(services, stop), name=w.__name__.lstrip("_"))
                     for w in WORKERS]
+    # bccd_ready: HTTP serves too (or its task ended, and says why)
+    serving = asyncio.create_task(http.serving.wait())
+    await asyncio.wait([serving, http_task], return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
     if http_sock is not None:
         name = http_sock.getsockname()
         log.info("http_listening", address=f"{name[0]}:{name[1]}", inherited=True)
@@ -192,7 +189,8 @@ async def run_smtp_worker(settings: Settings, db: Database, index: int,
                           inherited_fd: int | None) -> None:
     """An SMTP worker's life: SMTP and the pipeline until SIGTERM/SIGINT, then drain."""
     pipeline = build_pipeline(settings, db)
-    smtp = SmtpService(settings, pipeline)
+    smtp = SmtpService(settings)
+    smtp.attach(Delivery(settings, pipeline))
     stop = asyncio.Event()
     install_signals(smtp, stop)
     sock = None

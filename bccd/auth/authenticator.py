@@ -34,7 +34,7 @@ from typing import Any
 from bccd.auth import dmarc as dmarc_mod
 from bccd.auth.arc import verify_arc
 from bccd.auth.dkim import MIN_KEY_BITS, SignatureResult, verify_message
-from bccd.auth.dns import Resolver, ResolverConfigError
+from bccd.auth.dns import Resolver, configured_resolver
 from bccd.auth.results import build_header
 from bccd.auth.results import trusted_results as _trusted_results
 from bccd.auth.spf import SpfResult, check_spf
@@ -378,10 +378,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
     if settings.auth.mode == "off":
         log.warning("auth_mode_off", detail="sender authenticity is NOT checked (auth.mode = off)")
         return Unchecked()
-    try:
-        resolver = Resolver.from_settings(settings.dns)
-    except ResolverConfigError as exc:
-        raise ConfigError(f"dns.nameservers: {exc}") from None
+    resolver = configured_resolver(settings.dns)
     try:
         authenticator = DmarcAuthenticator(
             resolver,

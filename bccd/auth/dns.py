@@ -17,6 +17,10 @@ Contract:
   raises :class:`~bccd.auth.verdict.DnsTempError`: the caller decides whether it matters.
 - Everything here is blocking and meant to run in a worker thread; one instance may be
   shared by many threads.
+- ``configured_resolver(dns_settings)`` is the resolver ``[dns]`` configures, or a
+  ``ConfigError`` naming ``dns.nameservers``; ``check(settings)`` runs it when the
+  authenticity checks need DNS, so ``bccd serve`` refuses such settings before it
+  listens (SPEC §10), without loading the checks themselves.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ import dns.rdatatype
 import dns.resolver
 
 from bccd.auth.verdict import DnsTempError
+from bccd.config import ConfigError
 
 if TYPE_CHECKING:
-    from bccd.config import DnsSettings
+    from bccd.config import DnsSettings, Settings
 
-__all__ = ["DEFAULT_CACHE_SIZE", "Resolver", "ResolverConfigError"]
+__all__ = ["DEFAULT_CACHE_SIZE", "Resolver", "ResolverConfigError", "check",
+           "configured_resolver"]
 
 DEFAULT_CACHE_SIZE = 10_000
 
@@ -52,6 +58,22 @@ _INVALID_NAME = (
 
 class ResolverConfigError(ValueError):
     """Neither ``dns.nameservers`` nor a usable system resolver (``/etc/resolv.conf``)."""
+
+
+def configured_resolver(dns_settings: DnsSettings) -> Resolver:
+    """The resolver ``[dns]`` configures; ``ConfigError`` naming ``dns.nameservers`` when
+    there is none (no nameservers configured and no usable system resolver)."""
+    try:
+        return Resolver.from_settings(dns_settings)
+    except ResolverConfigError as exc:
+        raise ConfigError(f"dns.nameservers: {exc}") from None
+
+
+def check(settings: Settings) -> None:
+    """``ConfigError`` when the authenticity checks (``auth.mode`` other than ``off``)
+    would have no resolver."""
+    if settings.auth.mode != "off":
+        configured_resolver(settings.dns)
 
 
 class Resolver:

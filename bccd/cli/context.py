@@ -1,14 +1,20 @@
 """What a command needs, opened lazily: settings (validated, secret key ensured) and the
 database (an embedded SQLite database is migrated on first use; PostgreSQL must be
-migrated with ``bccd db upgrade``)."""
+migrated with ``bccd db upgrade``).
+
+The storage modules (SQLAlchemy, every model) are imported when a command first opens the
+database, not with this module: ``bccd serve`` answers SMTP before it loads them, and a
+command that fails on its settings never pays for them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bccd.config import Settings, ensure_secret_key, load_settings
 from bccd.errors import BccdError
-from bccd.store import events
-from bccd.store.db import Database
-from bccd.store.migrate import at_head
+
+if TYPE_CHECKING:
+    from bccd.store.db import Database
 
 
 class Context:
@@ -29,6 +35,10 @@ class Context:
 
     def database(self, *, migrate: bool = True) -> Database:
         if self._db is None:
+            from bccd.store import events
+            from bccd.store.db import Database
+            from bccd.store.migrate import at_head
+
             db = Database(self.settings.database_url,
                           busy_timeout=float(self.settings.database.busy_timeout))
             if migrate and not at_head(db):

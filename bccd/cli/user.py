@@ -1,4 +1,7 @@
-"""``bccd user create|list|show|set|rotate-address|disable|enable|delete``."""
+"""``bccd user create|list|show|set|rotate-address|disable|enable|delete``.
+
+What only some actions use (offboarding, signatures, link states, blobs) is imported by
+the action that uses it, so ``user list`` loads no more than a listing needs."""
 
 from __future__ import annotations
 
@@ -10,12 +13,8 @@ from sqlalchemy import select
 
 from bccd import accounts
 from bccd.cli.context import Context
-from bccd.compose import signature
 from bccd.errors import Invalid
-from bccd.lifecycle import offboard
-from bccd.linking import linkstate
 from bccd.mailstore import shapes as render
-from bccd.store.blobs import Blobs
 from bccd.store.models import User
 
 
@@ -84,6 +83,9 @@ def show(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def set_(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.compose import signature
+    from bccd.linking import linkstate
+
     with ctx.database().transaction() as s:
         u = accounts.get_user(s, args.email)
         mode = u.linking_mode
@@ -107,16 +109,23 @@ def rotate(ctx: Context, args: argparse.Namespace) -> Any:
 
 
 def disable(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.lifecycle import offboard
+
     with ctx.database().transaction() as s:
         return offboard.disable_user(s, accounts.get_user(s, args.email))
 
 
 def enable(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.lifecycle import offboard
+
     with ctx.database().transaction() as s:
         return offboard.enable_user(s, accounts.get_user(s, args.email))
 
 
 def delete(ctx: Context, args: argparse.Namespace) -> Any:
+    from bccd.lifecycle import offboard
+    from bccd.store.blobs import Blobs
+
     return offboard.delete_user(ctx.database(), Blobs.of(ctx.settings), args.email,
                                 grace=ctx.settings.retention.blob_grace,
                                 dry_run=args.dry_run).as_dict()

@@ -1,9 +1,12 @@
 """The SMTP (or LMTP) listener: aiosmtpd on the process's own event loop, SPEC §3 limits.
 
-``SmtpService(settings, pipeline)`` → ``await start(sock=None)`` (``sock``: an inherited
-listening socket, systemd socket activation) / ``await reload_tls()`` (SIGHUP: new
-certificate for new connections; the old one stays when the new one cannot be loaded) /
-``await stop(drain_seconds)``.
+``SmtpService(settings)`` → ``await start(sock=None)`` (``sock``: an inherited
+listening socket, systemd socket activation) / ``attach(delivery)`` (the ingest path is
+ready: until then RCPT waits, see ``bccd.smtp.handler``) / ``unavailable()`` (it will not
+be: a waiting RCPT gets 421 4.3.2) / ``await reload_tls()`` (SIGHUP: new certificate for
+new connections; the old one stays when the new one cannot be loaded) /
+``await stop(drain_seconds)``. This module and ``handler`` load nothing of the ingest
+path (``bccd.smtp.delivery`` does), so ``bccd serve`` listens first.
 
 What a peer sees (every reply from ``replies``, each with an enhanced status code):
 
@@ -44,18 +47,20 @@ import contextlib
 import itertools
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Session, syntax
 
 from bccd import replies as R
 from bccd.config import Settings
-from bccd.ingest.pipeline import Pipeline
 from bccd.log import get_logger
 from bccd.replies import Reply
 from bccd.smtp import guard, paths
 from bccd.smtp.handler import Handler
+
+if TYPE_CHECKING:
+    from bccd.smtp.delivery import Delivery
 
 log = get_logger("bccd.smtp")
 
@@ -353,10 +358,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 class SmtpService:
-    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pipeline = pipeline
-        self.handler = Handler(settings, pipeline)
+        self.handler = Handler(settings)
         self.hostname = settings.hostname  # resolved once (getfqdn may ask DNS)
         self.state: _State | None = None
         self.server: asyncio.base_events.Server | None = None
@@ -379,6 +383,14 @@ class SmtpService:
             command_call_limit=s.command_call_limit,
             loop=asyncio.get_running_loop(),
         )
+
+    def attach(self, delivery: Delivery) -> None:
+        """The ingest path is ready: RCPT (waiting or new) and DATA go through it."""
+        self.handler.attach(delivery)
+
+    def unavailable(self) -> None:
+        """The ingest path will not be ready (stopping, or start-up failed)."""
+        self.handler.unavailable()
 
     def listening(self) -> bool:
         return self.server is not None and self.server.is_serving()
@@ -422,6 +434,7 @@ class SmtpService:
         if st is None:
             return
         st.closing = True
+        self.handler.unavailable()  # a RCPT still waiting for the ingest path: 421 4.3.2
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_seconds
         log.info("smtp_draining", transactions=st.busy(), connections=st.total)

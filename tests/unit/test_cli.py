@@ -1,9 +1,11 @@
-"""The command line's frame: the command table matches what the modules register, and a
-command imports only its own module (``bccd --help`` imports none)."""
+"""The command line's frame: the command table matches what the modules register, a
+command imports only its own module (``bccd --help`` imports none), and ``bccd user list``
+loads no more than a listing needs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 
@@ -45,3 +47,40 @@ def test_help_loads_no_command_module_and_a_command_only_its_own() -> None:
     assert loaded(["--help"]) == []
     assert [m for m in loaded(["user", "list"]) if m.startswith("bccd.cli.")] == [
         "bccd.cli.context", "bccd.cli.user"]
+
+
+# a whole `bccd` process: writes the modules it ended with to argv[1], then exits as bccd
+_RUN_AND_LIST = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+from bccd.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+# what listing users has no use for: the fronts, the ingest path, mail and web libraries,
+# the migrations (the database is current)
+_NOT_FOR_A_LISTING = (
+    "fastapi", "starlette", "uvicorn", "jinja2", "aiosmtpd", "aiosmtplib", "dkim", "spf",
+    "authres", "dns", "nh3", "alembic", "imapclient", "prometheus_client", "bccd.web",
+    "bccd.smtp", "bccd.ingest", "bccd.imap", "bccd.compose", "bccd.auth", "bccd.linking",
+    "bccd.lifecycle", "bccd.notify", "bccd.mailboxes", "bccd.tracking", "bccd.service",
+    "bccd.startup", "bccd.doctor",
+)
+
+
+def test_user_list_loads_only_what_a_listing_needs(tmp_path) -> None:
+    config = tmp_path / "bccd.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "var"}"\n')
+    listed = tmp_path / "modules.json"
+
+    def run(*argv: str) -> list[str]:
+        subprocess.run([sys.executable, "-c", _RUN_AND_LIST, str(listed), "--config",
+                        str(config), *argv], capture_output=True, text=True, check=True)
+        return list(json.loads(listed.read_text()))
+
+    run("db", "upgrade")
+    loaded = run("user", "list", "--json")
+    assert "sqlalchemy" in loaded and "bccd.store.models" in loaded  # it did read users
+    assert [m for m in loaded
+            if any(m == p or m.startswith(p + ".") for p in _NOT_FOR_A_LISTING)] == []
