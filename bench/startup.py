@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 BASELINE = [sys.executable, "-c", "import sqlalchemy"]
 BCCD = [sys.executable, "-m", "bccd"]
@@ -47,12 +48,12 @@ def _wall(argv: list[str], env: dict[str, str]) -> float:
     return time.monotonic() - t0
 
 
-def _read_reply(f: socket.SocketIO | object) -> bytes:
-    line = b""
+def _read_reply(f: BinaryIO) -> bytes:
+    """One SMTP reply (its last line, for a multi-line one)."""
     while True:
-        line = f.readline()  # type: ignore[attr-defined]
+        line = f.readline()
         if not line or line[3:4] != b"-":
-            return bytes(line)
+            return line
 
 
 def _serve(config: Path, port: int, env: dict[str, str], rcpt: str, log: Path) -> dict[str, float]:
