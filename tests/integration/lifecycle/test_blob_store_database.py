@@ -142,9 +142,9 @@ def test_a_reader_carries_on_from_the_other_store_when_its_blob_moves_mid_downlo
 
 
 # ------------------------------------------------------------------ PostgreSQL interleavings
-def _postgresql(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("SQLite serialises every write transaction: there is nothing to interleave")
+# PostgreSQL only: SQLite serialises every write transaction, so there is nothing to
+# interleave there
+postgresql_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 def _waiting_on_a_lock(db: Database, timeout: float = 15.0) -> None:
@@ -170,9 +170,9 @@ def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return t, out
 
 
+@postgresql_only
 def test_a_blob_a_filing_holds_is_passed_over_without_waiting_and_then_kept(world: World) -> None:
     db = world.db
-    _postgresql(db)
     world.file()  # a message to hang attachments on
     data = b"an attachment whose only message was deleted"
     digest = _unreferenced(db, data)
@@ -195,9 +195,9 @@ def test_a_blob_a_filing_holds_is_passed_over_without_waiting_and_then_kept(worl
     assert dbgc.collect(db).deleted == 0 and _blob(db, digest) == data
 
 
+@postgresql_only
 def test_a_filing_that_waits_for_the_collector_writes_the_blob_again(world: World) -> None:
     db = world.db
-    _postgresql(db)
     world.file()  # a message to hang attachments on
     data = os.urandom(MiB + 7)
     digest = _unreferenced(db, data)
@@ -221,9 +221,9 @@ def test_a_filing_that_waits_for_the_collector_writes_the_blob_again(world: Worl
     assert dbgc.collect(db).deleted == 0
 
 
+@postgresql_only
 def test_a_reference_committed_while_the_collector_holds_the_blob_keeps_it(world: World) -> None:
     db = world.db
-    _postgresql(db)
     world.file()  # a message to hang attachments on
     data = b"named while the collector looks"
     digest = _unreferenced(db, data)
