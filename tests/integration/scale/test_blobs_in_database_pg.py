@@ -188,6 +188,12 @@ def test_two_collectors_and_a_host_filing_the_same_attachments_lose_nothing_refe
     # blobs were collected and written again many times: the race was exercised
     assert filed[0] > 50 and sum(s["deleted"] for s in swept) > 10, (filed, swept)
     assert blobs_intact(pg_url) == []            # nothing a message names was lost …
+    # the deleter may have taken every message the race filed: one more after it, with an
+    # attachment the collectors have been deleting and the filers writing again, so there
+    # is always something to download
+    raw = make_message(frm=f"Alice <{ALICE}>", to="Bob <bob@client.test>", subject="After",
+                       message_id=f"<{uuid.uuid4().hex}@acme.test>", attachments=[pool[0]])
+    assert send(filer.smtp_port, alice["bcc_address"], raw, mail_from=ALICE)[0] == 250
     downloads = _downloads(filer, alice["api_token"])
     assert downloads and all(k == v for k, v in downloads.items())
     # … and nothing unreferenced survives two passes
