@@ -28,6 +28,7 @@ from bccd.web.api.core import (
     CONFLICT,
     FORBIDDEN,
     NOT_FOUND,
+    IdPath,
     Principal,
     admin,
     param,
@@ -39,7 +40,6 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=FORBIDDEN)
 Admin = Annotated[Principal, Depends(admin)]
 ExternalId = Annotated[str, Path(min_length=1, max_length=255,
                                  description="the integrator's id for this entity")]
-IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
 
 
 def _ext(value: str) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -43,7 +43,7 @@ from bccd.accounts import user_by_api_token
 from bccd.errors import BccdError, Invalid
 from bccd.log import get_logger
 from bccd.store.models import User
-from bccd.web.api.schemas import Problem, _storable
+from bccd.web.api.schemas import MAX_ID, Problem, _storable
 
 if TYPE_CHECKING:
     from bccd.runtime import Services
@@ -130,11 +130,16 @@ async def principal(
     return found
 
 
+# the parameters every router declares: the authenticated caller, and a row id in the path
+Caller = Annotated[Principal, Depends(principal)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
 class AdminRequired(BccdError):
     status = 403
 
 
-async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(p: Caller) -> Principal:
     if not p.is_admin:
         raise AdminRequired("this needs an admin's API token")
     return p

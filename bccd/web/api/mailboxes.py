@@ -23,19 +23,18 @@ from bccd.web.api.core import (
     CONFLICT,
     FORBIDDEN,
     NOT_FOUND,
+    Caller,
+    IdPath,
     Principal,
     admin,
     current_user,
-    principal,
     problem,
     run,
     services_of,
 )
 
 router = APIRouter(tags=["mailboxes"])
-Caller = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
-IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
 Security = Literal["ssl", "starttls"]
 FolderName = Annotated[str, Field(min_length=1, max_length=1000)]
 LOGIN_FAILED: dict[int | str, dict[str, Any]] = {422: {"description": (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
 from bccd import accounts
@@ -29,18 +29,16 @@ from bccd.web.api.core import (
     CONFLICT,
     NOT_FOUND,
     TOO_SOON,
-    Principal,
+    Caller,
+    IdPath,
     current_user,
     param,
-    principal,
     run,
     services_of,
 )
 
 router = APIRouter(tags=["me"])
-Caller = Annotated[Principal, Depends(principal)]
 AddressPath = Annotated[str, Path(min_length=3, max_length=320)]
-IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
 
 
 @router.get("/me", response_model=S.Me, operation_id="getMe")

@@ -23,7 +23,7 @@ import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from bccd.compose.mime import Part, attachment_allowance
@@ -31,11 +31,10 @@ from bccd.compose.prepare import SendRequest
 from bccd.config import Settings
 from bccd.errors import Invalid
 from bccd.web.api import schemas_compose as C
-from bccd.web.api.core import CONFLICT, PROBLEM, Principal, principal, services_of
+from bccd.web.api.core import CONFLICT, PROBLEM, Caller, services_of
 from bccd.web.limits import compose_limit
 
 router = APIRouter(tags=["messages"])
-Caller = Annotated[Principal, Depends(principal)]
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$",
     description="a repeat with the same key returns the first answer and never sends twice")]

@@ -8,27 +8,24 @@ template is ``404``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from bccd.compose import templates
 from bccd.errors import Invalid
-from bccd.web.api import schemas as S
 from bccd.web.api import schemas_compose as C
 from bccd.web.api.core import (
     FORBIDDEN,
     NOT_FOUND,
-    Principal,
+    Caller,
+    IdPath,
     current_user,
-    principal,
     run,
     services_of,
 )
 
 router = APIRouter(tags=["templates"])
-Caller = Annotated[Principal, Depends(principal)]
-IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
 
 
 class FieldError(Invalid):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import Response as FastAPIResponse
 
 from bccd.mailstore import actions, attachments, read
@@ -23,19 +23,17 @@ from bccd.web.api import schemas as S
 from bccd.web.api.core import (
     FORBIDDEN,
     NOT_FOUND,
-    Principal,
+    Caller,
+    IdPath,
     Responses,
     current_user,
     param,
-    principal,
     run,
     services_of,
 )
 from bccd.web.downloads import download, download_blob
 
 router = APIRouter(tags=["threads"])
-Caller = Annotated[Principal, Depends(principal)]
-IdPath = Annotated[int, Path(ge=1, le=S.MAX_ID)]
 IdQuery = Annotated[int | None, Query(ge=1, le=S.MAX_ID)]
 BINARY: Responses = {200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                            "description": "the bytes, as a download (the stored content type)"}}
