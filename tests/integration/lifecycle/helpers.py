@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
-from bccd.store.models import Base
+from bccd import accounts
+from bccd.store.db import Database
+from bccd.store.models import Base, Message, Thread
 from bccd.store.models_storage import Blob, BlobChunk
 from tests.support.mail import make_message, send
 from tests.support.server import BccdServer
@@ -153,3 +155,19 @@ def scalar(srv: BccdServer, query: Any) -> Any:
             return conn.execute(query).scalar()
     finally:
         eng.dispose()
+
+
+def bare_message(db: Database) -> int:
+    """A message of a new company's user, with no attachment yet: something for blob
+    tests to hang attachments on. Its id."""
+    with db.transaction() as s:
+        company = accounts.create_company(s, "Acme", f"acme-{uuid.uuid4().hex[:6]}")
+        user = accounts.create_user(s, f"alice@{company.slug}.test", company).user
+        thread = Thread(company_id=company.id, owner_id=user.id, subject="s")
+        s.add(thread)
+        s.flush()
+        msg = Message(company_id=company.id, user_id=user.id, thread_id=thread.id,
+                      dedup_key=uuid.uuid4().hex, direction="outgoing", raw_sha256="0" * 64)
+        s.add(msg)
+        s.flush()
+        return msg.id

@@ -9,31 +9,16 @@ import os
 import random
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from bccd import accounts
 from bccd.lifecycle import blobgc
 from bccd.store.blobs import BlobStore
 from bccd.store.db import Database
-from bccd.store.models import Attachment, Message, Thread
-
-
-def _message(db: Database) -> int:
-    with db.transaction() as s:
-        company = accounts.create_company(s, "Acme", f"acme-{uuid.uuid4().hex[:6]}")
-        user = accounts.create_user(s, f"alice@{company.slug}.test", company).user
-        thread = Thread(company_id=company.id, owner_id=user.id, subject="s")
-        s.add(thread)
-        s.flush()
-        msg = Message(company_id=company.id, user_id=user.id, thread_id=thread.id,
-                      dedup_key=uuid.uuid4().hex, direction="outgoing", raw_sha256="0" * 64)
-        s.add(msg)
-        s.flush()
-        return msg.id
+from bccd.store.models import Attachment
+from tests.integration.lifecycle.helpers import bare_message
 
 
 def _reference(db: Database, message_id: int, digest: str) -> int:
@@ -56,7 +41,7 @@ def _leftovers(root: Path) -> list[str]:
 def test_unreferenced_old_blobs_go_and_referenced_or_young_ones_stay(
         function_db: Database, blob_root: Path) -> None:
     blobs = BlobStore(blob_root)
-    mid = _message(function_db)
+    mid = bare_message(function_db)
     old, used, young = (blobs.put(x) for x in (b"old", b"used", b"young"))
     _age(blobs, old)
     _age(blobs, used)
@@ -71,7 +56,7 @@ def test_unreferenced_old_blobs_go_and_referenced_or_young_ones_stay(
 def test_a_put_between_the_check_and_the_rename_keeps_the_blob(
         function_db: Database, blob_root: Path) -> None:
     blobs = BlobStore(blob_root)
-    mid = _message(function_db)
+    mid = bare_message(function_db)
     digest = blobs.put(b"attachment")
     _age(blobs, digest)
 
@@ -88,7 +73,7 @@ def test_a_put_between_the_check_and_the_rename_keeps_the_blob(
 def test_a_put_while_the_blob_is_renamed_away_writes_it_again(
         function_db: Database, blob_root: Path) -> None:
     blobs = BlobStore(blob_root)
-    mid = _message(function_db)
+    mid = bare_message(function_db)
     digest = blobs.put(b"attachment")
     _age(blobs, digest)
 
@@ -107,7 +92,7 @@ def test_a_put_while_the_blob_is_renamed_away_writes_it_again(
 def test_a_reference_committed_while_the_blob_is_away_puts_it_back(
         function_db: Database, blob_root: Path) -> None:
     blobs = BlobStore(blob_root)
-    mid = _message(function_db)
+    mid = bare_message(function_db)
     digest = blobs.put(b"attachment")
     _age(blobs, digest)
 
@@ -134,7 +119,7 @@ def test_nothing_is_deleted_while_a_backup_holds_the_blobs(
 def test_a_pass_interrupted_after_the_rename_loses_nothing(
         function_db: Database, blob_root: Path) -> None:
     blobs = BlobStore(blob_root)
-    mid = _message(function_db)
+    mid = bare_message(function_db)
     digest = blobs.put(b"attachment")
     _reference(function_db, mid, digest)
     path = blobs.path(digest)
@@ -151,7 +136,7 @@ def test_ingests_racing_the_collector_on_the_same_attachment_never_lose_a_refere
     delay, check the blob, and drop the reference again, while a collector with a short
     grace period (and a slow disk) sweeps in a loop."""
     db, blobs = function_db, BlobStore(blob_root)
-    mid = _message(db)
+    mid = bare_message(db)
     contents = [f"shared attachment {i}".encode() for i in range(2)]
     grace = 0.25
     stop = threading.Event()

@@ -8,29 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 from pathlib import Path
 
-from bccd import accounts
 from bccd.lifecycle import blobgc, blobmove
 from bccd.store import dbblobs
 from bccd.store.blobs import Blobs, BlobStore
 from bccd.store.db import Database
-from bccd.store.models import Attachment, Message, Thread
-
-
-def _message(db: Database) -> int:
-    with db.transaction() as s:
-        company = accounts.create_company(s, "Acme", f"acme-{uuid.uuid4().hex[:6]}")
-        user = accounts.create_user(s, f"alice@{company.slug}.test", company).user
-        thread = Thread(company_id=company.id, owner_id=user.id, subject="s")
-        s.add(thread)
-        s.flush()
-        msg = Message(company_id=company.id, user_id=user.id, thread_id=thread.id,
-                      dedup_key=uuid.uuid4().hex, direction="outgoing", raw_sha256="0" * 64)
-        s.add(msg)
-        s.flush()
-        return msg.id
+from bccd.store.models import Attachment
+from tests.integration.lifecycle.helpers import bare_message
 
 
 def _name(db: Database, message_id: int, digest: str) -> None:
@@ -52,7 +37,7 @@ def test_files_move_into_the_database_and_back_and_stay_readable_throughout(
         function_db: Database, tmp_path: Path) -> None:
     db = function_db
     files = BlobStore(tmp_path / "blobs")
-    mid = _message(db)
+    mid = bare_message(db)
     named = [os.urandom(1000 + i) for i in range(5)]
     for data in named:
         d = files.put(data)
@@ -84,7 +69,7 @@ def test_files_move_into_the_database_and_back_and_stay_readable_throughout(
 def test_a_migration_leaves_files_alone_while_a_backup_holds_them(
         function_db: Database, tmp_path: Path) -> None:
     db, files = function_db, BlobStore(tmp_path / "blobs")
-    mid = _message(db)
+    mid = bare_message(db)
     d = files.put(b"held by a backup")
     _name(db, mid, d)
     _age(files, d)
@@ -98,7 +83,7 @@ def test_a_migration_leaves_files_alone_while_a_backup_holds_them(
 def test_a_damaged_file_is_reported_and_left_alone_and_status_names_what_is_missing(
         function_db: Database, tmp_path: Path) -> None:
     db, files = function_db, BlobStore(tmp_path / "blobs")
-    mid = _message(db)
+    mid = bare_message(db)
     d = files.put(b"the original content")
     _name(db, mid, d)
     _age(files, d)
