@@ -22,6 +22,7 @@ class LoadResult:
     elapsed: float = 0.0
     replies: dict[str, int] = field(default_factory=dict)
     cpu: float = 0.0             # the server's CPU seconds (user + system, every process)
+    client_cpu: float = 0.0      # the load generator's own CPU seconds in the same run
 
     @property
     def rate(self) -> float:
@@ -31,6 +32,12 @@ class LoadResult:
     def cpu_per_msg(self) -> float:
         """The server's CPU seconds per accepted message (0 when not measured)."""
         return self.cpu / self.accepted if self.accepted else 0.0
+
+    @property
+    def client_cpu_per_msg(self) -> float:
+        """The load generator's CPU seconds per accepted message: what the clients take
+        of the same two cores."""
+        return self.client_cpu / self.accepted if self.accepted else 0.0
 
     def pct(self, p: float) -> float:
         if not self.latencies:

@@ -25,10 +25,13 @@ loopback DNS server. Every server first gets ``WARMUP`` messages that are not co
 
 For each: messages/s, p50/p99 latency, the peak RSS of the server (the sum over its
 processes: what they hold resident together, shared library pages counted per process),
-and its CPU time (user + system, every process) per message of the counted run;
+and its CPU time (user + system, every process) per message of the counted run, and
+the load generator's own CPU per message (``client``: it shares the cores);
 then (b) again at half of its measured rate, for the p99 at half load. The full run adds
 50 KB messages (one attachment each), linking cost at 1,000 vs 1,000,000 persons
-(``bench.linking_scale``) and an IMAP initial sync of a 10,000-message Dovecot mailbox
+(``bench.linking_scale``), what each piece of the performance machinery buys
+(``bench.machinery``: the group writer, direct statements, single-flight lookups, each
+with and without) and an IMAP initial sync of a 10,000-message Dovecot mailbox
 by ``bccd imap sync --once`` and by ``mbsync`` (``bench.imap``). The last two lines:
 
     cpu/msg: sink X ms, floor Y ms, bccd Z ms (bccd/floor: C)
@@ -295,7 +298,9 @@ def measure(port: int, rcpt: str, warm: list[bytes], msgs: list[bytes], conc: in
     counted run (every process of its tree) in ``cpu``."""
     run(port, warm, rcpt, conc)
     before = cpu_seconds(proc.p.pid) if proc is not None else 0.0
+    own = time.process_time()
     r = run(port, msgs, rcpt, conc, rate)
+    r.client_cpu = time.process_time() - own
     if proc is not None:
         r.cpu = cpu_seconds(proc.p.pid) - before
     return r
@@ -316,12 +321,13 @@ def measure_floor(work: Path, records: dict[str, str], warm: list[bytes], msgs: 
 
 
 HEADER = (f"{'server':<14} {'size':>5} {'msgs':>6} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'rss MB':>7} {'cpu/msg':>7}  replies")
+          f"{'rss MB':>7} {'cpu/msg':>7} {'client':>6}  replies")
 
 
 def row(name: str, size: str, r: LoadResult, rss: float) -> str:
     return (f"{name:<14} {size:>5} {r.accepted:>6} {r.rate:>8.1f} {r.pct(50) * 1000:>8.1f} "
-            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f} {r.cpu_per_msg * 1000:>7.2f}  "
+            f"{r.pct(99) * 1000:>8.1f} {rss:>7.1f} {r.cpu_per_msg * 1000:>7.2f} "
+            f"{r.client_cpu_per_msg * 1000:>6.2f}  "
             f"{dict(sorted(r.replies.items()))}"
             + (f" reconnects={r.reconnects}" if r.reconnects else "")
             + (f" connection errors={r.errors}" if r.errors else ""))
@@ -432,6 +438,8 @@ def main() -> None:
         if not args.quick:
             print("\nlinking cost vs company size (bench.linking_scale, SQLite):", flush=True)
             subprocess.run([sys.executable, "-m", "bench.linking_scale"], cwd=REPO, check=False)
+            print("\nwhat the performance machinery buys (bench.machinery, SQLite):", flush=True)
+            subprocess.run([sys.executable, "-m", "bench.machinery"], cwd=REPO, check=False)
             print(f"\nIMAP initial sync of a {args.imap_messages:,}-message Dovecot mailbox "
                   "(bench.imap):", flush=True)
             subprocess.run([sys.executable, "-m", "bench.imap", "--messages",
