@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -258,42 +261,39 @@ def test_the_providers_authserv_ids_are_set_at_add_and_changed_with_imap_set(
 
 
 def test_sync_once_on_a_terminal_shows_a_progress_bar_per_folder(
-        cli: Any, dovecot: Dovecot, tmp_path: Path) -> None:
-    import pty
-    import subprocess
-    import sys
-
+        cli: Any, dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
     assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
     user = dovecot.add_user("tty-user", "tty-Pa55word")
     for i in range(5):
         dovecot.append(user, make_message(BOB, "alice@acme.test", message_id=f"<tty{i}@x.test>"))
-    env = {**os.environ, "IMAP_PW": "tty-Pa55word"}
-    conf = str(tmp_path / "bccd.toml")
-    added = subprocess.run(
-        [sys.executable, "-m", "bccd", "--config", conf, "imap", "add", "alice@acme.test",
-         "--host", "127.0.0.1", "--port", str(dovecot.ssl_port), "--username", user,
-         "--password-env", "IMAP_PW", "--ca-file", dovecot.ca_file, "--folders", "INBOX"],
-        env=env, capture_output=True, text=True, timeout=60)
-    assert added.returncode == 0, added.stderr
+    monkeypatch.setenv("IMAP_PW", "tty-Pa55word")
+    code, data, err = cli("imap", "add", "alice@acme.test", "--host", "127.0.0.1", "--port",
+                          str(dovecot.ssl_port), "--username", user, "--password-env", "IMAP_PW",
+                          "--ca-file", dovecot.ca_file, "--folders", "INBOX", "--json")
+    assert (code, data) == (0, {"id": 1}), err
+    # the sync in a process of its own, its stdout a terminal, read while it runs
     leader, follower = pty.openpty()
+    errors = tmp_path / "sync.stderr"
     try:
-        proc = subprocess.run([sys.executable, "-m", "bccd", "--config", conf, "imap", "sync",
-                               "--once"], env=env, stdout=follower, stderr=subprocess.PIPE,
-                              timeout=120)
+        with errors.open("wb") as err_file:
+            proc = subprocess.Popen([sys.executable, "-m", "bccd", "--config",
+                                     str(tmp_path / "bccd.toml"), "imap", "sync", "--once"],
+                                    stdout=follower, stderr=err_file)
         os.close(follower)
         shown = b""
         while True:
             try:
                 chunk = os.read(leader, 65536)
-            except OSError:  # the terminal is closed and drained
+            except OSError:  # EIO: the process has closed the terminal
                 break
             if not chunk:
                 break
             shown += chunk
+        proc.wait(timeout=120)
     finally:
         os.close(leader)
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, errors.read_text()
     text = shown.decode()
     assert "#1 INBOX" in text and "5/5" in text  # account 1's INBOX, all five synced
     assert "stored=5" in text  # the summary follows the progress bar
