@@ -31,13 +31,16 @@ class LoadResult:
     @property
     def cpu_per_msg(self) -> float:
         """The server's CPU seconds per accepted message (0 when not measured)."""
-        return self.cpu / self.accepted if self.accepted else 0.0
+        return self.per_msg(self.cpu)
 
     @property
     def client_cpu_per_msg(self) -> float:
         """The load generator's CPU seconds per accepted message: what the clients take
         of the same two cores."""
-        return self.client_cpu / self.accepted if self.accepted else 0.0
+        return self.per_msg(self.client_cpu)
+
+    def per_msg(self, seconds: float) -> float:
+        return seconds / self.accepted if self.accepted else 0.0
 
     def pct(self, p: float) -> float:
         if not self.latencies:
