@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bccd import crm
 from bccd.config import Settings
@@ -46,22 +47,29 @@ def detail(db: Database, user_id: int, thread_id: int) -> dict[str, Any]:
         return read.show_thread(s, read.get_visible_thread(s, user, thread_id), user)
 
 
+def _acme(s: Session) -> Company:
+    company = s.scalar(select(Company).where(Company.slug == "acme"))
+    assert company is not None
+    return company
+
+
 def add_person(db: Database, name: str, *emails: str) -> int:
     with db.transaction() as s:
-        company = s.scalar(select(Company).where(Company.slug == "acme"))
-        assert company is not None
-        return crm.create_person(s, company, name=name, emails=list(emails)).id
+        return crm.create_person(s, _acme(s), name=name, emails=list(emails)).id
+
+
+def add_deals(db: Database, person_id: int, *titles: str) -> None:
+    """An open deal of the person for each title."""
+    with db.transaction() as s:
+        for title in titles:
+            crm.create_item(s, _acme(s), kind="deal", title=title, person_id=person_id)
 
 
 @BOTH_ENGINES
 async def test_the_table_of_shapes_synced_from_the_inbox(
         dovecot: Dovecot, imap_user: str, add_account: Callable[..., int], settings: Settings,
         db: Database, sink: IngestSink, bccd_user: BccdUser) -> None:
-    bob_id = add_person(db, "Bob", BOB)
-    with db.transaction() as s:
-        company = s.scalar(select(Company).where(Company.slug == "acme"))
-        assert company is not None
-        crm.create_item(s, company, kind="deal", title="Big deal", person_id=bob_id)
+    add_deals(db, add_person(db, "Bob", BOB), "Big deal")
     quote = "<q42@acme.test>"
     dovecot.append(imap_user, make_message(USER_EMAIL, BOB, subject="Quote #42",
                                            message_id=quote), "Sent")
@@ -232,12 +240,7 @@ def _senders(db: Database, user_id: int) -> set[str]:
 async def test_unlinked_threads_stay_out_of_needs_linking(
         dovecot: Dovecot, imap_user: str, add_account: Callable[..., int], settings: Settings,
         db: Database, sink: IngestSink, bccd_user: BccdUser) -> None:
-    bob_id = add_person(db, "Bob", BOB)
-    with db.transaction() as s:
-        company = s.scalar(select(Company).where(Company.slug == "acme"))
-        assert company is not None
-        for title in ("A", "B"):
-            crm.create_item(s, company, kind="deal", title=title, person_id=bob_id)
+    add_deals(db, add_person(db, "Bob", BOB), "A", "B")
     dovecot.append(imap_user, SHAPES["newsletter"].build(BOB, USER_EMAIL))
     dovecot.append(imap_user, SHAPES["customer_mail"].build(BOB, USER_EMAIL))
     account = add_account(dovecot, imap_user)
