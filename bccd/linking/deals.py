@@ -124,6 +124,14 @@ _LOCK_THREAD_PERSONS = (select(_P.c.id).join_from(_P, _L, and_(
 _S = Suggestion.__table__
 _SUGGESTIONS = select(_S.c.id, _S.c.kind, _S.c.entity_id).where(_S.c.thread_id == bindparam("t"))
 _CLEAR_SUGGESTIONS = delete(Suggestion).where(Suggestion.thread_id == bindparam("t"))
+# ``set_item_link``: the thread's item links other than (:k, :e) go; (:k, :e) is made :h
+_OTHER_ITEMS = delete(Link).where(
+    Link.thread_id == bindparam("t"), Link.kind.in_(direct.literals(ITEM_KINDS)),
+    ~((Link.kind == bindparam("k")) & (Link.entity_id == bindparam("e"))))
+_RELINK = update(Link).where(
+    Link.thread_id == bindparam("t"), Link.kind == bindparam("k"),
+    Link.entity_id == bindparam("e"), Link.how != bindparam("h")).values(
+    how=bindparam("h"), created_at=bindparam("at"))
 
 
 def _state(candidates: Any) -> Any:
@@ -197,16 +205,28 @@ def lock_persons(session: Session, persons: Sequence[int]) -> None:
 
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
     """Make (kind, item_id) the thread's only item link, recorded as ``how`` (the thread
-    is ``linked``)."""
+    is ``linked``). The link rows change through statements built once (``_OTHER_ITEMS``,
+    ``_RELINK``) — unless the session holds ``Link`` objects, which the ORM's own DELETE
+    and UPDATE then keep in step."""
     events.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
-    session.execute(delete(Link).where(
-        Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
-        ~((Link.kind == kind) & (Link.entity_id == item_id))))
+    now = dt.datetime.now(dt.UTC)
+    orm = any(isinstance(o, Link) for o in session.identity_map.values())
+    params = {"t": thread_id, "k": kind, "e": item_id, "h": how, "at": now}
+    if orm:
+        session.execute(delete(Link).where(
+            Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
+            ~((Link.kind == kind) & (Link.entity_id == item_id))))
+    else:
+        direct.execute(session.connection(), _OTHER_ITEMS, params)
+    # after the DELETE: the partial unique index allows one item link per thread
     insert_ignore(session, Link, [{"thread_id": thread_id, "kind": kind, "entity_id": item_id,
                                    "how": how}])
-    session.execute(update(Link).where(
-        Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id,
-        Link.how != how).values(how=how, created_at=dt.datetime.now(dt.UTC)))
+    if orm:
+        session.execute(update(Link).where(
+            Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id,
+            Link.how != how).values(how=how, created_at=now))
+    else:
+        direct.execute(session.connection(), _RELINK, params)
     clear_suggestions(session, thread_id)
     linkstate.store(session, thread_id, linkstate.LINKED)
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bccd.linking import threading
+from bccd.linking import deals, threading
 from bccd.store.db import Database
 from bccd.store.models import Item, Link, Thread, User
 from tests.unit.builders import company_and_user
@@ -63,3 +63,22 @@ def test_merging_two_threads_keeps_the_strongest_item_link(
         rows = s.execute(select(Link.thread_id, Link.kind, Link.how)).all()
         assert [tuple(r) for r in rows] == [(a.id, *winner)]
         assert s.get(Thread, b.id) is None
+
+
+@pytest.mark.parametrize("loaded", [False, True], ids=["links-not-loaded", "links-loaded"])
+def test_setting_the_item_link_replaces_the_other_and_records_how_whether_or_not_loaded(
+        db: Database, loaded: bool) -> None:
+    with db.transaction() as s:
+        u, (deal, lead, _) = _setup(s)
+        t = _thread(s, u, (deal, "auto", 30))
+        tid, deal_id, lead_id = t.id, deal.id, lead.id
+    with db.transaction() as s:
+        held = list(s.scalars(select(Link).where(Link.thread_id == tid))) if loaded else []
+        deals.set_item_link(s, tid, "lead", lead_id, "manual")
+        deals.set_item_link(s, tid, "lead", lead_id, "address")  # the same item, a new how
+        rows = s.execute(select(Link.kind, Link.entity_id, Link.how)
+                         .where(Link.thread_id == tid)).all()
+        assert [tuple(r) for r in rows] == [("lead", lead_id, "address")]
+        # a Link the session held is not left behind as if it were still linked
+        assert all(lk not in s or lk.entity_id != deal_id for lk in held)
+        assert s.get(Thread, tid).link_state == "linked"
