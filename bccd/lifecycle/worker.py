@@ -90,20 +90,7 @@ async def _pass(services: Services, owner: str, stop: asyncio.Event) -> None:
 
 async def lifecycle_worker(services: Services, stop: asyncio.Event) -> None:
     interval = float(services.settings.retention.interval)
-    delay = min(FIRST_DELAY, interval)
-    owner = leases.instance_id()
-    db = services.db
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
-            return
-        delay = interval
-        try:
-            mine = await db.run(leases.claim, db, LEASE_NAME, owner, every=interval,
-                                lease=float(services.settings.retention.lease))
-        except Exception as exc:
-            log.warning("lifecycle_pass_failed", error=f"{type(exc).__name__}: {exc}")
-            continue
-        if mine:
-            await _pass(services, owner, stop)
+    async for owner in leases.rounds(
+            services.db, LEASE_NAME, stop, first=min(FIRST_DELAY, interval), every=interval,
+            lease=float(services.settings.retention.lease), failed="lifecycle_pass_failed"):
+        await _pass(services, owner, stop)

@@ -22,7 +22,6 @@ Both return promptly when the stop event is set; all database work goes through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Mapping
 
@@ -57,23 +56,17 @@ async def outbox_cleanup_worker(
     db: Database, stop: asyncio.Event, *, interval: float = CLEANUP_INTERVAL,
     first: float = CLEANUP_FIRST,
 ) -> None:
-    delay = first
-    owner = leases.instance_id()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
-            return
-        delay = interval
+    async for owner in leases.rounds(db, CLEANUP_LEASE, stop, first=first, every=interval,
+                                     lease=CLEANUP_LEASE_SECONDS,
+                                     failed="outbox_cleanup_failed"):
+        done = False
         try:
-            if not await db.run(leases.claim, db, CLEANUP_LEASE, owner, every=interval,
-                                lease=CLEANUP_LEASE_SECONDS):
-                continue  # another instance cleans up this round
-            done = False
-            try:
-                await cleanup_once(db)
-                done = True
-            finally:
-                await db.run(leases.finish, db, CLEANUP_LEASE, owner, completed=done)
+            await cleanup_once(db)
+            done = True
         except Exception as exc:  # try again next round
             log.warning("outbox_cleanup_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            try:
+                await db.run(leases.finish, db, CLEANUP_LEASE, owner, completed=done)
+            except Exception as exc:  # the lease runs out by itself
+                log.warning("outbox_cleanup_failed", error=f"{type(exc).__name__}: {exc}")

@@ -13,23 +13,35 @@ one transaction and idempotent, so nothing is left half done.
 
 Times are the instances' clocks (keep them in NTP); the interval check leaves a tenth of
 ``every`` of slack (``SLACK``) so that small differences do not skip a round.
+
+``rounds(db, name, stop, first=…, every=…, lease=…, failed=…)`` is the loop both periodic
+workers run around it: wait (``first``, then ``every`` seconds, returning as soon as
+``stop`` is set), claim, and yield this instance's owner id for each round it won; a
+claim that fails is logged as ``failed`` and the next round tries again. The caller runs
+the pass and calls ``finish``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import os
 import secrets
 import socket
+from collections.abc import AsyncIterator
 
 from sqlalchemy import or_, update
 
+from bccd.log import get_logger
 from bccd.store.db import Database
 from bccd.store.models import utcnow
 from bccd.store.models_storage import PeriodicPass
 from bccd.store.queries import insert_ignore
 
 SLACK = 0.1
+
+log = get_logger("bccd.store.leases")
 
 
 def instance_id() -> str:
@@ -73,3 +85,24 @@ def finish(db: Database, name: str, owner: str, *, completed: bool = True) -> No
         s.execute(update(PeriodicPass)
                   .where(PeriodicPass.name == name, PeriodicPass.owner == owner)
                   .values(**values))
+
+
+async def rounds(db: Database, name: str, stop: asyncio.Event, *, first: float, every: float,
+                 lease: float, failed: str) -> AsyncIterator[str]:
+    """The rounds of pass ``name`` this instance won (module docstring): yields its owner
+    id, once per won round; returns when ``stop`` is set."""
+    owner = instance_id()
+    delay = first
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            return
+        delay = every
+        try:
+            mine = await db.run(claim, db, name, owner, every=every, lease=lease)
+        except Exception as exc:  # the next round tries again
+            log.warning(failed, error=f"{type(exc).__name__}: {exc}")
+            continue
+        if mine:
+            yield owner
