@@ -21,6 +21,10 @@ Every call here is blocking (HTTP): run it in a worker thread.
   one) for stored credentials.
 
 Reasons are one line, carry the provider's ``error`` code and never a token.
+
+Authlib and ``requests`` are imported by the calls that talk HTTP, not with this module:
+every command that reaches mailbox credentials (``imap sync``, ``serve``) would otherwise
+pay about a tenth of a second for them, though only OAuth2 accounts ever use them.
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-import requests
-from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
+from typing import TYPE_CHECKING, Any
 
 from bccd.config import Settings
 from bccd.errors import BccdError, NotFound
+
+if TYPE_CHECKING:
+    import requests
+    from authlib.integrations.requests_client import OAuth2Session
 
 HTTP_TIMEOUT = 30.0
 AUTH_METHOD = "client_secret_post"
@@ -106,6 +110,8 @@ def configured(settings: Settings) -> list[Provider]:
 
 def _session(client_id: str, client_secret: str, *, scope: str | None = None,
              redirect_uri: str | None = None) -> OAuth2Session:
+    from authlib.integrations.requests_client import OAuth2Session
+
     s = OAuth2Session(client_id, client_secret or None, token_endpoint_auth_method=AUTH_METHOD,
                       scope=scope, redirect_uri=redirect_uri, code_challenge_method="S256",
                       default_timeout=HTTP_TIMEOUT)
@@ -130,6 +136,9 @@ def authorization_url(p: Provider, *, redirect_uri: str, state: str, code_verifi
 
 
 def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    import requests
+    from authlib.integrations.base_client.errors import OAuthError
+
     status: list[int] = []
 
     def keep(resp: requests.Response, *a: Any, **k: Any) -> requests.Response:
@@ -203,6 +212,8 @@ def id_token_claims(id_token: str, *, client_id: str, issuer: str | None = None,
 def address_of(p: Provider, token: dict[str, Any]) -> str:
     """The mailbox's address, from ``userinfo_url`` or the ID token."""
     if p.userinfo_url:
+        import requests
+
         with _session(p.client_id, p.client_secret) as s:
             s.token = token
             try:
