@@ -7,7 +7,9 @@ Changes that can affect linking (a new address, a new open item, a person's orga
 are reported to ``bccd.linking.retro`` by the caller, which owns the session and the
 transaction. Every change of a person's items first locks the person
 (``lock_person_items``), so filing, which reads a person's items under a share lock, is
-never left with a stale answer (``bccd.linking.deals``).
+never left with a stale answer (``bccd.linking.deals``); giving a person an address first
+locks the address (``store.queries.address_locks``), so a copy filed meanwhile is either
+linked to the person or found by the relinking pass that follows.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session, object_session
 from bccd.accounts import display_name, parse_email_arg
 from bccd.errors import Conflict, Invalid, NotFound
 from bccd.store.models import Company, Item, Organization, Person, PersonEmail, User
+from bccd.store.queries import address_locks
 
 ITEM_KINDS = ("deal", "lead", "project")
 ITEM_STATUSES = {
@@ -88,6 +91,9 @@ def create_person(
     addrs = list(dict.fromkeys(parse_email_arg(e) for e in emails))
     if visible_to not in VISIBLE_TO:
         raise Invalid("visible_to must be company or owner")
+    # a copy linking one of these addresses right now is seen by the relinking pass that
+    # follows, or sees this person (``store.queries.address_locks``)
+    address_locks(session, company.id, addrs, shared=False)
     _check_emails_free(session, company.id, addrs)
     person = Person(
         company_id=company.id,
@@ -132,6 +138,7 @@ def get_person(session: Session, person_id: int, company_id: int | None = None) 
 
 def add_person_email(session: Session, person: Person, email: str) -> str:
     addr = parse_email_arg(email)
+    address_locks(session, person.company_id, [addr], shared=False)  # as create_person
     existing = session.scalar(
         select(PersonEmail).where(
             PersonEmail.company_id == person.company_id, PersonEmail.email == addr

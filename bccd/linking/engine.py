@@ -21,6 +21,12 @@ item and the organization the owner may see, in the one query it makes for the c
 owner and dedup key. Given, the linking layer does not read them again; the decisions are
 the same.
 
+On PostgreSQL the linkable counterpart addresses that no person has are locked shared and
+looked up once more, before any person is created for them: a person given one of them
+meanwhile either is found then or waits for this transaction, and its relinking pass
+finds this copy (``store.queries.address_locks``). That matters for the addresses no
+person is created for (the company creates no unknown contacts; IMAP sync never does).
+
 Failures are the database's (constraint races are absorbed by insert-or-ignore); the
 caller's transaction rolls everything back together.
 """
@@ -35,10 +41,11 @@ from sqlalchemy.orm import Session
 from bccd.addresses import Addr
 from bccd.linking import blocklist, deals, organizations, participants, persons
 from bccd.linking.blocklist import Screened
+from bccd.linking.deals import postgresql
 from bccd.linking.persons import Hit
 from bccd.linking.records import CompanyLike, OwnerLike, ThreadLike
 from bccd.store.models import Link
-from bccd.store.queries import insert_ignore
+from bccd.store.queries import address_locks, insert_ignore
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,7 @@ def link(
     emails = [a.email for a in screened.linkable]
     open_items = True  # unknown: the deal rule reads the candidates
     orgs: list[int | None] | None = None  # unknown: read back after the person links
+    locked = known is not None and known.persons_locked
     if known is None:
         matched = persons.match(session, copy.company.id, emails)
     else:
@@ -100,6 +108,16 @@ def link(
         # a person created below has no item and no organization yet
         open_items = any(h.open_items for h in hits.values())
         orgs = [h.organization_id for h in hits.values()]
+    missing = [e for e in emails if e not in matched]
+    if missing and postgresql(session):
+        # a person given one of these addresses right now either committed before this
+        # statement (the match below finds it) or waits for this transaction (its
+        # relinking pass then finds this copy): never neither (``store.queries``)
+        address_locks(session, copy.company.id, missing, shared=True)
+        late = persons.match(session, copy.company.id, missing)
+        if late:
+            matched.update(late)
+            open_items, orgs, locked = True, None, False  # read for them below
     if copy.may_create_persons:
         unknown = [a for a in screened.linkable if a.email not in matched]
         matched.update(persons.create_unknown(session, copy.company, copy.user, unknown,
@@ -113,7 +131,7 @@ def link(
     if fresh:
         deals.apply(session, thread, copy.user, pinned=pinned, fresh_persons=person_ids,
                     fresh_open_items=open_items,
-                    fresh_locked=known is not None and known.persons_locked)
+                    fresh_locked=locked)
     else:
         deals.apply(session, thread, copy.user, pinned=pinned, thread_locked=thread_locked)
     return matched

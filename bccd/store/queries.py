@@ -11,6 +11,12 @@ autoflush either, it only costs the ORM's dispatch.
 ``domain_list(column)`` is an aggregate: the distinct domains of the addresses in
 ``column``, comma-separated (``group_concat`` on SQLite, ``string_agg`` on PostgreSQL).
 
+``address_locks(session, company_id, emails, shared=…)`` (PostgreSQL; nothing on SQLite,
+whose writers take turns): transaction-scoped advisory locks on a company's addresses —
+shared by a copy that links an address no person has yet, exclusive by a transaction that
+gives a person that address (``crm``), so the two never pass each other unseen
+(``linking.engine``).
+
 ``FixedIn`` is the same idea for ``column IN (…)`` on the hot path: an expanding parameter
 is rendered into the SQL on every execution; a list padded to one of a few sizes (repeating
 its last value — the answer is the same) is a statement compiled once per size.
@@ -19,11 +25,12 @@ its last value — the answer is the same) is a statement compiled once per size
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, String, bindparam, delete, select
+from sqlalchemy import BindParameter, ColumnElement, String, bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -77,6 +84,30 @@ def insert_ignore_many_returning(session: Session, model: type[Base],
     if len(rows) == 1:
         return direct.execute(conn, stmt, rows[0])
     return list(conn.execute(stmt, list(rows)).all())
+
+
+# one row per key, in the array's order (sorted: two transactions never wait in a cycle)
+_ADDRESS_LOCKS = {
+    True: text("SELECT count(pg_advisory_xact_lock_shared(k))"
+               " FROM unnest(CAST(:keys AS bigint[])) AS k"),
+    False: text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+}
+
+
+def address_key(company_id: int, email: str) -> int:
+    """The advisory-lock key of one address of one company (a signed 64-bit integer; two
+    addresses that share one only wait for each other)."""
+    digest = hashlib.blake2b(f"{company_id}\0{email}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def address_locks(session: Session, company_id: int, emails: Sequence[str], *,
+                  shared: bool) -> None:
+    """PostgreSQL: lock these addresses of the company until the transaction ends (module
+    docstring); nothing elsewhere."""
+    if emails and session.get_bind().dialect.name == "postgresql":
+        keys = sorted({address_key(company_id, e) for e in emails})
+        session.connection().execute(_ADDRESS_LOCKS[shared], {"keys": keys})
 
 
 class FixedIn:

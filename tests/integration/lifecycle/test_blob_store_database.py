@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, delete, func, select, text
+from sqlalchemy import delete, func, select
 
 from bccd.addresses import Addr
 from bccd.auth.verdict import SKIPPED
@@ -33,6 +33,7 @@ from bccd.store.db import Database
 from bccd.store.models import Attachment, Message
 from bccd.store.models_storage import Blob, BlobChunk
 from tests.support.mail import make_message
+from tests.support.pglocks import wait_for_a_lock_wait
 from tests.unit.builders import company_and_user
 
 MiB = 1 << 20
@@ -148,19 +149,7 @@ postgresql_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=Tru
 
 
 def _waiting_on_a_lock(db: Database, timeout: float = 15.0) -> None:
-    eng = create_engine(db.url)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with eng.connect() as conn:
-                if conn.execute(text(  # of this database: others share the server
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                        "current_database() AND wait_event_type = 'Lock'")).scalar():
-                    return
-            time.sleep(0.02)
-    finally:
-        eng.dispose()
-    raise AssertionError("nobody waited on a lock")
+    wait_for_a_lock_wait(db.url, timeout)
 
 
 def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:

@@ -16,14 +16,11 @@ linked as the rule says and its ``link_state`` is what its links make of it:
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from bccd import crm
 from bccd.addresses import Addr
@@ -36,6 +33,7 @@ from bccd.store.db import Database
 from bccd.store.migrate import upgrade
 from bccd.store.models import Company, Item, Link, Person, PersonEmail, Thread
 from tests.support.mail import make_message
+from tests.support.pglocks import in_thread, wait_for_a_lock_wait
 from tests.unit.builders import company_and_user
 
 pytestmark = pytest.mark.spec("5.12")
@@ -89,22 +87,8 @@ class World:
             assert linkstate.stale(s) == []
             return links, thread.link_state
 
-    def wait_for_a_lock_wait(self, timeout: float = 20.0) -> None:
-        """Until some backend of this database waits on a lock held by another."""
-        engine = create_engine(self.url)
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                with engine.connect() as conn:
-                    waiting = conn.execute(text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock'")).scalar()
-                if waiting:
-                    return
-                time.sleep(0.05)
-            raise AssertionError("no transaction waited for the other's lock")
-        finally:
-            engine.dispose()
+    def wait_for_a_lock_wait(self) -> None:
+        wait_for_a_lock_wait(self.url)
 
 
 @pytest.fixture
@@ -113,20 +97,6 @@ def world(pg_url: str, tmp_path: Path) -> Iterator[World]:
     db = Database(pg_url)
     yield World(db, pg_url)
     db.dispose()
-
-
-def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as exc:  # reported by the test
-            out.append(exc)
-
-    th = threading.Thread(target=run)
-    th.start()
-    return th, out
 
 
 def test_a_deal_created_while_a_copy_is_being_filed_waits_and_then_links_it(world: World) -> None:
