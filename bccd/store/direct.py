@@ -46,6 +46,7 @@ log = get_logger("bccd.store")
 
 _MISSING = object()
 _SQLALCHEMY = "<through Connection.execute>"   # the form of a statement this does not run
+_CURSOR = "bccd.direct.cursor"                  # the connection's reused cursor (``_cursor``)
 
 
 class _Unsupported(Exception):
@@ -184,6 +185,19 @@ def _result_shape(form: _Form, dialect: Dialect, description: Any) -> None:
     form.results = results
 
 
+def _cursor(fairy: Any) -> Any:
+    """The DBAPI connection's cursor for these statements: made once per connection and
+    reused (a new psycopg cursor per statement cost about 11 µs of the 43 µs a statement
+    takes), kept in the pool's per-connection ``info``, which SQLAlchemy empties when the
+    connection is invalidated. Every statement here reads its rows to the end before the
+    next one runs on it."""
+    info = fairy.info
+    cursor = info.get(_CURSOR)
+    if cursor is None:
+        cursor = info[_CURSOR] = fairy.dbapi_connection.cursor()
+    return cursor
+
+
 def execute(conn: Connection, stmt: Any,
             params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> Rows:
     """``conn.execute(stmt, params)`` on the DBAPI cursor (see the module docstring); a
@@ -205,8 +219,9 @@ def execute(conn: Connection, stmt: Any,
         result = conn.execute(stmt, params)
         return Rows(result.all()) if result.returns_rows else Rows()
     args = [_values(form, p) for p in sets] if many else _values(form, sets[0])
-    dbapi_conn: Any = conn.connection.dbapi_connection
-    cursor = dbapi_conn.cursor()
+    fairy: Any = conn.connection
+    dbapi_conn: Any = fairy.dbapi_connection
+    cursor = _cursor(fairy)
     dispatch: Any = conn.dispatch
     if dispatch.before_cursor_execute:
         for fn in dispatch.before_cursor_execute:
@@ -222,13 +237,12 @@ def execute(conn: Connection, stmt: Any,
         if form.results is None:
             _result_shape(form, dialect, cursor.description)
     except dialect.loaded_dbapi.Error as exc:
+        fairy.info.pop(_CURSOR, None)  # a fresh cursor for the next statement
         lost = dialect.is_disconnect(exc, dbapi_conn, cursor)
         if lost:
             conn.invalidate(exc)
         raise DBAPIError.instance(form.sql, args, exc, dialect.loaded_dbapi.Error,
                                   connection_invalidated=lost, dialect=dialect) from exc
-    finally:
-        cursor.close()
     make, procs = form.row, form.results
     assert procs is not None
     if not any(procs):

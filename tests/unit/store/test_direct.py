@@ -97,6 +97,20 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error(function_db: Data
         assert direct.execute(s.connection(), select(_C.c.name)).scalars() == ["Acme"]
 
 
+def test_after_a_refused_statement_the_transaction_goes_on_from_its_savepoint(
+        function_db: Database) -> None:
+    _setup(function_db)
+    with function_db.transaction() as s:
+        with pytest.raises(IntegrityError), s.begin_nested():
+            direct.execute(s.connection(), _NEW_COMPANY, {"slug": "acme", "name": "Again"})
+        conn = s.connection()
+        new = direct.execute(conn, _NEW_COMPANY, {"slug": "beta", "name": "Beta"}).scalar_one()
+        assert direct.execute(conn, _COMPANY, {"c": new}).one().slug == "beta"
+    with function_db.read() as s:
+        assert sorted(direct.execute(s.connection(), select(_C.c.slug)).scalars()) == [
+            "acme", "beta"]
+
+
 def test_statements_run_in_the_callers_transaction(function_db: Database) -> None:
     class Undo(Exception):
         pass
