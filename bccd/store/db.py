@@ -76,6 +76,22 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return pragmas
 
 
+def _plain_savepoints(dialect: Any) -> None:
+    """SAVEPOINT, RELEASE and ROLLBACK TO as driver SQL: SQLAlchemy's own methods compile
+    a new clause object on every call (about 0.07 ms of a PostgreSQL copy's CPU for the
+    pair filing's savepoint takes); the statements, events and error handling are the
+    same."""
+    prep = dialect.identifier_preparer
+
+    def run(sql: str) -> Callable[[Any, str], None]:
+        return lambda connection, name: connection.exec_driver_sql(
+            f"{sql} {prep.format_savepoint(None, name)}")
+
+    dialect.do_savepoint = run("SAVEPOINT")
+    dialect.do_release_savepoint = run("RELEASE SAVEPOINT")
+    dialect.do_rollback_to_savepoint = run("ROLLBACK TO SAVEPOINT")
+
+
 def _sqlite_begin(conn: Any) -> None:
     if conn.get_execution_options().get("bccd_read_only"):
         # ``Database.read_only``: a WAL reader neither takes nor waits for the write lock
@@ -273,6 +289,8 @@ class Database:
                 u = u.set(drivername="postgresql+psycopg")
             kwargs["connect_args"] = {"options": "-c synchronous_commit=on", "connect_timeout": 10}
         self.engine: Engine = create_engine(u, **kwargs)
+        if not self.is_sqlite:  # a savepoint per copy (``filing.file_in``)
+            _plain_savepoints(self.engine.dialect)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas(int(busy_timeout * 1000)))
             # pysqlite's own transaction handling is off; we emit BEGIN IMMEDIATE
