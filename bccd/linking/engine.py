@@ -21,11 +21,12 @@ item and the organization the owner may see, in the one query it makes for the c
 owner and dedup key. Given, the linking layer does not read them again; the decisions are
 the same.
 
-On PostgreSQL the linkable counterpart addresses that no person has are locked shared and
-looked up once more, before any person is created for them: a person given one of them
+On PostgreSQL the linkable counterpart addresses that no person has and that the copy
+creates no person for (the company creates no unknown contacts; IMAP sync never does; a
+colleague's domain) are locked shared and looked up once more: a person given one of them
 meanwhile either is found then or waits for this transaction, and its relinking pass
-finds this copy (``store.queries.address_locks``). That matters for the addresses no
-person is created for (the company creates no unknown contacts; IMAP sync never does).
+finds this copy (``store.queries.address_locks``). An address the copy creates a person
+for meets the (company, email) constraint instead.
 
 Failures are the database's (constraint races are absorbed by insert-or-ignore); the
 caller's transaction rolls everything back together.
@@ -108,20 +109,22 @@ def link(
         # a person created below has no item and no organization yet
         open_items = any(h.open_items for h in hits.values())
         orgs = [h.organization_id for h in hits.values()]
-    missing = [e for e in emails if e not in matched]
-    if missing and postgresql(session):
-        # a person given one of these addresses right now either committed before this
-        # statement (the match below finds it) or waits for this transaction (its
-        # relinking pass then finds this copy): never neither (``store.queries``)
-        address_locks(session, copy.company.id, missing, shared=True)
-        late = persons.match(session, copy.company.id, missing)
+    unknown = [a for a in screened.linkable if a.email not in matched]
+    new = persons.to_create(session, copy.company, unknown, copy.bcc_domain,
+                            copy.company_domains) if copy.may_create_persons else []
+    # the others stay without a person unless one is given their address right now: that
+    # one either committed before the match below (which finds it) or waits for this
+    # transaction (and its relinking pass finds this copy) — never neither (a created
+    # address meets the constraint instead, ``persons.create``)
+    guard = [a.email for a in unknown if a not in new]
+    if guard and postgresql(session):
+        address_locks(session, copy.company.id, guard, shared=True)
+        late = persons.match(session, copy.company.id, guard)
         if late:
             matched.update(late)
             open_items, orgs, locked = True, None, False  # read for them below
-    if copy.may_create_persons:
-        unknown = [a for a in screened.linkable if a.email not in matched]
-        matched.update(persons.create_unknown(session, copy.company, copy.user, unknown,
-                                              copy.bcc_domain, copy.company_domains))
+    if new:
+        matched.update(persons.create(session, copy.company, copy.user, new))
     person_ids = sorted({matched[e] for e in emails if e in matched})
     rows = [{"thread_id": thread.id, "kind": "person", "entity_id": pid, "how": "auto"}
             for pid in person_ids]

@@ -7,11 +7,12 @@ addresses are stored normalized) against the company's persons through the uniqu
 say whether the person has an open item and which organization of theirs the copy's owner
 may see — see ``engine.Known``.)
 
-``create_unknown(session, company, user, addrs, bcc_domain)`` → ``{email: person_id}``
-for the counterparts it created. Smart Bcc path only (the caller decides: IMAP sync never
-creates persons), only when the company's ``create_unknown_contacts`` is on, and never
-for an address at the company's own users' domains (logins and confirmed alternates of
-every user of the company), at one of the company's ``domains`` (SPEC §5.10) or at the
+``to_create(session, company, addrs, bcc_domain, company_domains)`` → the counterparts
+that get a new person, and ``create(session, company, user, addrs)`` → ``{email:
+person_id}`` for those it created. Smart Bcc path only (the caller decides: IMAP sync
+never creates persons), only when the company's ``create_unknown_contacts`` is on, and
+never for an address at the company's own users' domains (logins and confirmed alternates
+of every user of the company), at one of the company's ``domains`` (SPEC §5.10) or at the
 Bcc domain. Mail filed "unlinked" (§5.10) does not come here at all. The new person's name is the display
 name (else the local part); it is owned by the user whose copy created it and visible to
 the company. Concurrent creators of the same address converge on one person: the email
@@ -86,15 +87,20 @@ def display_name(a: Addr) -> str:
     return name[:255]
 
 
-def create_unknown(
-    session: Session, company: CompanyLike, user: OwnerLike, addrs: Sequence[Addr], bcc_domain: str,
-    company_domains: Collection[str] = (),
-) -> dict[str, int]:
-    """``company_domains``: the company's own mail domains (SPEC §5.10), whose addresses
-    are colleagues', never new persons."""
+def to_create(session: Session, company: CompanyLike, addrs: Sequence[Addr], bcc_domain: str,
+              company_domains: Collection[str] = ()) -> list[Addr]:
+    """Which of ``addrs`` (no person has them) get a new person: none unless the company
+    creates unknown contacts; ``company_domains``: the company's own mail domains (SPEC
+    §5.10), whose addresses are colleagues', never new persons."""
     if not company.create_unknown_contacts or not addrs:
-        return {}
-    wanted = creatable(addrs, own_domains(session, company.id) | set(company_domains), bcc_domain)
+        return []
+    return creatable(addrs, own_domains(session, company.id) | set(company_domains), bcc_domain)
+
+
+def create(session: Session, company: CompanyLike, user: OwnerLike,
+           wanted: Sequence[Addr]) -> dict[str, int]:
+    """A person for each of ``wanted`` (``to_create``'s); a concurrent copy that created
+    one first wins (module docstring)."""
     created: dict[str, int] = {}
     conn = session.connection()
     for a in wanted:
