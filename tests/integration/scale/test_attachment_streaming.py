@@ -122,7 +122,9 @@ def test_a_25_mib_attachment_streams_with_a_small_fraction_of_it_in_memory(
 
         (digest, n), peak = _peak_while(download)
     assert (digest, n) == (world["sha256"], SIZE)
-    assert peak < SIZE / 5, f"peak {peak / MiB:.1f} MiB while streaming {SIZE // MiB} MiB"
+    # a few chunks in flight: 3.0–4.6 MiB measured alone, 5.1 MiB once in a loaded full
+    # run; reading it whole would be over 25 MiB
+    assert peak < SIZE / 4, f"peak {peak / MiB:.1f} MiB while streaming {SIZE // MiB} MiB"
 
     def whole() -> bytes:
         with app.services.db.read() as s:
