@@ -206,27 +206,21 @@ def lock_persons(session: Session, persons: Sequence[int]) -> None:
 def set_item_link(session: Session, thread_id: int, kind: str, item_id: int, how: str) -> None:
     """Make (kind, item_id) the thread's only item link, recorded as ``how`` (the thread
     is ``linked``). The link rows change through statements built once (``_OTHER_ITEMS``,
-    ``_RELINK``) — unless the session holds ``Link`` objects, which the ORM's own DELETE
-    and UPDATE then keep in step."""
+    ``_RELINK``) on the cursor — or, when the session holds ``Link`` objects, through the
+    ORM, which keeps them in step."""
     events.item_linking(session, thread_id, kind, item_id, how)  # thread.linked, if new
-    now = dt.datetime.now(dt.UTC)
-    orm = any(isinstance(o, Link) for o in session.identity_map.values())
-    params = {"t": thread_id, "k": kind, "e": item_id, "h": how, "at": now}
-    if orm:
-        session.execute(delete(Link).where(
-            Link.thread_id == thread_id, Link.kind.in_(ITEM_KINDS),
-            ~((Link.kind == kind) & (Link.entity_id == item_id))))
+    params = {"t": thread_id, "k": kind, "e": item_id, "h": how, "at": dt.datetime.now(dt.UTC)}
+    if any(isinstance(o, Link) for o in session.identity_map.values()):
+        def run(stmt: Any) -> None:
+            session.execute(stmt, params, execution_options={"synchronize_session": "fetch"})
     else:
-        direct.execute(session.connection(), _OTHER_ITEMS, params)
+        def run(stmt: Any) -> None:
+            direct.execute(session.connection(), stmt, params)
+    run(_OTHER_ITEMS)
     # after the DELETE: the partial unique index allows one item link per thread
     insert_ignore(session, Link, [{"thread_id": thread_id, "kind": kind, "entity_id": item_id,
                                    "how": how}])
-    if orm:
-        session.execute(update(Link).where(
-            Link.thread_id == thread_id, Link.kind == kind, Link.entity_id == item_id,
-            Link.how != how).values(how=how, created_at=now))
-    else:
-        direct.execute(session.connection(), _RELINK, params)
+    run(_RELINK)
     clear_suggestions(session, thread_id)
     linkstate.store(session, thread_id, linkstate.LINKED)
 
