@@ -289,8 +289,6 @@ class Database:
                 u = u.set(drivername="postgresql+psycopg")
             kwargs["connect_args"] = {"options": "-c synchronous_commit=on", "connect_timeout": 10}
         self.engine: Engine = create_engine(u, **kwargs)
-        if not self.is_sqlite:  # a savepoint per copy (``filing.file_in``)
-            _plain_savepoints(self.engine.dialect)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas(int(busy_timeout * 1000)))
             # pysqlite's own transaction handling is off; we emit BEGIN IMMEDIATE
@@ -300,6 +298,8 @@ class Database:
                 lambda c, _r: setattr(c, "isolation_level", None),
             )
             event.listen(self.engine, "begin", _sqlite_begin)
+        else:  # a savepoint per copy (``filing.file_in``)
+            _plain_savepoints(self.engine.dialect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
         self._write_lanes = 1 if self.is_sqlite else max(1, write_lanes or 2)
