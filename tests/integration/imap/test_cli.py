@@ -51,13 +51,27 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     return run
 
 
-def test_add_list_sync_once(cli: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+def alice(cli: Any, monkeypatch: pytest.MonkeyPatch, password: str = "pw") -> None:
+    """Company Acme and its user alice@acme.test; ``IMAP_PW`` holds ``password``."""
     assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
     assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
-    user = dovecot.add_user("cli-user", "cli-Pa55word")
-    for i in range(3):
-        dovecot.append(user, make_message(BOB, "alice@acme.test", message_id=f"<cli{i}@x.test>"))
-    monkeypatch.setenv("IMAP_PW", "cli-Pa55word")
+    monkeypatch.setenv("IMAP_PW", password)
+
+
+def alice_mailbox(cli: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch, name: str,
+                  messages: int) -> str:
+    """``alice`` and a Dovecot user ``<name>-user`` (password in ``IMAP_PW``) holding
+    ``messages`` messages from Bob; the Dovecot user."""
+    password = f"{name}-Pa55word"
+    alice(cli, monkeypatch, password)
+    user = dovecot.add_user(f"{name}-user", password)
+    for i in range(messages):
+        dovecot.append(user, make_message(BOB, "alice@acme.test", message_id=f"<{name}{i}@x.test>"))
+    return user
+
+
+def test_add_list_sync_once(cli: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = alice_mailbox(cli, dovecot, monkeypatch, "cli", 3)
     monkeypatch.setenv("BAD_PW", "not-the-password")
 
     code, data, err = cli(
@@ -201,9 +215,7 @@ def test_submission_settings_scope_and_folders_are_set_at_add_and_changed_with_i
         cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """SPEC §7/§8: ``imap add/set --smtp-host/--smtp-port/--smtp-security``, ``--scope``,
     ``--folders``; only the settings given change; bad values are one-line errors."""
-    assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
-    assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
-    monkeypatch.setenv("IMAP_PW", "pw")
+    alice(cli, monkeypatch)
     code, data, err = cli("imap", "add", "alice@acme.test", "--host", "imap.mail.test",
                           "--username", "alice", "--password-env", "IMAP_PW",
                           "--smtp-host", "smtp.mail.test", "--json")
@@ -239,9 +251,7 @@ def test_the_providers_authserv_ids_are_set_at_add_and_changed_with_imap_set(
         cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """SPEC §7 "Direction of synced mail": ``imap add/set --authserv-id ID`` (repeatable)
     names the provider's own Authentication-Results; ``--no-authserv-id`` trusts none."""
-    assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
-    assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
-    monkeypatch.setenv("IMAP_PW", "pw")
+    alice(cli, monkeypatch)
     code, data, err = cli("imap", "add", "alice@acme.test", "--host", "imap.mail.test",
                           "--username", "alice", "--password-env", "IMAP_PW",
                           "--authserv-id", "MX.Google.com", "--authserv-id", "mx.google.com",
@@ -262,12 +272,7 @@ def test_the_providers_authserv_ids_are_set_at_add_and_changed_with_imap_set(
 
 def test_sync_once_on_a_terminal_shows_a_progress_bar_per_folder(
         cli: Any, dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cli("company", "create", "Acme", "--slug", "acme", "--json")[0] == 0
-    assert cli("user", "create", "alice@acme.test", "--company", "acme", "--json")[0] == 0
-    user = dovecot.add_user("tty-user", "tty-Pa55word")
-    for i in range(5):
-        dovecot.append(user, make_message(BOB, "alice@acme.test", message_id=f"<tty{i}@x.test>"))
-    monkeypatch.setenv("IMAP_PW", "tty-Pa55word")
+    user = alice_mailbox(cli, dovecot, monkeypatch, "tty", 5)
     code, data, err = cli("imap", "add", "alice@acme.test", "--host", "127.0.0.1", "--port",
                           str(dovecot.ssl_port), "--username", user, "--password-env", "IMAP_PW",
                           "--ca-file", dovecot.ca_file, "--folders", "INBOX", "--json")
