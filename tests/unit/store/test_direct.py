@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import bindparam, event, insert, select, text, union_all, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 
-from bccd.store import direct
+from bccd.store import direct, queries
 from bccd.store.db import Database
 from bccd.store.migrate import upgrade
-from bccd.store.models import Company, Message, MessageRaw, Thread, User
+from bccd.store.models import Company, Link, Message, MessageRaw, Participant, Thread, User
 
 _C, _U, _T, _M = Company.__table__, User.__table__, Thread.__table__, Message.__table__
 _NEW_COMPANY = insert(Company).returning(Company.id)
@@ -86,6 +86,45 @@ def test_several_parameter_sets_are_one_executemany(function_db: Database) -> No
     with function_db.read() as s:
         keys = direct.execute(s.connection(), select(_M.c.dedup_key).order_by(_M.c.id)).scalars()
     assert keys == [f"m{i}" for i in range(5)]
+
+
+def test_several_rows_are_one_statement_with_defaults_per_row_and_conflicts_ignored(
+        function_db: Database) -> None:
+    """PostgreSQL runs them as one INSERT … SELECT unnest(…) (SQLite: one executemany): the
+    same rows as through SQLAlchemy — a NULL kept, a left-out ``created_at`` filled, a row
+    the constraint refuses skipped."""
+    _cid, _uid, tid = _setup(function_db)
+    when = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    rows = [{"thread_id": tid, "kind": "person", "entity_id": n, "how": "auto"}
+            for n in (1, 2, 1)]
+    seen: list[tuple[str, bool]] = []
+
+    @event.listens_for(function_db.engine, "before_cursor_execute")
+    def record(_conn: Any, _cur: Any, stmt: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if stmt.startswith("INSERT"):
+            seen.append((stmt.split()[2], many))
+
+    before = dt.datetime.now(dt.UTC)
+    with function_db.transaction() as s:
+        queries.insert_ignore(s, Link, rows)
+        queries.insert_ignore(s, Link, [{**r, "entity_id": 3, "created_at": when}
+                                        for r in rows[:2]])
+        mid = direct.execute(s.connection(), _NEW_MESSAGE,
+                             _message(_cid, _uid, tid, "p")).scalar_one()
+        direct.execute(s.connection(), insert(Participant), [
+            {"company_id": _cid, "message_id": mid, "role": role, "email": f"{role}@x.test",
+             "person_id": None} for role in ("to", "cc")])
+    many = function_db.is_sqlite                        # each list: one statement
+    assert seen == [("links", many), ("links", many), ("messages", False),
+                    ("participants", many)]
+    with function_db.read() as s:
+        links = s.execute(select(Link.entity_id, Link.created_at).order_by(Link.id)).all()
+        people = s.execute(select(Participant.role, Participant.name, Participant.person_id)
+                           .order_by(Participant.id)).all()
+    assert [e for e, _ in links] == [1, 2, 3]
+    assert before <= links[0][1] <= links[1][1] <= dt.datetime.now(dt.UTC)
+    assert links[2][1] == when
+    assert people == [("to", "", None), ("cc", "", None)]   # name: its default, ""
 
 
 def test_a_constraint_violation_is_sqlalchemys_integrity_error(function_db: Database) -> None:
