@@ -20,11 +20,12 @@ a mailbox's sync scope, SPEC §7). Categories, bounces, meetings and the sync sc
 ``ingest.triage``'s steps around the linking.
 
 Dedup is the unique constraint on (user, dedup key): a concurrent second copy loses the
-insert, what was made for it is rolled back to a savepoint and it is filed as a duplicate.
+insert, and the group writer files it again — inside a savepoint then, where a refusal
+undoes only what was made for it — as a duplicate (``file_in``).
 
 ``file_in(session, request, blobs)`` files inside the caller's transaction — the
-database's group writer (``Database.write``), which commits many copies at once, each in
-its own savepoint; ``file_copy`` is the blocking form for scripts. The hot path runs
+database's group writer (``Database.write``), which commits many copies at once;
+``file_copy`` is the blocking form for scripts. The hot path runs
 statements built once, on the session's connection (see ``linking.threading``): one read
 (``_context_stmt``: owner, dedup, the thread of the message's id, the counterparts'
 persons …), then, for a copy of known counterparts that starts a thread, only inserts.
@@ -71,7 +72,7 @@ from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
 from bccd.store import dbblobs, direct, events
 from bccd.store.blobs import Blobs, BlobStore, Prepared
-from bccd.store.db import Database
+from bccd.store.db import Database, rerun
 from bccd.store.models import (
     Alternate,
     Attachment,
@@ -375,19 +376,25 @@ Digests = Prepared | Sequence[str]  # a plain sequence: digests of blobs already
 
 def file_in(s: Session, req: FileRequest, digests: Digests) -> Outcome:
     """File one copy inside the caller's transaction (``Database.write``: a group commit);
-    ``digests`` is what ``put_blobs`` returned."""
+    ``digests`` is what ``put_blobs`` returned.
+
+    A copy already stored is a duplicate. On PostgreSQL a concurrent copy (another
+    instance, another writer lane) may win the insert under the (user, dedup key)
+    constraint after that check: the constraint waits for the winner's transaction, then
+    refuses ours with ``IntegrityError``. The first run takes no savepoint for that rare
+    case (a SAVEPOINT and its RELEASE were two of a copy's 15 statements): the refusal
+    ends the group's transaction, and the group writer runs the copy again. A rerun
+    (``store.db.rerun``) files inside a savepoint of its own, so that a refusal there —
+    yet another concurrent copy — only undoes what was made for the copy (thread,
+    references), and the copy is then a duplicate of the winner, committed and visible.
+    (SQLite: this transaction holds the write lock since BEGIN IMMEDIATE, so no copy can
+    have been inserted since the check.)"""
     ctx = _context(s, req)
     if ctx.stored is not None:
         return _duplicate(s, req, ctx, ctx.stored)
-    if s.get_bind().dialect.name == "sqlite":
-        # SQLite: this transaction holds the write lock since BEGIN IMMEDIATE, so no copy
-        # can have been inserted since the check above
+    if not rerun(s) or s.get_bind().dialect.name == "sqlite":
         return _file(s, req, digests, ctx)
     try:
-        # PostgreSQL: a concurrent copy (another instance, another writer lane) may win the
-        # insert under the (user, dedup key) constraint — the constraint waits for its
-        # transaction, then refuses ours: undo what was made for it (thread, refs), and
-        # it is a duplicate of the winner, now committed and visible
         with s.begin_nested():
             return _file(s, req, digests, ctx)
     except IntegrityError:
@@ -457,7 +464,7 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
         "forwarded_by": req.forwarded_by, "unverified_sender": req.unverified_sender,
         "created_at": utcnow(), "category": cat.name, "category_reason": cat.reason[:1000],
     }
-    # IntegrityError here: a concurrent duplicate (``file_in`` retries it as one)
+    # IntegrityError here: a concurrent duplicate (``file_in``: filed again, it is one)
     mid = direct.execute(conn, _INSERT_MESSAGE, values).scalar_one()
     direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": req.raw})
     direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,

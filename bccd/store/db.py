@@ -22,7 +22,10 @@ after the transaction holding the request's work has committed — the promise b
 ``250`` (STYLE 6). SQLite has one writer thread (it has one writer anyway, and waiting on
 the file lock costs far more than a queue); PostgreSQL ``write_lanes`` of them, so
 requests also commit in parallel. ``fn`` must be safe to run twice (a retry) and must not
-keep ORM objects beyond the call.
+keep ORM objects beyond the call. ``rerun(session)`` says whether the request is running
+again (its group with savepoints, or alone): a request that can meet a concurrent
+writer's row can then take its own savepoint, and leave the first run without one
+(``ingest.filing.file_in``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ MAX_GROUP = 64                  # requests per group transaction
 MAX_GROUP_BYTES = 32 * 1024 * 1024  # and their declared size (raw messages) together
 TRANSIENT_TRIES = 4             # a request alone, when deadlocks keep choosing it
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+_RERUN = "bccd.rerun"           # Session.info: the group writer runs these requests again
+
+
+def rerun(session: Session) -> bool:
+    """Whether the group writer is running this request again (module docstring)."""
+    return bool(session.info.get(_RERUN))
 
 
 def transient(exc: BaseException) -> bool:
@@ -181,6 +190,7 @@ class GroupWriter:
         retry: list[_WriteRequest] = []
         try:
             with db._interprocess(), db._sessions() as s, s.begin():
+                s.info[_RERUN] = len(group) > 1
                 if len(group) == 1:  # nothing to share: no savepoint
                     req = group[0]
                     try:
@@ -219,6 +229,7 @@ class GroupWriter:
             self.retries += 1
             try:
                 with db._interprocess(), db._sessions() as s, s.begin():
+                    s.info[_RERUN] = True
                     req.call(s)
                 return
             except Exception as exc:
