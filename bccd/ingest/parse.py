@@ -158,6 +158,14 @@ def _ids(value: str | None) -> list[str]:
     return [m.decode("utf-8", "replace") for m in _MSGID_RE.findall(raw)][-MAX_REFS:]
 
 
+def _no_nul(text: str) -> str:
+    """NUL as U+FFFD, like an undecodable byte: a NUL in a stored text (a body, a subject,
+    a name — from an encoded word, quoted-printable ``=00`` or a synced message's raw
+    bytes) is refused by PostgreSQL's text columns, and it means nothing to a reader. The
+    raw message keeps its bytes."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _header_text(value: object) -> str:
     """Decode RFC 2047 words leniently; never raise."""
     if value is None:
@@ -167,7 +175,7 @@ def _header_text(value: object) -> str:
         text = str(email.header.make_header(email.header.decode_header(s)))
     except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
         text = s
-    text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+    text = _no_nul(text.encode("utf-8", "replace").decode("utf-8", "replace"))
     return " ".join(text.split())[:4000]
 
 
@@ -256,7 +264,7 @@ _cached_piece = functools.lru_cache(maxsize=4096)(_parse_piece)
 def raw_header_text(value: object) -> str:
     """A header value as text: raw 8-bit bytes (RFC 6532 UTF-8 headers) decoded as UTF-8,
     invalid sequences replaced — never the ``email.header.Header`` object compat32 makes."""
-    s = value if isinstance(value, str) else str(value)
+    s = _no_nul(value if isinstance(value, str) else str(value))
     if s.isascii():
         return s
     if any("\udc80" <= c <= "\udcff" for c in s):
@@ -294,12 +302,12 @@ def _decode_text(part: Message) -> str:
         data = None
     if not isinstance(data, bytes):
         payload = part.get_payload()
-        return payload if isinstance(payload, str) else ""
+        return _no_nul(payload) if isinstance(payload, str) else ""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return data.decode(charset, "replace")
+        return _no_nul(data.decode(charset, "replace"))
     except (LookupError, UnicodeError):
-        return data.decode("utf-8", "replace")
+        return _no_nul(data.decode("utf-8", "replace"))
 
 
 def _filename(part: Message) -> str:
