@@ -52,6 +52,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -102,6 +103,7 @@ _INSERT_MESSAGE = insert(Message).returning(Message.id)
 _INSERT_RAW = insert(MessageRaw)
 _INSERT_SOURCE = insert(MessageSource)
 _INSERT_ATTACHMENT = insert(Attachment)
+_MESSAGE_WITH_RAW: dict[tuple[str, ...], Any] = {}   # ``_insert_message`` on PostgreSQL
 users, companies, messages = User.__table__, Company.__table__, Message.__table__
 sources, alternates, blocked = MessageSource.__table__, Alternate.__table__, Blocked.__table__
 thread_refs, person_emails, items = ThreadRef.__table__, PersonEmail.__table__, Item.__table__
@@ -431,6 +433,36 @@ def _attachment_digests(s: Session, req: FileRequest, blobs: Digests) -> list[st
     return list(blobs)
 
 
+def _message_with_raw(keys: tuple[str, ...]) -> Any:
+    """PostgreSQL: the message (these columns), its raw bytes and its source in one
+    statement — data-modifying CTEs, which SQLite does not have — returning the message's
+    id. Two statements fewer per copy: about 0.1 ms of client CPU."""
+    stmt = _MESSAGE_WITH_RAW.get(keys)
+    if stmt is None:
+        m = insert(Message).values({k: bindparam(k, type_=messages.c[k].type) for k in keys}) \
+            .returning(messages.c.id).cte("m")
+        raw = insert(MessageRaw).from_select(["message_id", "raw"], select(
+            m.c.id, bindparam("raw", type_=MessageRaw.__table__.c.raw.type))).cte("r")
+        src = insert(MessageSource).from_select(["message_id", "source", "created_at"], select(
+            m.c.id, bindparam("source", type_=sources.c.source.type),
+            bindparam("created_at", type_=sources.c.created_at.type))).cte("s")
+        stmt = _MESSAGE_WITH_RAW[keys] = select(m.c.id).add_cte(raw, src)
+    return stmt
+
+
+def _insert_message(conn: Connection, values: dict[str, Any], raw: bytes, source: str) -> int:
+    """The message row, its raw bytes and its source (one ``created_at``); its id."""
+    if conn.dialect.name == "postgresql":
+        stmt = _message_with_raw(tuple(values))
+        return int(direct.execute(conn, stmt, {**values, "raw": raw, "source": source})
+                   .scalar_one())
+    mid = int(direct.execute(conn, _INSERT_MESSAGE, values).scalar_one())
+    direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": raw})
+    direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": source,
+                                          "created_at": values["created_at"]})
+    return mid
+
+
 def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcome:
     p = req.parsed
     copy = ctx.copy
@@ -465,10 +497,7 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
         "created_at": utcnow(), "category": cat.name, "category_reason": cat.reason[:1000],
     }
     # IntegrityError here: a concurrent duplicate (``file_in``: filed again, it is one)
-    mid = direct.execute(conn, _INSERT_MESSAGE, values).scalar_one()
-    direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": req.raw})
-    direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": req.source.value,
-                                          "created_at": values["created_at"]})
+    mid = _insert_message(conn, values, req.raw, req.source.value)
     if unlinked:  # SPEC §5.10: no person made, nothing linked on its own
         matched: dict[str, int] = {}
         if req.pinned is not None:  # the user's explicit choice all the same
