@@ -199,7 +199,10 @@ def _unnest(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Form | None:
             return None
     arrays = select(*(func.unnest(bindparam(c.key, type_=ARRAY(c.type))) for c, _ in cols))
     names = tuple(c.key for c, _ in cols)
-    form = _compile(stmt.from_select(names, arrays, include_defaults=False), dialect, names)
+    try:
+        form = _compile(stmt.from_select(names, arrays, include_defaults=False), dialect, names)
+    except _Unsupported:
+        return None                              # the executemany may still run here
     if form.returns_rows:
         return None
     form.columns = tuple((c.key, d) for c, d in cols)
