@@ -102,7 +102,7 @@ def read(data: bytes) -> Invite | str:
     return Invite(method=method, uid=uid, sequence=max(0, sequence),
                   summary=_text(ev.get("summary"))[:2000],
                   location=_text(ev.get("location"))[:2000], start=start, end=end,
-                  timezone=str(tzid)[:255], status=status, organizer=_person(ev.get("organizer")),
+                  timezone=no_nul(str(tzid))[:255], status=status, organizer=_person(ev.get("organizer")),
                   attendees=tuple(a for a in (_person(x) for x in _list(ev.get("attendee")))
                                   if a is not None)[:500])
 
@@ -111,8 +111,16 @@ class _BadDate(ValueError):
     pass
 
 
+def no_nul(text: str) -> str:
+    """NUL as U+FFFD, like an undecodable byte: a NUL in a stored text (a body, a subject,
+    a name, an invitation's summary — from an encoded word, quoted-printable ``=00``,
+    base64 or a synced message's raw bytes) is refused by PostgreSQL's text columns, and
+    it means nothing to a reader. The raw message keeps its bytes."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _text(value: Any) -> str:
-    return " ".join(str(value).split()) if value is not None else ""
+    return no_nul(" ".join(str(value).split())) if value is not None else ""
 
 
 def _list(value: Any) -> list[Any]:

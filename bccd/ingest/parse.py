@@ -33,6 +33,7 @@ from email.message import Message
 
 from bccd.addresses import Addr, try_normalize_email
 from bccd.ingest import calendar, reports
+from bccd.ingest.calendar import no_nul
 from bccd.ingest.outcome import HeaderTooBig, TooComplex
 
 MAX_PARTS = 2000
@@ -158,14 +159,6 @@ def _ids(value: str | None) -> list[str]:
     return [m.decode("utf-8", "replace") for m in _MSGID_RE.findall(raw)][-MAX_REFS:]
 
 
-def _no_nul(text: str) -> str:
-    """NUL as U+FFFD, like an undecodable byte: a NUL in a stored text (a body, a subject,
-    a name — from an encoded word, quoted-printable ``=00`` or a synced message's raw
-    bytes) is refused by PostgreSQL's text columns, and it means nothing to a reader. The
-    raw message keeps its bytes."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
-
-
 def _header_text(value: object) -> str:
     """Decode RFC 2047 words leniently; never raise."""
     if value is None:
@@ -175,7 +168,7 @@ def _header_text(value: object) -> str:
         text = str(email.header.make_header(email.header.decode_header(s)))
     except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
         text = s
-    text = _no_nul(text.encode("utf-8", "replace").decode("utf-8", "replace"))
+    text = no_nul(text.encode("utf-8", "replace").decode("utf-8", "replace"))
     return " ".join(text.split())[:4000]
 
 
@@ -264,12 +257,10 @@ _cached_piece = functools.lru_cache(maxsize=4096)(_parse_piece)
 def raw_header_text(value: object) -> str:
     """A header value as text: raw 8-bit bytes (RFC 6532 UTF-8 headers) decoded as UTF-8,
     invalid sequences replaced — never the ``email.header.Header`` object compat32 makes."""
-    s = _no_nul(value if isinstance(value, str) else str(value))
-    if s.isascii():
-        return s
-    if any("\udc80" <= c <= "\udcff" for c in s):
+    s = value if isinstance(value, str) else str(value)
+    if not s.isascii() and any("\udc80" <= c <= "\udcff" for c in s):
         s = s.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-    return s
+    return no_nul(s)
 
 
 def _walk(msg: Message) -> list[tuple[Message, int]]:
@@ -302,12 +293,12 @@ def _decode_text(part: Message) -> str:
         data = None
     if not isinstance(data, bytes):
         payload = part.get_payload()
-        return _no_nul(payload) if isinstance(payload, str) else ""
+        return no_nul(payload) if isinstance(payload, str) else ""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return _no_nul(data.decode(charset, "replace"))
+        return no_nul(data.decode(charset, "replace"))
     except (LookupError, UnicodeError):
-        return _no_nul(data.decode("utf-8", "replace"))
+        return no_nul(data.decode("utf-8", "replace"))
 
 
 def _filename(part: Message) -> str:
@@ -415,7 +406,7 @@ def parse(raw: bytes, *, max_header_size: int) -> Parsed:
         attachments.append(
             AttachmentPart(
                 fname or "",
-                ctype[:255],
+                no_nul(ctype[:255]),
                 data,
                 _ids(str(cid))[0] if cid and _ids(str(cid)) else None,
                 disp == "inline" or (disp != "attachment" and bool(cid)),

@@ -112,3 +112,10 @@ def test_a_10_mb_calendar_is_not_read_and_costs_nothing() -> None:
     p = parsed(huge)
     assert time.monotonic() - start < 5
     assert p.invite is None and "over" in p.calendar_problems[0]
+
+
+def test_a_nul_in_the_invitation_becomes_the_replacement_character() -> None:
+    """PostgreSQL's text columns refuse U+0000: the summary and UID are stored without it."""
+    inv = parsed(ics("REQUEST", uid="kick\x00off@client.test", summary="Kick\x00off")).invite
+    assert inv is not None
+    assert (inv.uid, inv.summary) == ("kick\ufffdoff@client.test", "Kick\ufffdoff")
