@@ -25,8 +25,10 @@ Several rows of a plain INSERT (no RETURNING) on PostgreSQL are one statement, `
 SELECT unnest(%(a)s::T[]), unnest(%(b)s::U[]) …`` with a column's values as one array
 parameter (``_unnest``): psycopg runs an executemany as a pipeline, whose set-up and sync
 cost more than the statement — 106–150 µs of client CPU for three rows, against 61–80 µs
-as one statement. Columns of other types than integers, strings, booleans and timestamps
-(JSON, binary, enums) keep the executemany.
+as one statement. Strings go as ``TEXT[]`` (a cast to ``VARCHAR(n)[]`` would cut a longer
+value, where the column refuses it). Columns of other types than integers, strings,
+booleans and timestamps (JSON, binary, enums), SQL-side defaults and a statement with its
+own ``.values()`` keep the executemany.
 
 What it does not do: a statement (form) with expanding or callable bind parameters,
 SQL-expression or sequence defaults, ``onupdate`` values, or RETURNING with several
@@ -49,6 +51,7 @@ from sqlalchemy import (
     Enum,
     Integer,
     String,
+    Text,
     TypeDecorator,
     bindparam,
     func,
@@ -57,7 +60,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, SQLAlchemyError
 
 from bccd.log import get_logger
 
@@ -193,15 +196,22 @@ def _unnest(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Form | None:
             if not (c.default.is_scalar or c.default.is_callable):
                 return None                      # a SQL default: rendered per row only there
             cols.append((c, _default(c)))
+    elements = []
     for c, _ in cols:
-        t = c.type.impl_instance if isinstance(c.type, TypeDecorator) else c.type
-        if not isinstance(t, _ARRAY_ELEMENTS) or isinstance(t, Enum):
+        decorated = isinstance(c.type, TypeDecorator)
+        t = c.type.impl_instance if decorated else c.type
+        if not isinstance(t, _ARRAY_ELEMENTS) or isinstance(t, Enum) \
+                or (decorated and isinstance(t, String)):
             return None
-    arrays = select(*(func.unnest(bindparam(c.key, type_=ARRAY(c.type))) for c, _ in cols))
+        # strings as TEXT[]: a cast to VARCHAR(n)[] would cut a longer value silently, where
+        # the column's own assignment refuses it
+        elements.append(Text() if isinstance(t, String) else c.type)
+    arrays = select(*(func.unnest(bindparam(c.key, type_=ARRAY(e)))
+                      for (c, _), e in zip(cols, elements, strict=True)))
     names = tuple(c.key for c, _ in cols)
     try:
         form = _compile(stmt.from_select(names, arrays, include_defaults=False), dialect, names)
-    except _Unsupported:
+    except (_Unsupported, SQLAlchemyError):      # e.g. a statement that has its .values()
         return None                              # the executemany may still run here
     if form.returns_rows:
         return None

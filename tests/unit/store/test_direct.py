@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select, text, union_all, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    MultipleResultsFound,
+    NoResultFound,
+)
 
 from bccd.store import direct, queries
 from bccd.store.db import Database
@@ -125,6 +131,34 @@ def test_several_rows_are_one_statement_with_defaults_per_row_and_conflicts_igno
     assert before <= links[0][1] <= links[1][1] <= dt.datetime.now(dt.UTC)
     assert links[2][1] == when
     assert people == [("to", "", None), ("cc", "", None)]   # name: its default, ""
+
+
+def test_a_value_too_long_for_its_column_is_refused_among_several_rows(pg_url: str) -> None:
+    """PostgreSQL: one row of several over a column's length is an error, as for one row —
+    never the value cut to fit (the arrays are TEXT[], not VARCHAR(n)[])."""
+    upgrade(pg_url)
+    db = Database(pg_url)
+    try:
+        _cid, _uid, tid = _setup(db)
+        rows = [{"thread_id": tid, "kind": kind, "entity_id": 1, "how": "auto"}
+                for kind in ("person", "p" * 17)]          # kind is VARCHAR(16)
+        with pytest.raises(DataError), db.transaction() as s:
+            direct.execute(s.connection(), insert(Link), rows)
+        with db.read() as s:
+            assert s.scalars(select(Link.kind)).all() == []
+    finally:
+        db.dispose()
+
+
+def test_several_rows_of_a_statement_with_its_own_values_are_inserted(
+        function_db: Database) -> None:
+    _cid, _uid, tid = _setup(function_db)
+    with function_db.transaction() as s:
+        direct.execute(s.connection(), insert(Link).values(how="manual"),
+                       [{"thread_id": tid, "kind": "person", "entity_id": n} for n in (1, 2)])
+    with function_db.read() as s:
+        assert s.execute(select(Link.entity_id, Link.how).order_by(Link.id)).all() == [
+            (1, "manual"), (2, "manual")]
 
 
 def test_a_constraint_violation_is_sqlalchemys_integrity_error(function_db: Database) -> None:
