@@ -451,15 +451,21 @@ def _message_with_raw(keys: tuple[str, ...]) -> Any:
 
 
 def _insert_message(conn: Connection, values: dict[str, Any], raw: bytes, source: str) -> int:
-    """The message row, its raw bytes and its source (one ``created_at``); its id."""
+    """The message row, its raw bytes and its source (the message's ``created_at``); its
+    id. A column ``values`` leaves out takes its default here: an INSERT in a CTE would
+    not apply a Python-side one."""
+    row = dict(values)
+    for c in messages.columns:
+        if c.key not in row and c.default is not None:
+            row[c.key] = c.default.arg if c.default.is_scalar else c.default.arg(None)
     if conn.dialect.name == "postgresql":
-        stmt = _message_with_raw(tuple(values))
-        return int(direct.execute(conn, stmt, {**values, "raw": raw, "source": source})
+        stmt = _message_with_raw(tuple(row))
+        return int(direct.execute(conn, stmt, {**row, "raw": raw, "source": source})
                    .scalar_one())
-    mid = int(direct.execute(conn, _INSERT_MESSAGE, values).scalar_one())
+    mid = int(direct.execute(conn, _INSERT_MESSAGE, row).scalar_one())
     direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": raw})
     direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": source,
-                                          "created_at": values["created_at"]})
+                                          "created_at": row["created_at"]})
     return mid
 
 

@@ -85,22 +85,6 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return pragmas
 
 
-def _plain_savepoints(dialect: Any) -> None:
-    """SAVEPOINT, RELEASE and ROLLBACK TO as driver SQL: SQLAlchemy's own methods compile
-    a new clause object on every call (about 0.07 ms of a PostgreSQL copy's CPU for the
-    pair filing's savepoint takes); the statements, events and error handling are the
-    same."""
-    prep = dialect.identifier_preparer
-
-    def run(sql: str) -> Callable[[Any, str], None]:
-        return lambda connection, name: connection.exec_driver_sql(
-            f"{sql} {prep.format_savepoint(None, name)}")
-
-    dialect.do_savepoint = run("SAVEPOINT")
-    dialect.do_release_savepoint = run("RELEASE SAVEPOINT")
-    dialect.do_rollback_to_savepoint = run("ROLLBACK TO SAVEPOINT")
-
-
 def _sqlite_begin(conn: Any) -> None:
     if conn.get_execution_options().get("bccd_read_only"):
         # ``Database.read_only``: a WAL reader neither takes nor waits for the write lock
@@ -309,8 +293,6 @@ class Database:
                 lambda c, _r: setattr(c, "isolation_level", None),
             )
             event.listen(self.engine, "begin", _sqlite_begin)
-        else:  # a savepoint per copy (``filing.file_in``)
-            _plain_savepoints(self.engine.dialect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
         self._write_lanes = 1 if self.is_sqlite else max(1, write_lanes or 2)

@@ -17,7 +17,7 @@ from bccd.ingest.outcome import Disposition
 from bccd.ingest.parse import parse
 from bccd.ingest.types import Source
 from bccd.store.db import Database
-from bccd.store.models import Message, MessageRaw, MessageSource
+from bccd.store.models import Message, MessageRaw, MessageSource, Thread
 from tests.support.mail import make_message
 from tests.unit.builders import company_and_user
 
@@ -59,3 +59,22 @@ def test_a_copy_is_stored_with_its_raw_bytes_and_source(function_db: Database) -
     assert inserts == ([{"messages"}, {"message_raw"}, {"message_sources"}]
                        if function_db.is_sqlite
                        else [{"messages", "message_raw", "message_sources"}])
+
+
+def test_columns_left_out_of_the_message_take_their_defaults(function_db: Database) -> None:
+    """The message insert gives a column it is not given its default on both engines (in
+    PostgreSQL's one statement too, where SQLAlchemy would not apply it)."""
+    with function_db.transaction() as s:
+        c, u = company_and_user(s)
+        thread = Thread(company_id=c.id, owner_id=u.id, subject="x")
+        s.add(thread)
+        s.flush()
+        mid = filing._insert_message(s.connection(), {
+            "company_id": c.id, "user_id": u.id, "thread_id": thread.id, "dedup_key": "k",
+            "message_id": "<k@x>", "direction": "outgoing", "raw_sha256": "0" * 64},
+            b"raw", "imap")
+    with function_db.read() as s:
+        msg = s.get(Message, mid)
+        assert msg is not None
+        assert (msg.from_addr, msg.raw_size, msg.auth, msg.category) == ("", 0, {}, "person")
+        assert msg.created_at is not None and msg.unverified_sender is False
