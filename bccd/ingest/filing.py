@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +45,12 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     null,
     or_,
     select,
     true,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -63,27 +61,25 @@ from bccd import replies as R
 from bccd.addresses import Addr
 from bccd.auth.verdict import AuthVerdict
 from bccd.errors import NotFound
-from bccd.ingest import categorize, meetings, triage
+from bccd.ingest import categorize, meetings, rows, triage
 from bccd.ingest.outcome import Disposition, Outcome
 from bccd.ingest.parse import Parsed
+from bccd.ingest.rows import Digests as Digests  # the type of file_in's blobs
 from bccd.ingest.types import ImapOrigin, Source
 from bccd.linking import blocklist, deals, engine, manual, participants, threading
 from bccd.linking.persons import Hit
 from bccd.linking.records import Org, Owner
 from bccd.log import get_logger
-from bccd.store import dbblobs, direct, events
+from bccd.store import direct, events
 from bccd.store.blobs import Blobs, BlobStore, Prepared
 from bccd.store.db import Database, rerun
 from bccd.store.models import (
     Alternate,
-    Attachment,
     Blocked,
     Company,
     Counter,
-    ImapMessageRef,
     Item,
     Message,
-    MessageRaw,
     MessageSource,
     Organization,
     Participant,
@@ -99,11 +95,6 @@ from bccd.store.queries import FixedIn, domain_list, insert_ignore
 # the sources that are the user's own sending (a Smart Bcc copy, a message written in bccd):
 # linked as such, creating unknown persons (SPEC §5.5); IMAP sync never creates persons
 _LINKED_AS_OWN = (Source.BCC, Source.COMPOSE)
-_INSERT_MESSAGE = insert(Message).returning(Message.id)
-_INSERT_RAW = insert(MessageRaw)
-_INSERT_SOURCE = insert(MessageSource)
-_INSERT_ATTACHMENT = insert(Attachment)
-_MESSAGE_WITH_RAW: dict[tuple[str, ...], Any] = {}   # ``_insert_message`` on PostgreSQL
 users, companies, messages = User.__table__, Company.__table__, Message.__table__
 sources, alternates, blocked = MessageSource.__table__, Alternate.__table__, Blocked.__table__
 thread_refs, person_emails, items = ThreadRef.__table__, PersonEmail.__table__, Item.__table__
@@ -278,10 +269,10 @@ def _context(s: Session, req: FileRequest) -> _Context:
         stmt, emails = forms[nrefs]([a.email for a in maybe])
         params.update(emails)
     conn = s.connection()
-    rows = direct.execute(conn, stmt, params)
-    if not rows:
+    found = direct.execute(conn, stmt, params)
+    if not found:
         raise NoResultFound(f"no user {req.user_id}")
-    row = rows[0]
+    row = found[0]
     user = Owner(row.id, row.company_id, row.email, row.is_admin, row.linking_mode,
                  row.sharing_default)
     mail = triage.company_mail(row)
@@ -292,7 +283,7 @@ def _context(s: Session, req: FileRequest) -> _Context:
                        company_domains=mail.domains)
     persons = {r.person_email: Hit(r.person_id, bool(r.open_items), r.organization_id,
                                    r.bouncing_since)
-               for r in rows if maybe and r.person_email is not None}
+               for r in found if maybe and r.person_email is not None}
     owners: dict[str, int] | None = None  # not read: threading reads them
     if len(ids) <= nrefs:
         owners = {ref: tid for i, ref in enumerate(ids)
@@ -312,7 +303,7 @@ def _add_source(s: Session, req: FileRequest, ctx: _Context, message: _Stored) -
     conn = s.connection()
     insert_ignore(s, MessageSource, [{"message_id": message.id, "source": req.source.value}])
     if req.origin is not None:
-        _add_imap_ref(s, message.id, req.origin)
+        rows.insert_imap_ref(s, message.id, req.origin)
     if req.forwarded_by and not message.forwarded_by:
         direct.execute(conn, _FORWARDED_BY, {"m": message.id, "f": req.forwarded_by})
     if req.chosen is not None:
@@ -353,13 +344,6 @@ def _link_chosen(s: Session, thread_id: int, chosen: tuple[str, int]) -> None:
         log.info("compose_link_gone", thread=thread_id, kind=chosen[0], id=chosen[1])
 
 
-def _add_imap_ref(session: Session, message_id: int, o: ImapOrigin) -> None:
-    insert_ignore(session, ImapMessageRef, [{
-        "message_id": message_id, "account_id": o.account_id, "folder": o.folder,
-        "uidvalidity": o.uidvalidity, "uid": o.uid,
-    }])
-
-
 def _duplicate(s: Session, req: FileRequest, ctx: _Context, stored: _Stored) -> Outcome:
     _add_source(s, req, ctx, stored)
     return Outcome(Disposition.DUPLICATE, R.STORED, reason="already stored",
@@ -371,9 +355,6 @@ def put_blobs(blobs: Blobs | BlobStore, req: FileRequest) -> Prepared:
     store), or only their digests (``database``: ``file_in`` writes the bytes with the
     message)."""
     return Blobs.wrap(blobs).prepare([a.data for a in req.parsed.attachments])
-
-
-Digests = Prepared | Sequence[str]  # a plain sequence: digests of blobs already durable
 
 
 def file_in(s: Session, req: FileRequest, digests: Digests) -> Outcome:
@@ -422,53 +403,6 @@ def file_copy(db: Database, blobs: Blobs | BlobStore, req: FileRequest) -> Outco
     return db.write_sync(file_in, req, digests, size=len(req.raw))
 
 
-def _attachment_digests(s: Session, req: FileRequest, blobs: Digests) -> list[str]:
-    """The digests of the copy's attachments, their bytes written now when they go into
-    the database (and kept from the collector until this transaction ends)."""
-    if isinstance(blobs, Prepared):
-        if blobs.in_database:
-            dbblobs.store(s, zip(blobs.digests, (a.data for a in req.parsed.attachments),
-                                 strict=True))
-        return list(blobs.digests)
-    return list(blobs)
-
-
-def _message_with_raw(keys: tuple[str, ...]) -> Any:
-    """PostgreSQL: the message (these columns), its raw bytes and its source in one
-    statement — data-modifying CTEs, which SQLite does not have — returning the message's
-    id. Two statements fewer per copy: about 0.1 ms of client CPU."""
-    stmt = _MESSAGE_WITH_RAW.get(keys)
-    if stmt is None:
-        m = insert(Message).values({k: bindparam(k, type_=messages.c[k].type) for k in keys}) \
-            .returning(messages.c.id).cte("m")
-        raw = insert(MessageRaw).from_select(["message_id", "raw"], select(
-            m.c.id, bindparam("raw", type_=MessageRaw.__table__.c.raw.type))).cte("r")
-        src = insert(MessageSource).from_select(["message_id", "source", "created_at"], select(
-            m.c.id, bindparam("source", type_=sources.c.source.type),
-            bindparam("created_at", type_=sources.c.created_at.type))).cte("s")
-        stmt = _MESSAGE_WITH_RAW[keys] = select(m.c.id).add_cte(raw, src)
-    return stmt
-
-
-def _insert_message(conn: Connection, values: dict[str, Any], raw: bytes, source: str) -> int:
-    """The message row, its raw bytes and its source (the message's ``created_at``); its
-    id. A column ``values`` leaves out takes its default here: an INSERT in a CTE would
-    not apply a Python-side one."""
-    row = dict(values)
-    for c in messages.columns:
-        if c.key not in row and c.default is not None:
-            row[c.key] = c.default.arg if c.default.is_scalar else c.default.arg(None)
-    if conn.dialect.name == "postgresql":
-        stmt = _message_with_raw(tuple(row))
-        return int(direct.execute(conn, stmt, {**row, "raw": raw, "source": source})
-                   .scalar_one())
-    mid = int(direct.execute(conn, _INSERT_MESSAGE, row).scalar_one())
-    direct.execute(conn, _INSERT_RAW, {"message_id": mid, "raw": raw})
-    direct.execute(conn, _INSERT_SOURCE, {"message_id": mid, "source": source,
-                                          "created_at": row["created_at"]})
-    return mid
-
-
 def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcome:
     p = req.parsed
     copy = ctx.copy
@@ -503,7 +437,7 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
         "created_at": utcnow(), "category": cat.name, "category_reason": cat.reason[:1000],
     }
     # IntegrityError here: a concurrent duplicate (``file_in``: filed again, it is one)
-    mid = _insert_message(conn, values, req.raw, req.source.value)
+    mid = rows.insert_message(conn, values, req.raw, req.source.value)
     if unlinked:  # SPEC §5.10: no person made, nothing linked on its own
         matched: dict[str, int] = {}
         if req.pinned is not None:  # the user's explicit choice all the same
@@ -511,23 +445,18 @@ def _file(s: Session, req: FileRequest, blobs: Digests, ctx: _Context) -> Outcom
     else:
         matched = engine.link(s, copy, screened, thread, pinned=req.pinned, fresh=created,
                               known=ctx.known, thread_locked=True)  # resolve wrote its row
-    rows = [{"company_id": company.id, "message_id": mid, "role": "from",
+    people = [{"company_id": company.id, "message_id": mid, "role": "from",
              "email": req.sender.email, "name": req.sender.name,
              "person_id": matched.get(req.sender.email)}]
     for role, addrs in (("to", p.to), ("cc", p.cc)):
-        rows.extend({"company_id": company.id, "message_id": mid, "role": role,
+        people.extend({"company_id": company.id, "message_id": mid, "role": role,
                      "email": a.email, "name": a.name, "person_id": matched.get(a.email)}
                     for a in addrs)
-    insert_ignore(s, Participant, [r for r in rows if r["email"]])
-    digests = _attachment_digests(s, req, blobs) if p.attachments else []
-    if digests:
-        direct.execute(conn, _INSERT_ATTACHMENT, [
-            {"message_id": mid, "filename": att.filename, "content_type": att.content_type,
-             "size": len(att.data), "sha256": digest, "content_id": att.content_id,
-             "inline": att.inline}
-            for att, digest in zip(p.attachments, digests, strict=True)])
+    insert_ignore(s, Participant, [r for r in people if r["email"]])
+    if p.attachments:
+        rows.insert_attachments(s, mid, p.attachments, blobs)
     if req.origin is not None:
-        _add_imap_ref(s, mid, req.origin)
+        rows.insert_imap_ref(s, mid, req.origin)
     if req.chosen is not None:
         _link_chosen(s, thread.id, req.chosen)
     triage.after(s, req, cat, triage.Stored(mid, thread.id, created),

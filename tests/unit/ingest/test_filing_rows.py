@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 
 from bccd.addresses import Addr
 from bccd.auth.verdict import SKIPPED
-from bccd.ingest import filing
+from bccd.ingest import filing, rows
 from bccd.ingest.outcome import Disposition
 from bccd.ingest.parse import parse
 from bccd.ingest.types import Source
@@ -69,7 +69,7 @@ def test_columns_left_out_of_the_message_take_their_defaults(function_db: Databa
         thread = Thread(company_id=c.id, owner_id=u.id, subject="x")
         s.add(thread)
         s.flush()
-        mid = filing._insert_message(s.connection(), {
+        mid = rows.insert_message(s.connection(), {
             "company_id": c.id, "user_id": u.id, "thread_id": thread.id, "dedup_key": "k",
             "message_id": "<k@x>", "direction": "outgoing", "raw_sha256": "0" * 64},
             b"raw", "imap")
