@@ -29,6 +29,9 @@ _INSERT_RAW = insert(MessageRaw)
 _INSERT_SOURCE = insert(MessageSource)
 _INSERT_ATTACHMENT = insert(Attachment)
 _MESSAGE_WITH_RAW: dict[tuple[str, ...], Any] = {}   # ``insert_message`` on PostgreSQL
+# ``insert_message`` fills these itself: an INSERT in a CTE applies no Python-side default
+_MESSAGE_DEFAULTS = [(c.key, direct.column_default(c))
+                     for c in _MESSAGES.columns if c.default is not None]
 
 
 def _message_with_raw(keys: tuple[str, ...]) -> Any:
@@ -52,9 +55,9 @@ def insert_message(conn: Connection, values: dict[str, Any], raw: bytes, source:
     id. A column ``values`` leaves out takes its default here: an INSERT in a CTE would
     not apply a Python-side one."""
     row = dict(values)
-    for c in _MESSAGES.columns:
-        if c.key not in row and c.default is not None:
-            row[c.key] = c.default.arg if c.default.is_scalar else c.default.arg(None)
+    for key, default in _MESSAGE_DEFAULTS:
+        if key not in row:
+            row[key] = default()
     if conn.dialect.name == "postgresql":
         stmt = _message_with_raw(tuple(row))
         return int(direct.execute(conn, stmt, {**row, "raw": raw, "source": source})

@@ -140,7 +140,9 @@ def literals(values: Sequence[Any]) -> list[Any]:
     return [literal(v) for v in values]
 
 
-def _default(column: Any) -> Callable[[], Any]:
+def column_default(column: Any) -> Callable[[], Any]:
+    """The column's Python-side default as a call of no arguments (raises ``_Unsupported``
+    for a SQL-side or sequence default)."""
     d = column.default
     if d is None or not (d.is_scalar or d.is_callable):
         raise _Unsupported(f"column {column.key}: a default that is not a Python value")
@@ -169,7 +171,7 @@ def _compile(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
         proc = bp.type.dialect_impl(dialect).bind_processor(dialect)
         slot = _Slot(name, proc)
         if name in prefetch:
-            slot.default = _default(prefetch[name])
+            slot.default = column_default(prefetch[name])
         elif name not in given:
             if bp.required:
                 raise _Unsupported(f"no value for bind parameter {name}")
@@ -193,9 +195,10 @@ def _unnest(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Form | None:
     cols: list[tuple[Any, Callable[[], Any] | None]] = [(table.c[k], None) for k in keys]
     for c in table.columns:
         if c.key not in keys and c.default is not None:
-            if not (c.default.is_scalar or c.default.is_callable):
-                return None                      # a SQL default: rendered per row only there
-            cols.append((c, _default(c)))
+            try:
+                cols.append((c, column_default(c)))
+            except _Unsupported:                 # a SQL default: rendered per row only there
+                return None
     elements = []
     for c, _ in cols:
         decorated = isinstance(c.type, TypeDecorator)
