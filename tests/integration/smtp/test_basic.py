@@ -117,6 +117,24 @@ def test_the_same_address_twice_in_one_data_is_one_copy(server: BccdServer) -> N
 
 
 @pytest.mark.spec("5.3")
+def test_a_nul_in_a_decoded_text_is_stored_on_both_engines(make_server, db_url: str) -> None:
+    """Quoted-printable ``=00`` and an encoded word holding NUL: PostgreSQL's text columns
+    refuse U+0000, so it is stored as U+FFFD — a ``250``, never a ``451`` every retry."""
+    srv = make_server(database_url=db_url, start=False)
+    srv.cli("db", "upgrade")
+    srv.start()
+    alice = srv.setup_user()
+    raw = (b"From: Alice <alice@acme.test>\r\nTo: Bob <bob@client.test>\r\n"
+           b"Subject: =?utf-8?b?UXVvdGUAZA==?=\r\nMessage-ID: <nul@acme.test>\r\n"
+           b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\nA=00B\r\n")
+    assert send(srv.smtp_port, alice["bcc_address"], raw)[0] == 250
+    [thread] = srv.cli("mail", "list", "alice@acme.test")
+    assert thread["subject"] == "Quote\ufffdd"
+
+
+@pytest.mark.spec("5.3")
 def test_storage_on_both_engines_files_and_dedups(make_server, db_url: str) -> None:
     srv = make_server(database_url=db_url, start=False)
     srv.cli("db", "upgrade")
